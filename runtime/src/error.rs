@@ -1,0 +1,183 @@
+//! One error type for everything that touches the kernel. Each variant names the
+//! operation, the node and the object it concerns, keeps its cause, and carries a
+//! stable code and a help line (DESIGN.md, decision 4).
+
+use std::io;
+
+use miette::Diagnostic;
+
+/// What kind of failure this is, which decides netlab's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The lab asked for something wrong (bad name, bad address, unknown object).
+    Script,
+    /// The machine cannot do what the lab asks (no privileges, missing kernel feature or tool).
+    Environment,
+}
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    #[error("invalid interface name {name:?}: {reason}")]
+    #[diagnostic(
+        code(netlab::bad_name),
+        help("Linux interface names are 1 to 15 bytes, without '/', ':' or spaces, e.g. \"veth0\"")
+    )]
+    BadLinkName { name: String, reason: String },
+
+    #[error("invalid node name {name:?}: {reason}")]
+    #[diagnostic(
+        code(netlab::bad_name),
+        help("node names are 1 to 64 characters: letters, digits, '-', '_' and '.'")
+    )]
+    BadNodeName { name: String, reason: String },
+
+    #[error("invalid {expected} {value:?}: {reason}")]
+    #[diagnostic(code(netlab::bad_address))]
+    BadAddress {
+        value: String,
+        expected: &'static str,
+        reason: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("there is no node named {name:?}")]
+    #[diagnostic(code(netlab::no_such_node))]
+    NoSuchNode {
+        name: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("a node named {name:?} already exists")]
+    #[diagnostic(
+        code(netlab::node_exists),
+        help("each netns() needs its own name; keep the handle netns() returned and reuse it")
+    )]
+    NodeExists { name: String },
+
+    #[error("{node} has no link named {link:?}")]
+    #[diagnostic(code(netlab::no_such_link))]
+    NoSuchLink {
+        node: String,
+        link: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{op} {object} in {node}: {source}")]
+    #[diagnostic(code(netlab::kernel))]
+    Kernel {
+        op: &'static str,
+        node: String,
+        object: String,
+        #[source]
+        source: io::Error,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("invalid sysctl {key:?}: {reason}")]
+    #[diagnostic(
+        code(netlab::bad_sysctl),
+        help("only net.* keys can be set per node, e.g. \"net.ipv4.ip_forward\"")
+    )]
+    BadSysctl { key: String, reason: String },
+
+    #[error("program {program:?} not found in PATH")]
+    #[diagnostic(code(netlab::program_not_found))]
+    ProgramNotFound {
+        program: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{what} in {node} did not finish within {seconds:.1} s")]
+    #[diagnostic(
+        code(netlab::timeout),
+        help("raise the timeout with #{{timeout: SECONDS}}, or check why it hangs")
+    )]
+    Timeout { what: String, node: String, seconds: f64 },
+
+    #[error("cannot create netlab's sandbox: {reason}")]
+    #[diagnostic(code(netlab::sandbox))]
+    Sandbox {
+        reason: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{op}: {source}")]
+    #[diagnostic(code(netlab::io))]
+    Io {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("interrupted")]
+    #[diagnostic(code(netlab::interrupted))]
+    Interrupted,
+}
+
+impl Error {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted => ErrorClass::Environment,
+            Error::ProgramNotFound { program, .. } if crate::exec::package_for(program).is_some() => {
+                ErrorClass::Environment
+            }
+            Error::Kernel { source, .. } => match source.raw_os_error() {
+                Some(libc::EOPNOTSUPP) | Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) => {
+                    ErrorClass::Environment
+                }
+                _ => ErrorClass::Script,
+            },
+            _ => ErrorClass::Script,
+        }
+    }
+
+    /// A kernel error for `op` on `object` in `node`, with a help line chosen by errno.
+    pub fn kernel(op: &'static str, node: &str, object: impl Into<String>, source: io::Error) -> Error {
+        let object = object.into();
+        let help = match source.raw_os_error() {
+            Some(libc::EEXIST) => Some(format!("{object} already exists in {node}; choose another name or remove it first")),
+            Some(libc::ENODEV) => Some(format!("{object} does not exist in {node}")),
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                Some("netlab needs root, or unprivileged user namespaces, to change the network".into())
+            }
+            Some(libc::ENETUNREACH) => Some(format!("{node} has no route there; add one with route()")),
+            Some(libc::EINVAL) => Some("the kernel rejected the request as invalid; check the arguments".into()),
+            Some(libc::EOPNOTSUPP) => Some("this kernel does not support that operation".into()),
+            Some(libc::EBUSY) => Some(format!("{object} is in use in {node}")),
+            _ => None,
+        };
+        Error::Kernel { op, node: node.to_string(), object, source, help }
+    }
+
+    pub fn io(op: impl Into<String>, source: io::Error) -> Error {
+        Error::Io { op: op.into(), source }
+    }
+}
+
+/// Converts an rtnetlink error into the io::Error it stands for.
+pub(crate) fn nl_to_io(err: rtnetlink::Error) -> io::Error {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => match msg.code {
+            Some(code) => io::Error::from_raw_os_error(-code.get()),
+            None => io::Error::other("netlink error without code"),
+        },
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// "did you mean" list: names from `known`, closest first.
+pub(crate) fn known_names_help(kind: &str, known: &[String]) -> Option<String> {
+    if known.is_empty() {
+        None
+    } else {
+        Some(format!("{kind}: {}", known.join(", ")))
+    }
+}

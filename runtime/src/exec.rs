@@ -1,0 +1,192 @@
+//! Running a program inside a node, like `ip netns exec`: the child joins the node's
+//! network (and UTS) namespace, gets its own mount namespace with a sysfs of that
+//! network namespace and the node's /etc files bind-mounted, and dies with netlab.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    /// Exit code, or None when a signal ended the process.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A command line as the lab wrote it.
+#[derive(Debug, Clone)]
+pub struct CommandLine {
+    pub program: String,
+    pub argv: Vec<String>,
+    /// Pipes, redirections or variables: run through /bin/sh -c.
+    pub shell: Option<String>,
+}
+
+const SHELL_CHARS: &[char] = &['|', '&', ';', '<', '>', '$', '`', '(', ')', '*', '?', '~'];
+
+impl CommandLine {
+    pub fn parse(text: &str) -> std::result::Result<CommandLine, String> {
+        let words = shell_words::split(text).map_err(|e| format!("cannot split the command line: {e}"))?;
+        let Some(program) = words.first().cloned() else {
+            return Err("the command is empty".into());
+        };
+        let shell = text.contains(SHELL_CHARS).then(|| text.to_string());
+        Ok(CommandLine { program, argv: words, shell })
+    }
+}
+
+/// Debian package that provides a program the seeds use, for the help line.
+pub fn package_for(program: &str) -> Option<&'static str> {
+    Some(match program {
+        "ip" | "bridge" | "ss" => "iproute2",
+        "ping" => "iputils-ping",
+        "nft" => "nftables",
+        "iptables" | "iptables-save" | "iptables-restore" => "iptables",
+        "curl" => "curl",
+        "tcpdump" => "tcpdump",
+        "brctl" => "bridge-utils",
+        "ethtool" => "ethtool",
+        "ifconfig" | "netstat" | "route" | "arp" => "net-tools",
+        "nginx" => "nginx-light",
+        "dig" | "nslookup" => "dnsutils",
+        _ => return None,
+    })
+}
+
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        p.metadata().map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0).unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return is_exec(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| is_exec(p))
+}
+
+/// Files bind-mounted over the machine's ones inside the child, e.g. the node's
+/// resolv.conf over /etc/resolv.conf.
+pub type BindMounts = Vec<(PathBuf, PathBuf)>;
+
+pub async fn exec_in(node: &Node, cmd: &CommandLine, binds: &BindMounts, timeout: Duration) -> Result<ExecOutput> {
+    if find_program(&cmd.program).is_none() {
+        let help = match package_for(&cmd.program) {
+            Some(pkg) => Some(format!("install it: apt-get install {pkg}")),
+            None => Some("check the spelling, or install the program".into()),
+        };
+        return Err(Error::ProgramNotFound { program: cmd.program.clone(), help });
+    }
+    let mut command = match &cmd.shell {
+        Some(line) => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(line);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(&cmd.argv[0]);
+            c.args(&cmd.argv[1..]);
+            c
+        }
+    };
+    let netns_fd = node.ns.as_raw_fd();
+    let uts_fd = node.uts.borrow().as_ref().map(|f| f.as_raw_fd());
+    let binds = binds
+        .iter()
+        .map(|(src, dst)| Ok((cstring(src)?, cstring(dst)?)))
+        .collect::<Result<Vec<_>>>()?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("NETLAB_NODE", node.name.as_str())
+        .kill_on_drop(true);
+    // SAFETY: the closure runs between fork and exec; it only makes raw syscalls on
+    // values prepared before the fork (fds, C strings) and allocates nothing.
+    unsafe {
+        command.pre_exec(move || enter_node(netns_fd, uts_fd, &binds));
+    }
+    let child = command.spawn().map_err(|e| Error::io(format!("starting {} in {}", cmd.program, node.name), e))?;
+    let what = format!("{:?}", cmd.shell.clone().unwrap_or_else(|| cmd.argv.join(" ")));
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) => Ok(ExecOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }),
+        Ok(Err(e)) => Err(Error::io(format!("waiting for {what} in {}", node.name), e)),
+        // Dropping the future dropped the child, which kills it (kill_on_drop).
+        Err(_) => Err(Error::Timeout { what, node: node.name.to_string(), seconds: timeout.as_secs_f64() }),
+    }
+}
+
+fn cstring(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::io(format!("path {}", p.display()), std::io::ErrorKind::InvalidInput.into()))
+}
+
+fn check(ret: libc::c_int) -> std::io::Result<()> {
+    if ret == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs in the child between fork and exec.
+fn enter_node(netns: RawFd, uts: Option<RawFd>, binds: &[(CString, CString)]) -> std::io::Result<()> {
+    // SAFETY: plain syscalls with valid fds and NUL-terminated strings.
+    unsafe {
+        // Die with netlab even after `kill -9`, so nothing keeps the node alive.
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong))?;
+        check(libc::setns(netns, libc::CLONE_NEWNET))?;
+        if let Some(uts) = uts {
+            check(libc::setns(uts, libc::CLONE_NEWUTS))?;
+        }
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ))?;
+        // A sysfs mounted now shows this namespace's devices (/sys/class/net), like ip netns exec.
+        libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH);
+        check(libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
+        for (src, dst) in binds {
+            check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines() {
+        let c = CommandLine::parse("curl -s 'http://a b'").unwrap();
+        assert_eq!(c.argv, vec!["curl", "-s", "http://a b"]);
+        assert!(c.shell.is_none());
+        let c = CommandLine::parse("netstat -nat | grep LISTEN").unwrap();
+        assert_eq!(c.program, "netstat");
+        assert!(c.shell.is_some());
+        assert!(CommandLine::parse("").is_err());
+        assert!(CommandLine::parse("echo 'unterminated").is_err());
+    }
+
+    #[test]
+    fn programs() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("definitely-not-a-program-xyz").is_none());
+        assert_eq!(package_for("brctl"), Some("bridge-utils"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The running lab: the tokio runtime, the host node and every node created, and the
+//! readiness wait that runs before each check.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::future::Future;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::error::{known_names_help, Error, Result};
+use crate::exec::{self, BindMounts, CommandLine, ExecOutput};
+use crate::link::LinkState;
+use crate::names::{LinkName, NodeName};
+use crate::node::Node;
+use crate::ping::{self, PingMode, PingReport};
+use crate::sysctl;
+
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Multiplies every deadline, for slow machines.
+    pub slow_factor: f64,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions { slow_factor: 1.0 }
+    }
+}
+
+pub struct Lab {
+    rt: tokio::runtime::Runtime,
+    /// The sandbox's own namespace, which the main thread always returns to.
+    home: File,
+    host: Rc<Node>,
+    nodes: RefCell<BTreeMap<String, Rc<Node>>>,
+    /// veth pairs the lab made: readiness waits for both ends when both are up.
+    veths: RefCell<Vec<(Rc<Node>, LinkName, Rc<Node>, LinkName)>>,
+    /// Something changed since the last readiness wait.
+    dirty: Cell<bool>,
+    pub options: LabOptions,
+}
+
+pub const HOST: &str = "host";
+
+impl Lab {
+    /// Must run inside the sandbox, on the main thread.
+    pub fn new(options: LabOptions) -> Result<Lab> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the async runtime", e))?;
+        let home = crate::nsenter::current_netns()?;
+        let host_name = NodeName::new(HOST)?;
+        let host = Rc::new(rt.block_on(async { Node::host(host_name) })?);
+        let nodes = RefCell::new(BTreeMap::from([(HOST.to_string(), host.clone())]));
+        Ok(Lab { rt, home, host, nodes, veths: Default::default(), dirty: Cell::new(false), options })
+    }
+
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn host(&self) -> Rc<Node> {
+        self.host.clone()
+    }
+
+    pub fn deadline(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64(seconds * self.options.slow_factor)
+    }
+
+    pub fn mark_changed(&self) {
+        self.dirty.set(true);
+    }
+
+    /// `ip netns add NAME`.
+    pub fn create_node(&self, name: &str) -> Result<Rc<Node>> {
+        let name = NodeName::new(name)?;
+        if self.nodes.borrow().contains_key(name.as_str()) {
+            return Err(Error::NodeExists { name: name.to_string() });
+        }
+        let node = Rc::new(self.rt.block_on(async { Node::create(name.clone(), &self.home) })?);
+        self.nodes.borrow_mut().insert(name.to_string(), node.clone());
+        Ok(node)
+    }
+
+    pub fn node(&self, name: &str) -> Result<Rc<Node>> {
+        self.nodes.borrow().get(name).cloned().ok_or_else(|| Error::NoSuchNode {
+            name: name.to_string(),
+            help: known_names_help("nodes", &self.nodes.borrow().keys().cloned().collect::<Vec<_>>()),
+        })
+    }
+
+    pub fn nodes(&self) -> Vec<Rc<Node>> {
+        self.nodes.borrow().values().cloned().collect()
+    }
+
+    pub fn record_veth(&self, a: &Rc<Node>, a_name: &LinkName, b: &Rc<Node>, b_name: &LinkName) {
+        self.veths.borrow_mut().push((a.clone(), a_name.clone(), b.clone(), b_name.clone()));
+    }
+
+    /// Writes a net.* sysctl inside `node`.
+    pub fn set_sysctl(&self, node: &Node, key: &str, value: &str) -> Result<()> {
+        sysctl::path_for(key)?;
+        node.enter(&self.home, || sysctl::write_current(key, value))?.map_err(|e| {
+            let reason = if e.kind() == std::io::ErrorKind::NotFound { "no such sysctl".to_string() } else { e.to_string() };
+            Error::BadSysctl { key: key.to_string(), reason: format!("{reason} (in {})", node.name) }
+        })?;
+        self.mark_changed();
+        Ok(())
+    }
+
+    pub fn get_sysctl(&self, node: &Node, key: &str) -> Result<String> {
+        sysctl::path_for(key)?;
+        node.enter(&self.home, || sysctl::read_current(key))?
+            .map_err(|e| Error::BadSysctl { key: key.to_string(), reason: format!("{e} (in {})", node.name) })
+    }
+
+    /// Waits until what the lab brought up is usable: veth pairs with both ends up
+    /// have carrier, bridge ports with carrier are forwarding, bridges with a
+    /// forwarding port are oper-up. Bounded by a deadline; never a blind sleep.
+    pub fn settle(&self) -> Result<()> {
+        if !self.dirty.get() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.deadline(5.0);
+        let mut pause = Duration::from_millis(1);
+        self.rt.block_on(async {
+            loop {
+                if self.is_ready().await? || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Ok::<(), Error>(())
+        })?;
+        self.dirty.set(false);
+        Ok(())
+    }
+
+    async fn is_ready(&self) -> Result<bool> {
+        let nodes = self.nodes();
+        let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
+        let by_node: BTreeMap<&str, &Vec<LinkState>> = nodes.iter().map(|n| n.name.as_str()).zip(dumps.iter()).collect();
+        let find = |node: &Node, name: &LinkName| {
+            by_node.get(node.name.as_str()).and_then(|links| links.iter().find(|l| l.name == name.as_str()))
+        };
+        for (a, a_name, b, b_name) in self.veths.borrow().iter() {
+            if let (Some(x), Some(y)) = (find(a, a_name), find(b, b_name)) {
+                if x.admin_up && y.admin_up && !(x.is_oper_up() && y.is_oper_up()) {
+                    return Ok(false);
+                }
+            }
+        }
+        for links in &dumps {
+            for bridge in links.iter().filter(|l| l.kind == "bridge" && l.admin_up) {
+                let ports: Vec<&LinkState> = links.iter().filter(|l| l.master == Some(bridge.index)).collect();
+                let live: Vec<&&LinkState> = ports.iter().filter(|p| p.admin_up && p.carrier).collect();
+                if live.iter().any(|p| p.port_state.as_deref() != Some("forwarding")) {
+                    return Ok(false);
+                }
+                if !live.is_empty() && !bridge.is_oper_up() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// In-process ping from `node` to `dst`.
+    pub fn ping(&self, node: &Node, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
+        self.settle()?;
+        let sock = node
+            .enter(&self.home, || ping::icmp_socket(dst))?
+            .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
+        self.rt
+            .block_on(ping::ping(sock, dst, mode, Duration::from_millis(100)))
+            .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))
+    }
+
+    /// Runs a program inside `node` (see exec.rs).
+    pub fn exec(&self, node: &Node, cmd: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
+        self.settle()?;
+        let binds = self.bind_mounts(node);
+        let out = self.rt.block_on(exec::exec_in(node, cmd, &binds, timeout));
+        // A program may have changed links or routes behind our back.
+        self.mark_changed();
+        out
+    }
+
+    /// The node's own /etc files that exist, to mount over the machine's.
+    fn bind_mounts(&self, node: &Node) -> BindMounts {
+        let dir = node.etc_dir();
+        ["resolv.conf", "hosts"]
+            .iter()
+            .map(|f| (dir.join(f), std::path::Path::new("/etc").join(f)))
+            .filter(|(src, _)| src.exists())
+            .collect()
+    }
+}

@@ -1,0 +1,21 @@
+//! netlab-runtime: everything in netlab that touches the kernel. No Rhai in here.
+
+pub mod addr;
+pub mod error;
+pub mod exec;
+pub mod lab;
+pub mod link;
+pub mod names;
+pub mod neigh;
+pub mod node;
+pub mod nsenter;
+pub mod ping;
+pub mod route;
+pub mod sandbox;
+pub mod service;
+pub mod sysctl;
+
+pub use error::{Error, ErrorClass, Result};
+pub use lab::{Lab, LabOptions};
+pub use names::{LinkName, NodeName};
+pub use node::Node;

@@ -1,0 +1,252 @@
+//! Links: veth pairs, bridges, up/down, bridge ports, and reading link state back.
+
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, State,
+};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
+
+use crate::error::{known_names_help, nl_to_io, Error, Result};
+use crate::names::LinkName;
+use crate::node::Node;
+
+/// What `ip -d link show` tells about one link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    /// "veth", "bridge", "loopback" (for lo) or "" for others.
+    pub kind: String,
+    pub mac: String,
+    /// Administratively up (IFF_UP).
+    pub admin_up: bool,
+    /// RFC 2863 operational state: "UP", "DOWN", "UNKNOWN", "LOWERLAYERDOWN", ...
+    pub oper: String,
+    pub carrier: bool,
+    pub mtu: u32,
+    /// Index of the bridge this link is a port of.
+    pub master: Option<u32>,
+    /// For a veth: the peer's ifindex (in the peer's namespace), what `ethtool -S` calls peer_ifindex.
+    pub peer_index: Option<u32>,
+    /// For a bridge port: its STP state ("forwarding", "disabled", ...).
+    pub port_state: Option<String>,
+}
+
+impl LinkState {
+    pub fn is_oper_up(&self) -> bool {
+        self.oper == "UP" || (self.oper == "UNKNOWN" && self.carrier && self.admin_up)
+    }
+}
+
+fn oper_name(state: &State) -> String {
+    match state {
+        State::Up => "UP",
+        State::Down => "DOWN",
+        State::Unknown => "UNKNOWN",
+        State::LowerLayerDown => "LOWERLAYERDOWN",
+        State::NotPresent => "NOTPRESENT",
+        State::Testing => "TESTING",
+        State::Dormant => "DORMANT",
+        _ => "OTHER",
+    }
+    .to_string()
+}
+
+fn port_state_name(state: &BridgePortState) -> String {
+    match state {
+        BridgePortState::Disabled => "disabled",
+        BridgePortState::Listening => "listening",
+        BridgePortState::Learning => "learning",
+        BridgePortState::Forwarding => "forwarding",
+        BridgePortState::Blocking => "blocking",
+        _ => "other",
+    }
+    .to_string()
+}
+
+pub fn format_mac(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+impl From<&LinkMessage> for LinkState {
+    fn from(msg: &LinkMessage) -> Self {
+        let mut state = LinkState {
+            index: msg.header.index,
+            name: String::new(),
+            kind: String::new(),
+            mac: String::new(),
+            admin_up: msg.header.flags.contains(LinkFlags::Up),
+            oper: "UNKNOWN".into(),
+            carrier: msg.header.flags.contains(LinkFlags::LowerUp),
+            mtu: 0,
+            master: None,
+            peer_index: None,
+            port_state: None,
+        };
+        if msg.header.flags.contains(LinkFlags::Loopback) {
+            state.kind = "loopback".into();
+        }
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => state.name = n.clone(),
+                LinkAttribute::Address(a) => state.mac = format_mac(a),
+                LinkAttribute::OperState(s) => state.oper = oper_name(s),
+                LinkAttribute::Carrier(c) => state.carrier = *c != 0,
+                LinkAttribute::Mtu(m) => state.mtu = *m,
+                LinkAttribute::Controller(m) => state.master = Some(*m),
+                LinkAttribute::Link(p) => state.peer_index = Some(*p),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            LinkInfo::Kind(kind) => state.kind = kind.to_string(),
+                            LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                                for p in port {
+                                    if let InfoBridgePort::State(s) = p {
+                                        state.port_state = Some(port_state_name(s));
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if state.kind != "veth" {
+            state.peer_index = None;
+        }
+        state
+    }
+}
+
+impl Node {
+    /// All links of the node (`ip -d link show`).
+    pub async fn links(&self) -> Result<Vec<LinkState>> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::kernel("listing links", self.name.as_str(), "", nl_to_io(e)))?;
+        Ok(msgs.iter().map(LinkState::from).collect())
+    }
+
+    /// One link by name, or NoSuchLink listing the node's links.
+    pub async fn link(&self, name: &LinkName) -> Result<LinkState> {
+        let found = self.handle.link().get().match_name(name.as_str()).execute().try_next().await;
+        match found {
+            Ok(Some(msg)) => Ok(LinkState::from(&msg)),
+            Ok(None) => Err(self.no_such_link(name).await),
+            Err(e) => {
+                let io = nl_to_io(e);
+                if io.raw_os_error() == Some(libc::ENODEV) {
+                    Err(self.no_such_link(name).await)
+                } else {
+                    Err(Error::kernel("looking up", self.name.as_str(), name.as_str(), io))
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn no_such_link(&self, name: &LinkName) -> Error {
+        let known: Vec<String> = self.links().await.map(|l| l.into_iter().map(|l| l.name).collect()).unwrap_or_default();
+        Error::NoSuchLink {
+            node: self.name.to_string(),
+            link: name.to_string(),
+            help: known_names_help(&format!("links in {}", self.name), &known),
+        }
+    }
+
+    /// Maps a netlink failure on an existing-link operation to NoSuchLink or a kernel error.
+    async fn link_error(&self, op: &'static str, name: &LinkName, e: rtnetlink::Error) -> Error {
+        let io = nl_to_io(e);
+        if io.raw_os_error() == Some(libc::ENODEV) {
+            self.no_such_link(name).await
+        } else {
+            Error::kernel(op, self.name.as_str(), name.as_str(), io)
+        }
+    }
+
+    /// `ip link add NAME type veth peer name PEER netns PEER_NODE`: the peer is created
+    /// directly inside its namespace in the same request.
+    pub async fn create_veth(&self, name: &LinkName, peer_node: &Node, peer: &LinkName) -> Result<()> {
+        let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str());
+        if !std::ptr::eq(self, peer_node) {
+            peer_msg = peer_msg.setns_by_fd(peer_node.ns.as_raw_fd());
+        }
+        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(name.as_str())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
+            .build();
+        if let Err(e) = self.handle.link().add(msg).execute().await {
+            let io = nl_to_io(e);
+            // EEXIST does not say which end clashed: find out so the message names it.
+            if io.raw_os_error() == Some(libc::EEXIST) && self.link(name).await.is_err() {
+                return Err(Error::kernel("creating veth peer", peer_node.name.as_str(), peer.as_str(), io));
+            }
+            return Err(Error::kernel("creating veth", self.name.as_str(), name.as_str(), io));
+        }
+        Ok(())
+    }
+
+    /// `ip link add NAME type bridge`.
+    pub async fn create_bridge(&self, name: &LinkName) -> Result<()> {
+        self.handle
+            .link()
+            .add(LinkBridge::new(name.as_str()).build())
+            .execute()
+            .await
+            .map_err(|e| Error::kernel("creating bridge", self.name.as_str(), name.as_str(), nl_to_io(e)))
+    }
+
+    /// `ip link set NAME up|down`.
+    pub async fn set_link_up(&self, name: &LinkName, up: bool) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(name.as_str());
+        let msg = if up { msg.up() } else { msg.down() }.build();
+        match self.handle.link().set(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.link_error(if up { "setting up" } else { "setting down" }, name, e).await),
+        }
+    }
+
+    /// `ip link set NAME master BRIDGE` (or `nomaster` with None).
+    pub async fn set_master(&self, name: &LinkName, bridge: Option<&LinkName>) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(name.as_str());
+        let msg = match bridge {
+            Some(bridge) => {
+                let br = self.link(bridge).await?;
+                if br.kind != "bridge" {
+                    return Err(Error::kernel(
+                        "attaching to",
+                        self.name.as_str(),
+                        bridge.as_str(),
+                        std::io::Error::other(format!("{bridge} is not a bridge (kind {:?})", br.kind)),
+                    ));
+                }
+                msg.controller(br.index)
+            }
+            None => msg.nocontroller(),
+        };
+        match self.handle.link().set(msg.build()).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.link_error("setting master of", name, e).await),
+        }
+    }
+
+    /// `ip link del NAME` (a veth takes its peer with it).
+    pub async fn delete_link(&self, name: &LinkName) -> Result<()> {
+        let index = self.link(name).await?.index;
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(|e| Error::kernel("deleting", self.name.as_str(), name.as_str(), nl_to_io(e)))
+    }
+}

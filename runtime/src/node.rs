@@ -1,0 +1,96 @@
+//! A node is one network namespace of the lab (the sandbox's own one is the "host"),
+//! with its own rtnetlink connection opened from inside it.
+
+use std::fs::{self, File};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use crate::error::{Error, Result};
+use crate::names::NodeName;
+use crate::nsenter::{current_netns, in_netns_file};
+use crate::sandbox::{NETNS_DIR, NODE_ETC_DIR};
+use crate::sysctl;
+
+pub struct Node {
+    pub name: NodeName,
+    /// Handle on the namespace; keeps it alive as long as the lab runs.
+    pub ns: File,
+    pub handle: rtnetlink::Handle,
+    /// The node's UTS namespace once it has a hostname of its own.
+    pub uts: std::cell::RefCell<Option<File>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.name)
+    }
+}
+
+impl Node {
+    /// The sandbox's own namespace. Must be called inside a tokio runtime context.
+    pub fn host(name: NodeName) -> Result<Node> {
+        let ns = current_netns()?;
+        let handle = open_netlink(&name)?;
+        setup_defaults(&name)?;
+        Ok(Node { name, ns, handle, uts: Default::default() })
+    }
+
+    /// A new named namespace, bind-mounted under /run/netns so `ip netns exec` finds it.
+    /// `home` is the namespace the calling thread returns to.
+    pub fn create(name: NodeName, home: &File) -> Result<Node> {
+        let path = PathBuf::from(NETNS_DIR).join(name.as_str());
+        if path.exists() {
+            return Err(Error::NodeExists { name: name.to_string() });
+        }
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::io(format!("creating namespace {name}"), e.into()))?;
+        // From here the thread is inside the new namespace: finish and always go home.
+        let inside = (|| {
+            let ns = current_netns()?;
+            File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
+            let handle = open_netlink(&name)?;
+            setup_defaults(&name)?;
+            Ok(Node { name: name.clone(), ns, handle, uts: Default::default() })
+        })();
+        nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
+        inside
+    }
+
+    /// Runs `f` inside this node's network namespace.
+    pub fn enter<T>(&self, home: &File, f: impl FnOnce() -> T) -> Result<T> {
+        in_netns_file(home, &self.ns, f)
+    }
+
+    /// Directory holding this node's own /etc files (resolv.conf, hosts).
+    pub fn etc_dir(&self) -> PathBuf {
+        PathBuf::from(NODE_ETC_DIR).join(self.name.as_str())
+    }
+
+    pub fn ensure_etc_dir(&self) -> Result<PathBuf> {
+        let dir = self.etc_dir();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        Ok(dir)
+    }
+}
+
+/// Opens an rtnetlink socket in the calling thread's namespace and spawns its
+/// connection on the current tokio runtime.
+fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| Error::io(format!("opening netlink in {name}"), e))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// Settings every node gets, applied from inside it.
+fn setup_defaults(name: &NodeName) -> Result<()> {
+    // New namespaces have ping_group_range "1 0": unprivileged ICMP sockets (our
+    // in-process ping) would be refused.
+    sysctl::write_current("net.ipv4.ping_group_range", "0 2147483647")
+        .map_err(|e| Error::io(format!("enabling ICMP sockets in {name}"), e))
+}

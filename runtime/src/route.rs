@@ -1,0 +1,172 @@
+//! Routes: `ip route add PREFIX via GW | dev LINK`, delete, and listing.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::RouteMessageBuilder;
+
+use crate::error::{nl_to_io, Error, Result};
+use crate::names::LinkName;
+use crate::node::Node;
+
+/// Where a route sends packets.
+#[derive(Debug, Clone)]
+pub enum NextHop {
+    Gateway(IpAddr),
+    Device(LinkName),
+}
+
+/// One route as `ip route` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteState {
+    /// None for the default route.
+    pub destination: Option<IpNet>,
+    pub gateway: Option<IpAddr>,
+    pub device_index: Option<u32>,
+    pub scope: String,
+    pub table: u32,
+}
+
+fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+impl Node {
+    async fn route_message(&self, destination: Option<IpNet>, hop: &NextHop) -> Result<RouteMessage> {
+        let v6 = match (destination, hop) {
+            (Some(net), _) => net.addr().is_ipv6(),
+            (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
+            (None, NextHop::Device(_)) => false,
+        };
+        let (dst, len) = match destination {
+            Some(net) => (net.addr(), net.prefix_len()),
+            None if v6 => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        };
+        let mismatch = |what: String| Error::BadAddress {
+            value: what,
+            expected: "route",
+            reason: "the destination and the gateway are of different IP versions".into(),
+            help: None,
+        };
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst, len)
+            .map_err(|e| mismatch(e.to_string()))?;
+        match hop {
+            NextHop::Gateway(gw) => {
+                if gw.is_ipv6() != v6 {
+                    return Err(mismatch(format!("{dst}/{len} via {gw}")));
+                }
+                builder = builder.gateway(*gw).map_err(|e| mismatch(e.to_string()))?;
+            }
+            NextHop::Device(dev) => {
+                let index = self.link(dev).await?.index;
+                builder = builder.output_interface(index).scope(RouteScope::Link);
+            }
+        }
+        Ok(builder.build())
+    }
+
+    /// `ip route add DEST via GW` / `ip route add DEST dev LINK`; DEST None = default.
+    pub async fn add_route(&self, destination: Option<IpNet>, hop: &NextHop) -> Result<()> {
+        let msg = self.route_message(destination, hop).await?;
+        let what = describe(destination, hop);
+        self.handle.route().add(msg).execute().await.map_err(|e| {
+            let io = nl_to_io(e);
+            let mut err = Error::kernel("adding route", self.name.as_str(), what, io);
+            if let Error::Kernel { source, help, .. } = &mut err {
+                if source.raw_os_error() == Some(libc::ENETUNREACH) {
+                    *help = Some(format!(
+                        "the gateway is not on any subnet of {}: give its link an address in that subnet first",
+                        self.name
+                    ));
+                }
+            }
+            err
+        })
+    }
+
+    /// `ip route del DEST`.
+    pub async fn delete_route(&self, destination: Option<IpNet>) -> Result<()> {
+        let routes = self.route_messages().await?;
+        let target = routes.into_iter().find(|m| {
+            let state = route_state(m);
+            state.table == 254 && state.destination == destination
+        });
+        let what = destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
+        let Some(msg) = target else {
+            return Err(Error::kernel(
+                "deleting route",
+                self.name.as_str(),
+                what,
+                std::io::Error::from_raw_os_error(libc::ESRCH),
+            ));
+        };
+        self.handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::kernel("deleting route", self.name.as_str(), what, nl_to_io(e)))
+    }
+
+    async fn route_messages(&self) -> Result<Vec<RouteMessage>> {
+        let mut all = Vec::new();
+        for proto in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
+            let msgs: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(proto)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::kernel("listing routes", self.name.as_str(), "", nl_to_io(e)))?;
+            all.extend(msgs);
+        }
+        Ok(all)
+    }
+
+    /// The main table's routes (`ip route` and `ip -6 route`).
+    pub async fn routes(&self) -> Result<Vec<RouteState>> {
+        Ok(self.route_messages().await?.iter().map(route_state).filter(|r| r.table == 254).collect())
+    }
+}
+
+fn describe(destination: Option<IpNet>, hop: &NextHop) -> String {
+    let dst = destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
+    match hop {
+        NextHop::Gateway(gw) => format!("{dst} via {gw}"),
+        NextHop::Device(dev) => format!("{dst} dev {dev}"),
+    }
+}
+
+fn route_state(msg: &RouteMessage) -> RouteState {
+    let mut state = RouteState {
+        destination: None,
+        gateway: None,
+        device_index: None,
+        scope: format!("{:?}", msg.header.scope).to_lowercase(),
+        table: u32::from(msg.header.table),
+    };
+    let mut dst = None;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(a) => dst = route_ip(a),
+            RouteAttribute::Gateway(a) => state.gateway = route_ip(a),
+            RouteAttribute::Oif(i) => state.device_index = Some(*i),
+            RouteAttribute::Table(t) => state.table = *t,
+            _ => {}
+        }
+    }
+    state.destination = dst.and_then(|d| IpNet::new(d, msg.header.destination_prefix_length).ok());
+    if msg.header.destination_prefix_length > 0 && state.destination.is_none() {
+        state.destination = None;
+    }
+    state
+}

@@ -1,0 +1,109 @@
+//! netlab's private world. `enter()` must run before any thread starts: it moves the
+//! process into fresh network, mount and UTS namespaces (and a user namespace when not
+//! root), makes every mount private and puts a tmpfs on /run and a fresh sysfs on /sys.
+//! Everything a lab creates lives in there, so when the process ends — normally, on
+//! error, on a signal or by `kill -9` — the kernel destroys all of it.
+//!
+//! A new PID namespace too: netlab forks once, the child (PID 1 in there) runs the
+//! lab, the parent only waits. When PID 1 dies the kernel kills every process of the
+//! namespace, so even a grandchild of `exec_in` (which PR_SET_PDEATHSIG would miss)
+//! cannot keep a lab namespace alive after `kill -9`.
+
+use std::fs;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, getegid, geteuid, ForkResult};
+
+use crate::error::{Error, Result};
+
+/// Where named namespaces are bind-mounted, like `ip netns add` does.
+pub const NETNS_DIR: &str = "/run/netns";
+/// Per-node files (resolv.conf, hosts) live under here.
+pub const NODE_ETC_DIR: &str = "/run/netlab/etc";
+
+/// Set in the environment of the sandbox, so child processes can tell.
+pub const SANDBOX_ENV: &str = "NETLAB_SANDBOX";
+
+pub fn enter() -> Result<()> {
+    let root = geteuid().is_root();
+    let (uid, gid) = (geteuid(), getegid());
+    let mut flags =
+        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID;
+    if !root {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    unshare(flags).map_err(|e| Error::Sandbox {
+        reason: format!("unshare(network, mount, UTS, PID namespaces): {e}"),
+        help: Some(if root {
+            "the kernel refused new namespaces; is this a container without CAP_SYS_ADMIN?".into()
+        } else {
+            "run netlab as root (sudo), or enable unprivileged user namespaces \
+             (sysctl kernel.unprivileged_userns_clone=1)"
+                .into()
+        }),
+    })?;
+    if !root {
+        // Map ourselves to root inside the new user namespace so we own the netns.
+        write_file("/proc/self/setgroups", "deny")?;
+        write_file("/proc/self/uid_map", &format!("0 {uid} 1"))?;
+        write_file("/proc/self/gid_map", &format!("0 {gid} 1"))?;
+    }
+    fork_into_pid_namespace()?;
+    let sandbox_err = |what: &str, e: nix::Error| Error::Sandbox { reason: format!("{what}: {e}"), help: None };
+    // Nothing we mount may propagate back to the machine's mount namespace.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| sandbox_err("making / private", e))?;
+    mount(Some("netlab"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+        .map_err(|e| sandbox_err("mounting a tmpfs on /run", e))?;
+    // A sysfs mounted from inside the new netns shows its devices, like `ip netns exec`.
+    mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
+        .map_err(|e| sandbox_err("mounting sysfs on /sys", e))?;
+    // A /proc of the new PID namespace, so `ps` in a lab shows the lab's processes.
+    mount(Some("proc"), "/proc", Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+        .map_err(|e| sandbox_err("mounting /proc", e))?;
+    for dir in [NETNS_DIR, NODE_ETC_DIR] {
+        fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
+    }
+    // SAFETY: no other thread exists yet (enter() runs first thing in main).
+    unsafe { std::env::set_var(SANDBOX_ENV, "1") };
+    Ok(())
+}
+
+fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {
+    let path = path.as_ref();
+    fs::write(path, text).map_err(|e| Error::Sandbox { reason: format!("writing {}: {e}", path.display()), help: None })
+}
+
+/// Forks; the parent waits for the child and exits with its status, the child
+/// returns and becomes PID 1 of the new PID namespace.
+fn fork_into_pid_namespace() -> Result<()> {
+    // SAFETY: enter() runs before any thread exists, so fork() cannot leave a lock held.
+    match unsafe { fork() } {
+        Err(e) => Err(Error::Sandbox { reason: format!("fork: {e}"), help: None }),
+        Ok(ForkResult::Child) => {
+            // SAFETY: prctl with constant arguments. (getppid() is 0 here, the parent
+            // being outside our PID namespace, so a parent that died before this line
+            // cannot be detected; the lab then simply runs to its end.)
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+            Ok(())
+        }
+        Ok(ForkResult::Parent { child }) => {
+            // Ctrl-C reaches both processes; the child reports it and exits, we wait.
+            // SAFETY: installing SIG_IGN has no handler code to be unsafe.
+            let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => std::process::exit(128 + sig as i32),
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => std::process::exit(3),
+                }
+            }
+        }
+    }
+}

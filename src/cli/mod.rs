@@ -1,0 +1,83 @@
+//! Command line: `netlab run`, `netlab check`, `netlab test`, `netlab functions`.
+
+mod run;
+mod test;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "netlab", version, about = "Network-namespace tutorials as self-checking Rhai labs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// The lab file (.rhai).
+    pub lab: PathBuf,
+    /// Set a constant visible to the lab, e.g. --set n=100 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Multiply every deadline (ping timeouts, readiness waits) for slow machines.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub slow_factor: f64,
+    /// After the lab, open a shell inside the sandbox (the lab's host) to look around.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the lab in a private sandbox, check every claim, tear everything down.
+    Run(RunArgs),
+    /// Parse and lint a lab without touching the kernel.
+    Check {
+        /// Lab files.
+        #[arg(required = true)]
+        labs: Vec<PathBuf>,
+    },
+    /// Run many labs in parallel, each in its own sandbox.
+    Test(test::TestArgs),
+    /// List the functions a lab can call.
+    Functions {
+        /// Print Markdown (for the book's reference).
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Check { labs } => run::check(&labs),
+        Command::Test(args) => test::test(&args),
+        Command::Functions { markdown } => {
+            print_functions(markdown);
+            0
+        }
+    }
+}
+
+fn print_functions(markdown: bool) {
+    use crate::engine::api::FUNCTIONS;
+    if markdown {
+        println!("| function | what it does |\n|---|---|");
+        for f in FUNCTIONS {
+            println!("| `{}` | {} |", f.usage.replace('|', "\\|"), f.doc.replace('|', "\\|"));
+        }
+    } else {
+        for f in FUNCTIONS {
+            println!("{}\n    {}", f.usage, f.doc);
+        }
+    }
+}

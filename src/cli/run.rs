@@ -1,0 +1,131 @@
+//! `netlab run` and `netlab check`.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use netlab_runtime::{sandbox, Lab, LabOptions};
+use rhai::Dynamic;
+
+use super::RunArgs;
+use crate::engine::diagnose::{LabDiagnostic, Source, Verdict};
+use crate::engine::{self, parse_setting};
+
+fn report(d: LabDiagnostic) {
+    eprintln!("{:?}", miette::Report::new(d));
+}
+
+fn read_lab(path: &Path) -> Result<String, i32> {
+    std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("netlab: cannot read {}: {e}", path.display());
+        2
+    })
+}
+
+fn parse_settings(set: &[String]) -> Result<Vec<(String, Dynamic)>, i32> {
+    set.iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                Ok((k.to_string(), parse_setting(v)))
+            }
+            _ => {
+                eprintln!("netlab: --set takes NAME=VALUE with a plain name, e.g. --set n=100 (got {s:?})");
+                Err(2)
+            }
+        })
+        .collect()
+}
+
+pub fn check(labs: &[PathBuf]) -> i32 {
+    let mut code = 0;
+    for path in labs {
+        let text = match read_lab(path) {
+            Ok(t) => t,
+            Err(c) => {
+                code = code.max(c);
+                continue;
+            }
+        };
+        let name = path.display().to_string();
+        match engine::compile(&Source { path: &name, text: &text }) {
+            Ok(_) => println!("ok {name}"),
+            Err(d) => {
+                report(*d);
+                code = 2;
+            }
+        }
+    }
+    code
+}
+
+pub fn run(args: &RunArgs) -> i32 {
+    let settings = match parse_settings(&args.set) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
+        eprintln!("netlab: --slow-factor must be a positive number");
+        return 2;
+    }
+    let text = match read_lab(&args.lab) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let name = args.lab.display().to_string();
+    let src = Source { path: &name, text: &text };
+    let ast = match engine::compile(&src) {
+        Ok(ast) => ast,
+        Err(d) => {
+            report(*d);
+            return 2;
+        }
+    };
+    // Before any thread exists: from here on we are inside the sandbox.
+    if let Err(e) = sandbox::enter() {
+        eprintln!("{:?}", miette::Report::new(e));
+        return 3;
+    }
+    let lab = match Lab::new(LabOptions { slow_factor: args.slow_factor }) {
+        Ok(lab) => Rc::new(lab),
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            return 3;
+        }
+    };
+    let outcome = engine::run(lab.clone(), &src, &ast, &settings);
+    let rep = outcome.reporter.borrow();
+    let code = match outcome.diagnostic {
+        None => {
+            rep.summary(&name, "PASS", None);
+            0
+        }
+        Some(d) => {
+            let verdict = d.verdict;
+            let line = d.span.map(|s| text[..s.offset()].matches('\n').count() + 1).unwrap_or(0);
+            let why = match verdict {
+                Verdict::CheckFailed => "check failed",
+                Verdict::ScriptError => "script error",
+                Verdict::Environment => "environment problem",
+                Verdict::Interrupted => "interrupted",
+            };
+            let step = rep.stopped_in().map(|s| format!(" in step {s}")).unwrap_or_default();
+            report(*d);
+            let at = if line > 0 { format!(" at line {line}") } else { String::new() };
+            rep.summary(&name, "FAIL", Some(&format!("{why}{step}{at}")));
+            verdict.exit_code()
+        }
+    };
+    if args.keep {
+        keep_shell(&lab);
+    }
+    code
+}
+
+/// `--keep`: a shell in the sandbox; the lab's namespaces are under /run/netns.
+fn keep_shell(lab: &Lab) {
+    let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
+    eprintln!("netlab: the lab is kept; you are in its host namespace. `ip netns` lists its nodes. Exit the shell to tear it down.");
+    let status = lab.block_on(async { tokio::process::Command::new(&shell).env("PS1", "(netlab) # ").status().await });
+    if let Err(e) = status {
+        eprintln!("netlab: cannot start {shell}: {e}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The functions a lab can call: one line of usage and one of meaning each. Used for
+//! error help ("usage: ...") and for the reference in the book (`netlab functions`).
+
+pub struct FnDoc {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub doc: &'static str,
+}
+
+macro_rules! docs {
+    ($( $name:literal : $usage:literal => $doc:literal ;)*) => {
+        pub const FUNCTIONS: &[FnDoc] = &[ $( FnDoc { name: $name, usage: $usage, doc: $doc }, )* ];
+    };
+}
+
+docs! {
+    "host": "host()" => "The lab's host: the sandbox's own network namespace (the tutorials' \"default namespace\").";
+    "netns": "netns(\"name\")" => "`ip netns add name`: a new network namespace; returns its Node.";
+    "node": "node(\"name\")" => "The Node of an existing namespace, by name.";
+    "veth": "veth(node_a, \"name_a\", node_b, \"name_b\")  or  veth(node, \"name_a\", \"name_b\")" => "`ip link add name_a type veth peer name name_b netns node_b`: a veth pair, each end created in its node.";
+    "bridge": "bridge(node, \"br0\")" => "`ip link add br0 type bridge` in the node.";
+    "master": "master(node, \"link\", \"bridge\")" => "`ip link set link master bridge`: attach a link to a bridge.";
+    "nomaster": "nomaster(node, \"link\")" => "`ip link set link nomaster`.";
+    "del_link": "del_link(node, \"link\")" => "`ip link del link` (a veth takes its peer with it).";
+    "up": "up(node, \"link\")" => "`ip link set link up` (use \"lo\" for loopback).";
+    "down": "down(node, \"link\")" => "`ip link set link down`.";
+    "addr": "addr(node, \"link\", \"10.0.0.1/24\")" => "`ip addr add 10.0.0.1/24 dev link` (IPv6 too, without duplicate address detection).";
+    "del_addr": "del_addr(node, \"link\", \"10.0.0.1/24\")" => "`ip addr del`.";
+    "route": "route(node, \"default\" | \"10.1.0.0/16\", \"10.0.0.1\" | \"link\")" => "`ip route add DEST via GATEWAY` or `ip route add DEST dev LINK`.";
+    "del_route": "del_route(node, \"default\" | \"10.1.0.0/16\")" => "`ip route del DEST`.";
+    "sysctl": "sysctl(node, \"net.ipv4.ip_forward\", 1)  or  sysctl(node, \"key\")" => "Set (or read) a net.* sysctl inside the node.";
+    "links": "links(node)" => "`ip -d link`: an array of maps {name, index, kind, mac, up, state, carrier, mtu, master, peer_ifindex, port_state}.";
+    "link": "link(node, \"name\")" => "One link's map (see links()).";
+    "mac": "mac(node, \"link\")" => "The link's MAC address as \"aa:bb:cc:dd:ee:ff\".";
+    "addrs": "addrs(node)" => "`ip addr`: an array of maps {dev, cidr, ip, prefix, broadcast}.";
+    "routes": "routes(node)" => "`ip route`: an array of maps {dst, via, dev, scope}.";
+    "neighbors": "neighbors(node)" => "`ip neigh` / `arp`: an array of maps {ip, mac, dev, state}.";
+    "exec_in": "exec_in(node, \"cmd args\")  or  exec_in(node, \"cmd\", #{timeout: 5})" => "`ip netns exec node cmd args`: runs a real program in the node; returns #{code, stdout, stderr}.";
+    "step": "step(\"title\", || { ... })" => "A named group of actions and checks; the report shows each step with its result and time.";
+    "expect_ping": "expect_ping(node, \"10.0.0.2\")  or  expect_ping(node, \"10.0.0.2\", #{timeout: 3})" => "Passes on the first echo reply; retries until the timeout (3 s).";
+    "expect_no_ping": "expect_no_ping(node, \"10.0.0.2\")  or  expect_no_ping(node, \"10.0.0.2\", #{window: 0.5})" => "Passes if no echo reply comes during the window (0.5 s).";
+    "expect": "expect(condition, \"what is claimed\")" => "Passes when the condition is true.";
+    "expect_eq": "expect_eq(actual, expected, \"what is claimed\")" => "Passes when both values are equal.";
+}
+
+pub fn usage(name: &str) -> Option<&'static str> {
+    FUNCTIONS.iter().find(|f| f.name == name).map(|f| f.usage)
+}
+
+/// The closest known function names, for "did you mean".
+pub fn suggest(name: &str) -> Option<String> {
+    let mut best: Vec<(f64, &str)> = FUNCTIONS
+        .iter()
+        .map(|f| (strsim::jaro_winkler(name, f.name), f.name))
+        .filter(|(score, _)| *score > 0.8)
+        .collect();
+    best.sort_by(|a, b| b.0.total_cmp(&a.0));
+    best.first().map(|(_, n)| format!("{n}()"))
+}
+
+/// Rhai's Rust type names, as a lab author knows them.
+pub fn readable_types(sig: &str) -> String {
+    sig.replace("netlab::engine::values::NodeRef", "Node")
+        .replace("rhai::FnPtr", "closure")
+        .replace("ImmutableString", "string")
+        .replace("&str", "string")
+        .replace("i64", "int")
+        .replace("f64", "float")
+        .replace("rhai::Map", "map")
+        .replace("rhai::Array", "array")
+        .replace("()", "unit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("expect_pnig").as_deref(), Some("expect_ping()"));
+        assert_eq!(suggest("vet").as_deref(), Some("veth()"));
+        assert!(suggest("completely_else").is_none());
+    }
+}

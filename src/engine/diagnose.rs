@@ -1,0 +1,303 @@
+//! Turning whatever stopped a lab into a miette diagnostic that points at the line
+//! of the user's script: Rhai parse and evaluation errors, netlab's runtime errors
+//! and failed checks. For errors raised inside a stdlib module, the span is the
+//! outermost call in the user's script.
+
+use std::fmt;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use netlab_runtime::{Error, ErrorClass};
+use rhai::{EvalAltResult, ParseError, Position};
+
+use super::api;
+use super::values::Failure;
+
+/// What the run's exit code should be for this diagnostic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    CheckFailed,
+    ScriptError,
+    Environment,
+    Interrupted,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::CheckFailed => 1,
+            Verdict::ScriptError => 2,
+            Verdict::Environment => 3,
+            Verdict::Interrupted => 130,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LabDiagnostic {
+    pub code: String,
+    pub message: String,
+    pub help: Option<String>,
+    pub label: String,
+    pub span: Option<SourceSpan>,
+    pub src: NamedSource<String>,
+    pub verdict: Verdict,
+}
+
+impl fmt::Display for LabDiagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LabDiagnostic {}
+
+impl Diagnostic for LabDiagnostic {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(&self.code))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let span = self.span?;
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(Some(self.label.clone()), span))))
+    }
+}
+
+/// The netlab payload inside a Rhai error, looking through function-call wrappers.
+pub fn payload(e: &EvalAltResult) -> Option<Failure> {
+    match e {
+        EvalAltResult::ErrorRuntime(d, _) => d.clone().try_cast::<Failure>(),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => payload(inner),
+        _ => None,
+    }
+}
+
+/// The innermost error and the position to show: inside the user's own script we
+/// follow the error to where it happened; inside a module we stop at the call.
+fn locate(e: &EvalAltResult) -> (&EvalAltResult, Position) {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, src, inner, pos) => {
+            if src.is_empty() {
+                let (inner, ipos) = locate(inner);
+                (inner, if ipos.is_none() { *pos } else { ipos })
+            } else {
+                (innermost(inner), *pos)
+            }
+        }
+        EvalAltResult::ErrorInModule(_, inner, pos) => (innermost(inner), *pos),
+        other => (other, other.position()),
+    }
+}
+
+fn innermost(e: &EvalAltResult) -> &EvalAltResult {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => innermost(inner),
+        other => other,
+    }
+}
+
+pub struct Source<'a> {
+    pub path: &'a str,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    fn named(&self) -> NamedSource<String> {
+        NamedSource::new(self.path, self.text.to_string())
+    }
+
+    /// A script-error diagnostic at a position.
+    pub fn diagnostic_at(&self, pos: Position, code: &str, message: String) -> LabDiagnostic {
+        LabDiagnostic {
+            code: code.into(),
+            message,
+            help: None,
+            label: "here".into(),
+            span: self.span_at(pos),
+            src: self.named(),
+            verdict: Verdict::ScriptError,
+        }
+    }
+
+    /// Byte offset of a Rhai position (1-based line, 1-based column in chars).
+    fn offset(&self, pos: Position) -> Option<usize> {
+        let (line, col) = (pos.line()?, pos.position().unwrap_or(1));
+        let mut offset = 0;
+        for (i, l) in self.text.split_inclusive('\n').enumerate() {
+            if i + 1 == line {
+                let within: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+                return Some(offset + within);
+            }
+            offset += l.len();
+        }
+        None
+    }
+
+    /// The span of the expression starting at `pos`: a whole call `f(...)` when it is
+    /// one, else the word there.
+    fn span_at(&self, pos: Position) -> Option<SourceSpan> {
+        let start = self.offset(pos)?;
+        let rest = &self.text[start..];
+        let word = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let after = rest[word..].trim_start();
+        if word > 0 && after.starts_with('(') {
+            let open = start + (rest.len() - after.len());
+            if let Some(close) = matching_paren(&self.text[open..]) {
+                return Some(SourceSpan::new(start.into(), open + close + 1 - start));
+            }
+        }
+        let len = if word > 0 { word } else { rest.chars().next().map(char::len_utf8).unwrap_or(0) };
+        Some(SourceSpan::new(start.into(), len))
+    }
+
+    /// Narrows a call's span to the string literal `"value"` inside it, if present.
+    fn narrow_to_literal(&self, span: SourceSpan, value: &str) -> SourceSpan {
+        let call = &self.text[span.offset()..span.offset() + span.len()];
+        let quoted = format!("\"{value}\"");
+        match call.find(&quoted) {
+            Some(i) => SourceSpan::new((span.offset() + i).into(), quoted.len()),
+            None => span,
+        }
+    }
+}
+
+/// Byte index of the ')' matching the '(' at the start of `s`, skipping strings.
+fn matching_paren(s: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut in_str: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if let Some(q) = in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                in_str = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' => in_str = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The string in the script that an error is about, to underline it precisely.
+fn offending_value(e: &Error) -> Option<&str> {
+    match e {
+        Error::BadLinkName { name, .. } | Error::BadNodeName { name, .. } | Error::NoSuchNode { name, .. } => Some(name),
+        Error::BadAddress { value, .. } => Some(value),
+        Error::NoSuchLink { link, .. } => Some(link),
+        Error::BadSysctl { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+pub fn from_parse_error(src: &Source, err: &ParseError) -> LabDiagnostic {
+    LabDiagnostic {
+        code: "netlab::parse".into(),
+        message: format!("syntax error: {}", err.err_type()),
+        help: Some("the lab is a Rhai script: see book/src/reference.md for the syntax netlab uses".into()),
+        label: "here".into(),
+        span: src.span_at(err.position()),
+        src: src.named(),
+        verdict: Verdict::ScriptError,
+    }
+}
+
+pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) -> LabDiagnostic {
+    let (inner, pos) = locate(err);
+    let span = src.span_at(pos);
+    let in_step = step.map(|s| format!(" (step {s})")).unwrap_or_default();
+    let mut d = LabDiagnostic {
+        code: "netlab::script".into(),
+        message: String::new(),
+        help: None,
+        label: "here".into(),
+        span,
+        src: src.named(),
+        verdict: Verdict::ScriptError,
+    };
+    match payload(inner) {
+        Some(Failure::Check(c)) => {
+            d.code = "netlab::check_failed".into();
+            d.message = format!("check failed{in_step}: {}: {}", c.title, c.detail);
+            d.help = c.hint.clone();
+            d.label = "this check failed".into();
+            d.verdict = Verdict::CheckFailed;
+        }
+        Some(Failure::Error(e)) => {
+            d.code = e.code().map(|c| c.to_string()).unwrap_or_else(|| "netlab::error".into());
+            d.message = format!("{e}{in_step}");
+            d.help = e.help().map(|h| h.to_string());
+            if let (Some(span), Some(value)) = (d.span, offending_value(&e)) {
+                d.span = Some(src.narrow_to_literal(span, value));
+            }
+            d.verdict = match e.class() {
+                ErrorClass::Script => Verdict::ScriptError,
+                ErrorClass::Environment if matches!(*e, Error::Interrupted) => Verdict::Interrupted,
+                ErrorClass::Environment => Verdict::Environment,
+            };
+        }
+        None => rhai_error(inner, &mut d, &in_step),
+    }
+    d
+}
+
+/// Rhai's own errors, reworded for lab authors.
+fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
+    match e {
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            let name = sig.split(|c: char| c == ' ' || c == '(').next().unwrap_or(sig).trim();
+            let got = sig[name.len()..].trim();
+            if let Some(usage) = api::usage(name) {
+                d.code = "netlab::arg_type".into();
+                d.message = format!("wrong arguments for {name}(){in_step}: got {}", api::readable_types(got));
+                d.help = Some(format!("usage: {usage}"));
+            } else {
+                d.code = "netlab::unknown_function".into();
+                d.message = format!("unknown function {name}(){in_step}");
+                d.help = api::suggest(name).map(|s| format!("did you mean {s}?"));
+            }
+        }
+        EvalAltResult::ErrorMismatchDataType(expected, got, _) => {
+            d.code = "netlab::arg_type".into();
+            d.message = format!("expected {expected}, got {}{in_step}", api::readable_types(got));
+        }
+        EvalAltResult::ErrorVariableNotFound(name, _) => {
+            d.code = "netlab::unknown_variable".into();
+            d.message = format!("unknown variable {name}{in_step}");
+            d.help = Some("declare it with `let` before using it".into());
+        }
+        EvalAltResult::ErrorTerminated(_, _) => {
+            d.code = "netlab::interrupted".into();
+            d.message = "interrupted".into();
+            d.verdict = Verdict::Interrupted;
+        }
+        EvalAltResult::ErrorRuntime(value, _) => {
+            d.message = format!("{value}{in_step}");
+            d.code = "netlab::thrown".into();
+        }
+        other => {
+            d.message = format!("{other}{in_step}");
+            // Rhai appends " (line x, position y)"; the span shows that already.
+            if let Some(i) = d.message.find(" (line ") {
+                d.message.truncate(i);
+            }
+        }
+    }
+}

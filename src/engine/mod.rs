@@ -1,0 +1,77 @@
+//! The Rhai side of netlab: one Engine with netlab's functions registered, running a
+//! lab file against a Lab (the kernel side) and reporting the outcome.
+
+pub mod api;
+mod checks;
+pub mod diagnose;
+mod lint;
+mod net;
+pub mod values;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use netlab_runtime::Lab;
+use rhai::{Dynamic, Engine, Scope, AST};
+
+use crate::report::Reporter;
+use diagnose::{LabDiagnostic, Source};
+
+/// An engine with only syntax and limits set up: enough to compile and lint a lab
+/// without touching the kernel.
+pub fn base_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_expr_depths(128, 64);
+    engine.set_max_call_levels(64);
+    engine
+}
+
+/// Parses and lints a lab. Errors point at the line.
+pub fn compile(src: &Source) -> Result<AST, Box<LabDiagnostic>> {
+    let ast = base_engine().compile(src.text).map_err(|e| Box::new(diagnose::from_parse_error(src, &e)))?;
+    match lint::unknown_functions(src, &ast) {
+        Some(d) => Err(d),
+        None => Ok(ast),
+    }
+}
+
+/// Values given with `--set name=value`: ints, floats and booleans keep their type.
+pub fn parse_setting(value: &str) -> Dynamic {
+    if let Ok(i) = value.parse::<i64>() {
+        Dynamic::from(i)
+    } else if let Ok(f) = value.parse::<f64>() {
+        Dynamic::from(f)
+    } else if let Ok(b) = value.parse::<bool>() {
+        Dynamic::from(b)
+    } else {
+        Dynamic::from(value.to_string())
+    }
+}
+
+pub struct Outcome {
+    pub reporter: Rc<RefCell<Reporter>>,
+    pub diagnostic: Option<Box<LabDiagnostic>>,
+}
+
+/// Runs a compiled lab against `lab`.
+pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]) -> Outcome {
+    let reporter = Rc::new(RefCell::new(Reporter::default()));
+    let mut engine = base_engine();
+    net::register(&mut engine, &lab);
+    checks::register(&mut engine, &lab, &reporter);
+    let rep = reporter.clone();
+    engine.on_print(move |text| rep.borrow().print(text));
+    let rep = reporter.clone();
+    engine.on_debug(move |text, _, pos| rep.borrow().print(&format!("[line {}] {text}", pos.line().unwrap_or(0))));
+
+    let mut scope = Scope::new();
+    for (name, value) in settings {
+        scope.push_constant_dynamic(name.as_str(), value.clone());
+    }
+    let result = engine.run_ast_with_scope(&mut scope, ast);
+    let diagnostic = result.err().map(|e| {
+        let step = reporter.borrow().stopped_in();
+        Box::new(diagnose::from_eval_error(src, &e, step))
+    });
+    Outcome { reporter, diagnostic }
+}

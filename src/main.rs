@@ -1,0 +1,13 @@
+//! netlab: network-namespace tutorials as self-checking labs.
+//!
+//! Exit codes: 0 every check held, 1 a check failed, 2 script or usage error,
+//! 3 environment problem (no privileges, missing kernel feature or tool),
+//! 130 interrupted.
+
+mod cli;
+mod engine;
+mod report;
+
+fn main() {
+    std::process::exit(cli::main());
+}

@@ -1,0 +1,113 @@
+//! Human output of a run: each step with its checks, result and time, then one
+//! summary line. Diagnostics go to stderr; this goes to stdout.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepResult {
+    Passed,
+    Failed,
+    Error,
+}
+
+struct Step {
+    title: String,
+    started: Instant,
+    result: Option<StepResult>,
+}
+
+pub struct Reporter {
+    steps: Vec<Step>,
+    /// "2. Bring both ends up" once a step has failed.
+    failed_step: Option<String>,
+    checks_passed: usize,
+    started: Instant,
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter { steps: Vec::new(), failed_step: None, checks_passed: 0, started: Instant::now() }
+    }
+}
+
+impl Reporter {
+    fn emit(&self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    pub fn begin_step(&mut self, title: &str) {
+        self.steps.push(Step { title: title.to_string(), started: Instant::now(), result: None });
+        self.emit(&format!("── {}. {title}", self.steps.len()));
+    }
+
+    pub fn end_step(&mut self, result: StepResult) {
+        let number = self.steps.len();
+        let Some(step) = self.steps.last_mut() else { return };
+        step.result = Some(result);
+        if result != StepResult::Passed && self.failed_step.is_none() {
+            self.failed_step = Some(format!("{number}. {}", step.title));
+        }
+        let took = fmt_duration(step.started.elapsed());
+        let line = match result {
+            StepResult::Passed => format!("   passed in {took}"),
+            StepResult::Failed => format!("   FAILED after {took}"),
+            StepResult::Error => format!("   ERROR after {took}"),
+        };
+        self.emit(&line);
+    }
+
+    /// The step currently running, as "2. Bring both ends up".
+    pub fn current_step(&self) -> Option<String> {
+        let (i, step) = self.steps.iter().enumerate().rev().find(|(_, s)| s.result.is_none())?;
+        Some(format!("{}. {}", i + 1, step.title))
+    }
+
+    /// The step where the lab stopped: the failed one, or the one still running.
+    pub fn stopped_in(&self) -> Option<String> {
+        self.failed_step.clone().or_else(|| self.current_step())
+    }
+
+    pub fn check_passed(&mut self, what: &str) {
+        self.checks_passed += 1;
+        let indent = if self.current_step().is_some() { "   " } else { "" };
+        self.emit(&format!("{indent}✓ {what}"));
+    }
+
+    pub fn check_failed(&mut self, what: &str) {
+        let indent = if self.current_step().is_some() { "   " } else { "" };
+        self.emit(&format!("{indent}✗ {what}"));
+    }
+
+    pub fn print(&self, text: &str) {
+        let indent = if self.current_step().is_some() { "   " } else { "" };
+        for line in text.lines() {
+            self.emit(&format!("{indent}│ {line}"));
+        }
+    }
+
+    /// The closing line: "PASS path: 2 steps, 5 checks in 0.61 s".
+    pub fn summary(&self, path: &str, verdict: &str, reason: Option<&str>) {
+        let steps = self.steps.len();
+        let took = fmt_duration(self.started.elapsed());
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        let counts = format!("{}, {} passed", plural(steps, "step"), plural(self.checks_passed, "check"));
+        let line = match reason {
+            Some(reason) => format!("{verdict} {path}: {reason} ({counts}, {took})"),
+            None => format!("{verdict} {path}: {counts} in {took}"),
+        };
+        self.emit(&line);
+    }
+}
