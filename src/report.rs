@@ -37,7 +37,12 @@ pub fn fmt_duration(d: Duration) -> String {
 
 impl Default for Reporter {
     fn default() -> Self {
-        Reporter { steps: Vec::new(), failed_step: None, checks_passed: 0, started: Instant::now() }
+        Reporter {
+            steps: Vec::new(),
+            failed_step: None,
+            checks_passed: 0,
+            started: Instant::now(),
+        }
     }
 }
 
@@ -49,13 +54,19 @@ impl Reporter {
     }
 
     pub fn begin_step(&mut self, title: &str) {
-        self.steps.push(Step { title: title.to_string(), started: Instant::now(), result: None });
+        self.steps.push(Step {
+            title: title.to_string(),
+            started: Instant::now(),
+            result: None,
+        });
         self.emit(&format!("── {}. {title}", self.steps.len()));
     }
 
     pub fn end_step(&mut self, result: StepResult) {
         let number = self.steps.len();
-        let Some(step) = self.steps.last_mut() else { return };
+        let Some(step) = self.steps.last_mut() else {
+            return;
+        };
         step.result = Some(result);
         if result != StepResult::Passed && self.failed_step.is_none() {
             self.failed_step = Some(format!("{number}. {}", step.title));
@@ -71,7 +82,12 @@ impl Reporter {
 
     /// The step currently running, as "2. Bring both ends up".
     pub fn current_step(&self) -> Option<String> {
-        let (i, step) = self.steps.iter().enumerate().rev().find(|(_, s)| s.result.is_none())?;
+        let (i, step) = self
+            .steps
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, s)| s.result.is_none())?;
         Some(format!("{}. {}", i + 1, step.title))
     }
 
@@ -82,17 +98,29 @@ impl Reporter {
 
     pub fn check_passed(&mut self, what: &str) {
         self.checks_passed += 1;
-        let indent = if self.current_step().is_some() { "   " } else { "" };
+        let indent = if self.current_step().is_some() {
+            "   "
+        } else {
+            ""
+        };
         self.emit(&format!("{indent}✓ {what}"));
     }
 
     pub fn check_failed(&mut self, what: &str) {
-        let indent = if self.current_step().is_some() { "   " } else { "" };
+        let indent = if self.current_step().is_some() {
+            "   "
+        } else {
+            ""
+        };
         self.emit(&format!("{indent}✗ {what}"));
     }
 
     pub fn print(&self, text: &str) {
-        let indent = if self.current_step().is_some() { "   " } else { "" };
+        let indent = if self.current_step().is_some() {
+            "   "
+        } else {
+            ""
+        };
         for line in text.lines() {
             self.emit(&format!("{indent}│ {line}"));
         }
@@ -103,7 +131,11 @@ impl Reporter {
         let steps = self.steps.len();
         let took = fmt_duration(self.started.elapsed());
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-        let counts = format!("{}, {} passed", plural(steps, "step"), plural(self.checks_passed, "check"));
+        let counts = format!(
+            "{}, {} passed",
+            plural(steps, "step"),
+            plural(self.checks_passed, "check")
+        );
         let line = match reason {
             Some(reason) => format!("{verdict} {path}: {reason} ({counts}, {took})"),
             None => format!("{verdict} {path}: {counts} in {took}"),

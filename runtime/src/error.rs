@@ -20,7 +20,9 @@ pub enum Error {
     #[error("invalid interface name {name:?}: {reason}")]
     #[diagnostic(
         code(netlab::bad_name),
-        help("Linux interface names are 1 to 15 bytes, without '/', ':' or spaces, e.g. \"veth0\"")
+        help(
+            "Linux interface names are 1 to 15 bytes, without '/', ':' or spaces, e.g. \"veth0\""
+        )
     )]
     BadLinkName { name: String, reason: String },
 
@@ -97,7 +99,11 @@ pub enum Error {
         code(netlab::timeout),
         help("raise the timeout with #{{timeout: SECONDS}}, or check why it hangs")
     )]
-    Timeout { what: String, node: String, seconds: f64 },
+    Timeout {
+        what: String,
+        node: String,
+        seconds: f64,
+    },
 
     #[error("cannot create netlab's sandbox: {reason}")]
     #[diagnostic(code(netlab::sandbox))]
@@ -123,8 +129,12 @@ pub enum Error {
 impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted => ErrorClass::Environment,
-            Error::ProgramNotFound { program, .. } if crate::exec::package_for(program).is_some() => {
+            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted => {
+                ErrorClass::Environment
+            }
+            Error::ProgramNotFound { program, .. }
+                if crate::exec::package_for(program).is_some() =>
+            {
                 ErrorClass::Environment
             }
             Error::Kernel { source, .. } => match source.raw_os_error() {
@@ -138,25 +148,45 @@ impl Error {
     }
 
     /// A kernel error for `op` on `object` in `node`, with a help line chosen by errno.
-    pub fn kernel(op: &'static str, node: &str, object: impl Into<String>, source: io::Error) -> Error {
+    pub fn kernel(
+        op: &'static str,
+        node: &str,
+        object: impl Into<String>,
+        source: io::Error,
+    ) -> Error {
         let object = object.into();
         let help = match source.raw_os_error() {
-            Some(libc::EEXIST) => Some(format!("{object} already exists in {node}; choose another name or remove it first")),
+            Some(libc::EEXIST) => Some(format!(
+                "{object} already exists in {node}; choose another name or remove it first"
+            )),
             Some(libc::ENODEV) => Some(format!("{object} does not exist in {node}")),
-            Some(libc::EPERM) | Some(libc::EACCES) => {
-                Some("netlab needs root, or unprivileged user namespaces, to change the network".into())
+            Some(libc::EPERM) | Some(libc::EACCES) => Some(
+                "netlab needs root, or unprivileged user namespaces, to change the network".into(),
+            ),
+            Some(libc::ENETUNREACH) => {
+                Some(format!("{node} has no route there; add one with route()"))
             }
-            Some(libc::ENETUNREACH) => Some(format!("{node} has no route there; add one with route()")),
-            Some(libc::EINVAL) => Some("the kernel rejected the request as invalid; check the arguments".into()),
+            Some(libc::EINVAL) => {
+                Some("the kernel rejected the request as invalid; check the arguments".into())
+            }
             Some(libc::EOPNOTSUPP) => Some("this kernel does not support that operation".into()),
             Some(libc::EBUSY) => Some(format!("{object} is in use in {node}")),
             _ => None,
         };
-        Error::Kernel { op, node: node.to_string(), object, source, help }
+        Error::Kernel {
+            op,
+            node: node.to_string(),
+            object,
+            source,
+            help,
+        }
     }
 
     pub fn io(op: impl Into<String>, source: io::Error) -> Error {
-        Error::Io { op: op.into(), source }
+        Error::Io {
+            op: op.into(),
+            source,
+        }
     }
 }
 

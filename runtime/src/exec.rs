@@ -33,12 +33,17 @@ const SHELL_CHARS: &[char] = &['|', '&', ';', '<', '>', '$', '`', '(', ')', '*',
 
 impl CommandLine {
     pub fn parse(text: &str) -> std::result::Result<CommandLine, String> {
-        let words = shell_words::split(text).map_err(|e| format!("cannot split the command line: {e}"))?;
+        let words =
+            shell_words::split(text).map_err(|e| format!("cannot split the command line: {e}"))?;
         let Some(program) = words.first().cloned() else {
             return Err("the command is empty".into());
         };
         let shell = text.contains(SHELL_CHARS).then(|| text.to_string());
-        Ok(CommandLine { program, argv: words, shell })
+        Ok(CommandLine {
+            program,
+            argv: words,
+            shell,
+        })
     }
 }
 
@@ -62,27 +67,43 @@ pub fn package_for(program: &str) -> Option<&'static str> {
 
 pub fn find_program(program: &str) -> Option<PathBuf> {
     let is_exec = |p: &Path| {
-        p.metadata().map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0).unwrap_or(false)
+        p.metadata()
+            .map(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+            .unwrap_or(false)
     };
     if program.contains('/') {
         let p = PathBuf::from(program);
         return is_exec(&p).then_some(p);
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| is_exec(p))
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| is_exec(p))
 }
 
 /// Files bind-mounted over the machine's ones inside the child, e.g. the node's
 /// resolv.conf over /etc/resolv.conf.
 pub type BindMounts = Vec<(PathBuf, PathBuf)>;
 
-pub async fn exec_in(node: &Node, cmd: &CommandLine, binds: &BindMounts, timeout: Duration) -> Result<ExecOutput> {
+pub async fn exec_in(
+    node: &Node,
+    cmd: &CommandLine,
+    binds: &BindMounts,
+    timeout: Duration,
+) -> Result<ExecOutput> {
     if find_program(&cmd.program).is_none() {
         let help = match package_for(&cmd.program) {
             Some(pkg) => Some(format!("install it: apt-get install {pkg}")),
             None => Some("check the spelling, or install the program".into()),
         };
-        return Err(Error::ProgramNotFound { program: cmd.program.clone(), help });
+        return Err(Error::ProgramNotFound {
+            program: cmd.program.clone(),
+            help,
+        });
     }
     let mut command = match &cmd.shell {
         Some(line) => {
@@ -113,8 +134,13 @@ pub async fn exec_in(node: &Node, cmd: &CommandLine, binds: &BindMounts, timeout
     unsafe {
         command.pre_exec(move || enter_node(netns_fd, uts_fd, &binds));
     }
-    let child = command.spawn().map_err(|e| Error::io(format!("starting {} in {}", cmd.program, node.name), e))?;
-    let what = format!("{:?}", cmd.shell.clone().unwrap_or_else(|| cmd.argv.join(" ")));
+    let child = command
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {} in {}", cmd.program, node.name), e))?;
+    let what = format!(
+        "{:?}",
+        cmd.shell.clone().unwrap_or_else(|| cmd.argv.join(" "))
+    );
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) => Ok(ExecOutput {
             code: out.status.code(),
@@ -123,12 +149,21 @@ pub async fn exec_in(node: &Node, cmd: &CommandLine, binds: &BindMounts, timeout
         }),
         Ok(Err(e)) => Err(Error::io(format!("waiting for {what} in {}", node.name), e)),
         // Dropping the future dropped the child, which kills it (kill_on_drop).
-        Err(_) => Err(Error::Timeout { what, node: node.name.to_string(), seconds: timeout.as_secs_f64() }),
+        Err(_) => Err(Error::Timeout {
+            what,
+            node: node.name.to_string(),
+            seconds: timeout.as_secs_f64(),
+        }),
     }
 }
 
 fn cstring(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::io(format!("path {}", p.display()), std::io::ErrorKind::InvalidInput.into()))
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+        Error::io(
+            format!("path {}", p.display()),
+            std::io::ErrorKind::InvalidInput.into(),
+        )
+    })
 }
 
 fn check(ret: libc::c_int) -> std::io::Result<()> {
@@ -140,11 +175,18 @@ fn check(ret: libc::c_int) -> std::io::Result<()> {
 }
 
 /// Runs in the child between fork and exec.
-fn enter_node(netns: RawFd, uts: Option<RawFd>, binds: &[(CString, CString)]) -> std::io::Result<()> {
+fn enter_node(
+    netns: RawFd,
+    uts: Option<RawFd>,
+    binds: &[(CString, CString)],
+) -> std::io::Result<()> {
     // SAFETY: plain syscalls with valid fds and NUL-terminated strings.
     unsafe {
         // Die with netlab even after `kill -9`, so nothing keeps the node alive.
-        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong))?;
+        check(libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+        ))?;
         check(libc::setns(netns, libc::CLONE_NEWNET))?;
         if let Some(uts) = uts {
             check(libc::setns(uts, libc::CLONE_NEWUTS))?;
@@ -159,9 +201,21 @@ fn enter_node(netns: RawFd, uts: Option<RawFd>, binds: &[(CString, CString)]) ->
         ))?;
         // A sysfs mounted now shows this namespace's devices (/sys/class/net), like ip netns exec.
         libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH);
-        check(libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
+        check(libc::mount(
+            c"sysfs".as_ptr(),
+            c"/sys".as_ptr(),
+            c"sysfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        ))?;
         for (src, dst) in binds {
-            check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+            check(libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
         }
     }
     Ok(())

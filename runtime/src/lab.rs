@@ -36,13 +36,17 @@ pub struct Lab {
     host: Rc<Node>,
     nodes: RefCell<BTreeMap<String, Rc<Node>>>,
     /// veth pairs the lab made: readiness waits for both ends when both are up.
-    veths: RefCell<Vec<(Rc<Node>, LinkName, Rc<Node>, LinkName)>>,
-    /// Something changed since the last readiness wait.
+    veths: RefCell<Vec<VethPair>>,
+    /// Something changed since the last readiness wait for probes / for state queries.
     dirty: Cell<bool>,
+    dirty_state: Cell<bool>,
     pub options: LabOptions,
 }
 
 pub const HOST: &str = "host";
+
+/// Both ends of a veth pair: (node, name) and (peer node, peer name).
+type VethPair = (Rc<Node>, LinkName, Rc<Node>, LinkName);
 
 impl Lab {
     /// Must run inside the sandbox, on the main thread.
@@ -55,7 +59,16 @@ impl Lab {
         let host_name = NodeName::new(HOST)?;
         let host = Rc::new(rt.block_on(async { Node::host(host_name) })?);
         let nodes = RefCell::new(BTreeMap::from([(HOST.to_string(), host.clone())]));
-        Ok(Lab { rt, home, host, nodes, veths: Default::default(), dirty: Cell::new(false), options })
+        Ok(Lab {
+            rt,
+            home,
+            host,
+            nodes,
+            veths: Default::default(),
+            dirty: Cell::new(false),
+            dirty_state: Cell::new(false),
+            options,
+        })
     }
 
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
@@ -72,24 +85,39 @@ impl Lab {
 
     pub fn mark_changed(&self) {
         self.dirty.set(true);
+        self.dirty_state.set(true);
     }
 
     /// `ip netns add NAME`.
     pub fn create_node(&self, name: &str) -> Result<Rc<Node>> {
         let name = NodeName::new(name)?;
         if self.nodes.borrow().contains_key(name.as_str()) {
-            return Err(Error::NodeExists { name: name.to_string() });
+            return Err(Error::NodeExists {
+                name: name.to_string(),
+            });
         }
-        let node = Rc::new(self.rt.block_on(async { Node::create(name.clone(), &self.home) })?);
-        self.nodes.borrow_mut().insert(name.to_string(), node.clone());
+        let node = Rc::new(
+            self.rt
+                .block_on(async { Node::create(name.clone(), &self.home) })?,
+        );
+        self.nodes
+            .borrow_mut()
+            .insert(name.to_string(), node.clone());
         Ok(node)
     }
 
     pub fn node(&self, name: &str) -> Result<Rc<Node>> {
-        self.nodes.borrow().get(name).cloned().ok_or_else(|| Error::NoSuchNode {
-            name: name.to_string(),
-            help: known_names_help("nodes", &self.nodes.borrow().keys().cloned().collect::<Vec<_>>()),
-        })
+        self.nodes
+            .borrow()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchNode {
+                name: name.to_string(),
+                help: known_names_help(
+                    "nodes",
+                    &self.nodes.borrow().keys().cloned().collect::<Vec<_>>(),
+                ),
+            })
     }
 
     pub fn nodes(&self) -> Vec<Rc<Node>> {
@@ -97,16 +125,26 @@ impl Lab {
     }
 
     pub fn record_veth(&self, a: &Rc<Node>, a_name: &LinkName, b: &Rc<Node>, b_name: &LinkName) {
-        self.veths.borrow_mut().push((a.clone(), a_name.clone(), b.clone(), b_name.clone()));
+        self.veths
+            .borrow_mut()
+            .push((a.clone(), a_name.clone(), b.clone(), b_name.clone()));
     }
 
     /// Writes a net.* sysctl inside `node`.
     pub fn set_sysctl(&self, node: &Node, key: &str, value: &str) -> Result<()> {
         sysctl::path_for(key)?;
-        node.enter(&self.home, || sysctl::write_current(key, value))?.map_err(|e| {
-            let reason = if e.kind() == std::io::ErrorKind::NotFound { "no such sysctl".to_string() } else { e.to_string() };
-            Error::BadSysctl { key: key.to_string(), reason: format!("{reason} (in {})", node.name) }
-        })?;
+        node.enter(&self.home, || sysctl::write_current(key, value))?
+            .map_err(|e| {
+                let reason = if e.kind() == std::io::ErrorKind::NotFound {
+                    "no such sysctl".to_string()
+                } else {
+                    e.to_string()
+                };
+                Error::BadSysctl {
+                    key: key.to_string(),
+                    reason: format!("{reason} (in {})", node.name),
+                }
+            })?;
         self.mark_changed();
         Ok(())
     }
@@ -114,54 +152,100 @@ impl Lab {
     pub fn get_sysctl(&self, node: &Node, key: &str) -> Result<String> {
         sysctl::path_for(key)?;
         node.enter(&self.home, || sysctl::read_current(key))?
-            .map_err(|e| Error::BadSysctl { key: key.to_string(), reason: format!("{e} (in {})", node.name) })
+            .map_err(|e| Error::BadSysctl {
+                key: key.to_string(),
+                reason: format!("{e} (in {})", node.name),
+            })
     }
 
     /// Waits until what the lab brought up is usable: veth pairs with both ends up
     /// have carrier, bridge ports with carrier are forwarding, bridges with a
-    /// forwarding port are oper-up. Bounded by a deadline; never a blind sleep.
+    /// forwarding port have carrier. Bounded by a deadline; never a blind sleep.
+    /// Carrier (IFF_LOWER_UP) is what lets packets through; the RFC 2863 operstate
+    /// follows later from the kernel's linkwatch worker, up to a second later for a
+    /// veth whose ifindex equals its peer's (a "non-urgent" event), so waiting for it
+    /// would only add time.
     pub fn settle(&self) -> Result<()> {
         if !self.dirty.get() {
             return Ok(());
         }
+        self.wait_until(false)?;
+        self.dirty.set(false);
+        Ok(())
+    }
+
+    /// Before reading state back (link(), links(), routes()...): like settle(), and
+    /// also wait until each link's operstate agrees with its carrier, so a lab that
+    /// checks "veth0 is UP" sees what `ip link` shows once the kernel is done.
+    pub fn settle_state(&self) -> Result<()> {
+        if !self.dirty_state.get() {
+            return Ok(());
+        }
+        self.wait_until(true)?;
+        self.dirty.set(false);
+        self.dirty_state.set(false);
+        Ok(())
+    }
+
+    fn wait_until(&self, operstate: bool) -> Result<()> {
         let deadline = Instant::now() + self.deadline(5.0);
         let mut pause = Duration::from_millis(1);
         self.rt.block_on(async {
             loop {
-                if self.is_ready().await? || Instant::now() >= deadline {
+                if self.is_ready(operstate).await? || Instant::now() >= deadline {
                     break;
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(20));
             }
             Ok::<(), Error>(())
-        })?;
-        self.dirty.set(false);
-        Ok(())
+        })
     }
 
-    async fn is_ready(&self) -> Result<bool> {
+    async fn is_ready(&self, operstate: bool) -> Result<bool> {
         let nodes = self.nodes();
         let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
-        let by_node: BTreeMap<&str, &Vec<LinkState>> = nodes.iter().map(|n| n.name.as_str()).zip(dumps.iter()).collect();
+        let by_node: BTreeMap<&str, &Vec<LinkState>> = nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .zip(dumps.iter())
+            .collect();
         let find = |node: &Node, name: &LinkName| {
-            by_node.get(node.name.as_str()).and_then(|links| links.iter().find(|l| l.name == name.as_str()))
+            by_node
+                .get(node.name.as_str())
+                .and_then(|links| links.iter().find(|l| l.name == name.as_str()))
         };
         for (a, a_name, b, b_name) in self.veths.borrow().iter() {
             if let (Some(x), Some(y)) = (find(a, a_name), find(b, b_name)) {
-                if x.admin_up && y.admin_up && !(x.is_oper_up() && y.is_oper_up()) {
+                if x.admin_up && y.admin_up && !(x.carrier && y.carrier) {
                     return Ok(false);
                 }
             }
         }
         for links in &dumps {
+            // With carrier the operstate must become UP (or UNKNOWN, for devices that do
+            // not report one); without, anything but UP.
+            let converged = |l: &LinkState| match l.admin_up && l.carrier {
+                true => l.oper == "UP" || l.oper == "UNKNOWN",
+                false => l.oper != "UP",
+            };
+            if operstate && links.iter().any(|l| l.kind != "loopback" && !converged(l)) {
+                return Ok(false);
+            }
             for bridge in links.iter().filter(|l| l.kind == "bridge" && l.admin_up) {
-                let ports: Vec<&LinkState> = links.iter().filter(|l| l.master == Some(bridge.index)).collect();
-                let live: Vec<&&LinkState> = ports.iter().filter(|p| p.admin_up && p.carrier).collect();
-                if live.iter().any(|p| p.port_state.as_deref() != Some("forwarding")) {
+                let ports: Vec<&LinkState> = links
+                    .iter()
+                    .filter(|l| l.master == Some(bridge.index))
+                    .collect();
+                let live: Vec<&&LinkState> =
+                    ports.iter().filter(|p| p.admin_up && p.carrier).collect();
+                if live
+                    .iter()
+                    .any(|p| p.port_state.as_deref() != Some("forwarding"))
+                {
                     return Ok(false);
                 }
-                if !live.is_empty() && !bridge.is_oper_up() {
+                if !live.is_empty() && !bridge.carrier {
                     return Ok(false);
                 }
             }

@@ -35,7 +35,12 @@ impl Node {
         let ns = current_netns()?;
         let handle = open_netlink(&name)?;
         setup_defaults(&name)?;
-        Ok(Node { name, ns, handle, uts: Default::default() })
+        Ok(Node {
+            name,
+            ns,
+            handle,
+            uts: Default::default(),
+        })
     }
 
     /// A new named namespace, bind-mounted under /run/netns so `ip netns exec` finds it.
@@ -43,18 +48,33 @@ impl Node {
     pub fn create(name: NodeName, home: &File) -> Result<Node> {
         let path = PathBuf::from(NETNS_DIR).join(name.as_str());
         if path.exists() {
-            return Err(Error::NodeExists { name: name.to_string() });
+            return Err(Error::NodeExists {
+                name: name.to_string(),
+            });
         }
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::io(format!("creating namespace {name}"), e.into()))?;
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::io(format!("creating namespace {name}"), e.into()))?;
         // From here the thread is inside the new namespace: finish and always go home.
         let inside = (|| {
             let ns = current_netns()?;
-            File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-            mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
+            File::create(&path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
             let handle = open_netlink(&name)?;
             setup_defaults(&name)?;
-            Ok(Node { name: name.clone(), ns, handle, uts: Default::default() })
+            Ok(Node {
+                name: name.clone(),
+                ns,
+                handle,
+                uts: Default::default(),
+            })
         })();
         nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
@@ -73,7 +93,8 @@ impl Node {
 
     pub fn ensure_etc_dir(&self) -> Result<PathBuf> {
         let dir = self.etc_dir();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(dir)
     }
 }
@@ -81,8 +102,8 @@ impl Node {
 /// Opens an rtnetlink socket in the calling thread's namespace and spawns its
 /// connection on the current tokio runtime.
 fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|e| Error::io(format!("opening netlink in {name}"), e))?;
+    let (conn, handle, _) = rtnetlink::new_connection()
+        .map_err(|e| Error::io(format!("opening netlink in {name}"), e))?;
     tokio::spawn(conn);
     Ok(handle)
 }

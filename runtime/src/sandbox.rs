@@ -31,8 +31,10 @@ pub const SANDBOX_ENV: &str = "NETLAB_SANDBOX";
 pub fn enter() -> Result<()> {
     let root = geteuid().is_root();
     let (uid, gid) = (geteuid(), getegid());
-    let mut flags =
-        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID;
+    let mut flags = CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWPID;
     if !root {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
@@ -53,18 +55,45 @@ pub fn enter() -> Result<()> {
         write_file("/proc/self/gid_map", &format!("0 {gid} 1"))?;
     }
     fork_into_pid_namespace()?;
-    let sandbox_err = |what: &str, e: nix::Error| Error::Sandbox { reason: format!("{what}: {e}"), help: None };
+    let sandbox_err = |what: &str, e: nix::Error| Error::Sandbox {
+        reason: format!("{what}: {e}"),
+        help: None,
+    };
     // Nothing we mount may propagate back to the machine's mount namespace.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| sandbox_err("making / private", e))?;
-    mount(Some("netlab"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
-        .map_err(|e| sandbox_err("mounting a tmpfs on /run", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| sandbox_err("making / private", e))?;
+    mount(
+        Some("netlab"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|e| sandbox_err("mounting a tmpfs on /run", e))?;
     // A sysfs mounted from inside the new netns shows its devices, like `ip netns exec`.
-    mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
-        .map_err(|e| sandbox_err("mounting sysfs on /sys", e))?;
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| sandbox_err("mounting sysfs on /sys", e))?;
     // A /proc of the new PID namespace, so `ps` in a lab shows the lab's processes.
-    mount(Some("proc"), "/proc", Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
-        .map_err(|e| sandbox_err("mounting /proc", e))?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| sandbox_err("mounting /proc", e))?;
     for dir in [NETNS_DIR, NODE_ETC_DIR] {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
     }
@@ -75,7 +104,10 @@ pub fn enter() -> Result<()> {
 
 fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {
     let path = path.as_ref();
-    fs::write(path, text).map_err(|e| Error::Sandbox { reason: format!("writing {}: {e}", path.display()), help: None })
+    fs::write(path, text).map_err(|e| Error::Sandbox {
+        reason: format!("writing {}: {e}", path.display()),
+        help: None,
+    })
 }
 
 /// Forks; the parent waits for the child and exits with its status, the child
@@ -83,12 +115,21 @@ fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {
 fn fork_into_pid_namespace() -> Result<()> {
     // SAFETY: enter() runs before any thread exists, so fork() cannot leave a lock held.
     match unsafe { fork() } {
-        Err(e) => Err(Error::Sandbox { reason: format!("fork: {e}"), help: None }),
+        Err(e) => Err(Error::Sandbox {
+            reason: format!("fork: {e}"),
+            help: None,
+        }),
         Ok(ForkResult::Child) => {
             // SAFETY: prctl with constant arguments. (getppid() is 0 here, the parent
             // being outside our PID namespace, so a parent that died before this line
             // cannot be detected; the lab then simply runs to its end.)
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+            // As PID 1 of its namespace we get no default signal actions: without
+            // handlers Ctrl-C and SIGTERM would be ignored.
+            for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                // SAFETY: the handler only calls async-signal-safe functions.
+                let _ = unsafe { signal(sig, SigHandler::Handler(exit_on_signal)) };
+            }
             Ok(())
         }
         Ok(ForkResult::Parent { child }) => {
@@ -105,5 +146,16 @@ fn fork_into_pid_namespace() -> Result<()> {
                 }
             }
         }
+    }
+}
+
+/// Ends the lab at once: the kernel then tears down every namespace and process of
+/// the sandbox. write(2) and _exit(2) are async-signal-safe.
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    let msg = b"\nnetlab: interrupted; the sandbox and everything in it is gone\n";
+    // SAFETY: write and _exit are async-signal-safe; msg is a valid buffer.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(128 + sig);
     }
 }

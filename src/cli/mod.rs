@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "netlab", version, about = "Network-namespace tutorials as self-checking Rhai labs")]
+#[command(
+    name = "netlab",
+    version,
+    about = "Network-namespace tutorials as self-checking Rhai labs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,26 @@ enum Command {
     },
 }
 
+/// Diagnostics look the same everywhere (tests read them): Unicode drawing always,
+/// colour only on a terminal without NO_COLOR, no wrapping when not on a terminal.
+fn setup_diagnostics() {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let color = tty && std::env::var_os("NO_COLOR").is_none();
+    let _ = miette::set_hook(Box::new(move |_| {
+        let mut opts = miette::MietteHandlerOpts::new()
+            .unicode(true)
+            .color(color)
+            .terminal_links(false);
+        if !tty {
+            opts = opts.width(400);
+        }
+        Box::new(opts.build())
+    }));
+}
+
 pub fn main() -> i32 {
+    setup_diagnostics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -73,7 +96,11 @@ fn print_functions(markdown: bool) {
     if markdown {
         println!("| function | what it does |\n|---|---|");
         for f in FUNCTIONS {
-            println!("| `{}` | {} |", f.usage.replace('|', "\\|"), f.doc.replace('|', "\\|"));
+            println!(
+                "| `{}` | {} |",
+                f.usage.replace('|', "\\|"),
+                f.doc.replace('|', "\\|")
+            );
         }
     } else {
         for f in FUNCTIONS {

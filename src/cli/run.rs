@@ -46,7 +46,10 @@ pub fn check(labs: &[PathBuf]) -> i32 {
             }
         };
         let name = path.display().to_string();
-        match engine::compile(&Source { path: &name, text: &text }) {
+        match engine::compile(&Source {
+            path: &name,
+            text: &text,
+        }) {
             Ok(_) => println!("ok {name}"),
             Err(d) => {
                 report(*d);
@@ -71,7 +74,10 @@ pub fn run(args: &RunArgs) -> i32 {
         Err(c) => return c,
     };
     let name = args.lab.display().to_string();
-    let src = Source { path: &name, text: &text };
+    let src = Source {
+        path: &name,
+        text: &text,
+    };
     let ast = match engine::compile(&src) {
         Ok(ast) => ast,
         Err(d) => {
@@ -84,7 +90,9 @@ pub fn run(args: &RunArgs) -> i32 {
         eprintln!("{:?}", miette::Report::new(e));
         return 3;
     }
-    let lab = match Lab::new(LabOptions { slow_factor: args.slow_factor }) {
+    let lab = match Lab::new(LabOptions {
+        slow_factor: args.slow_factor,
+    }) {
         Ok(lab) => Rc::new(lab),
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
@@ -100,16 +108,26 @@ pub fn run(args: &RunArgs) -> i32 {
         }
         Some(d) => {
             let verdict = d.verdict;
-            let line = d.span.map(|s| text[..s.offset()].matches('\n').count() + 1).unwrap_or(0);
+            let line = d
+                .span
+                .map(|s| text[..s.offset()].matches('\n').count() + 1)
+                .unwrap_or(0);
             let why = match verdict {
                 Verdict::CheckFailed => "check failed",
                 Verdict::ScriptError => "script error",
                 Verdict::Environment => "environment problem",
                 Verdict::Interrupted => "interrupted",
             };
-            let step = rep.stopped_in().map(|s| format!(" in step {s}")).unwrap_or_default();
+            let step = rep
+                .stopped_in()
+                .map(|s| format!(" in step {s}"))
+                .unwrap_or_default();
             report(*d);
-            let at = if line > 0 { format!(" at line {line}") } else { String::new() };
+            let at = if line > 0 {
+                format!(" at line {line}")
+            } else {
+                String::new()
+            };
             rep.summary(&name, "FAIL", Some(&format!("{why}{step}{at}")));
             verdict.exit_code()
         }
@@ -124,7 +142,12 @@ pub fn run(args: &RunArgs) -> i32 {
 fn keep_shell(lab: &Lab) {
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
     eprintln!("netlab: the lab is kept; you are in its host namespace. `ip netns` lists its nodes. Exit the shell to tear it down.");
-    let status = lab.block_on(async { tokio::process::Command::new(&shell).env("PS1", "(netlab) # ").status().await });
+    let status = lab.block_on(async {
+        tokio::process::Command::new(&shell)
+            .env("PS1", "(netlab) # ")
+            .status()
+            .await
+    });
     if let Err(e) = status {
         eprintln!("netlab: cannot start {shell}: {e}");
     }

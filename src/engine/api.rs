@@ -60,7 +60,8 @@ pub fn suggest(name: &str) -> Option<String> {
 
 /// Rhai's Rust type names, as a lab author knows them.
 pub fn readable_types(sig: &str) -> String {
-    sig.replace("netlab::engine::values::NodeRef", "Node")
+    sig.replace("&str | ImmutableString | String", "string")
+        .replace("netlab::engine::values::NodeRef", "Node")
         .replace("rhai::FnPtr", "closure")
         .replace("ImmutableString", "string")
         .replace("&str", "string")

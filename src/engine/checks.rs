@@ -17,9 +17,16 @@ use crate::report::{fmt_duration, Reporter, StepResult};
 fn seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
     match opts.get(key) {
         None => Ok(default),
-        Some(v) => v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|t| {
-            Box::new(EvalAltResult::ErrorMismatchDataType("number of seconds".into(), t.into(), ctx.call_position()))
-        }),
+        Some(v) => v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .map_err(|t| {
+                Box::new(EvalAltResult::ErrorMismatchDataType(
+                    "number of seconds".into(),
+                    t.into(),
+                    ctx.call_position(),
+                ))
+            }),
     }
 }
 
@@ -27,7 +34,11 @@ fn check_options(ctx: &NativeCallContext, opts: &Map, allowed: &[&str]) -> RhaiR
     for key in opts.keys() {
         if !allowed.contains(&key.as_str()) {
             return Err(Box::new(EvalAltResult::ErrorRuntime(
-                format!("unknown option {key:?}; this function takes: {}", allowed.join(", ")).into(),
+                format!(
+                    "unknown option {key:?}; this function takes: {}",
+                    allowed.join(", ")
+                )
+                .into(),
                 ctx.call_position(),
             )));
         }
@@ -35,9 +46,22 @@ fn check_options(ctx: &NativeCallContext, opts: &Map, allowed: &[&str]) -> RhaiR
     Ok(())
 }
 
-fn fail_check(ctx: &NativeCallContext, rep: &RefCell<Reporter>, title: String, detail: String, hint: Option<String>) -> Box<EvalAltResult> {
+fn fail_check(
+    ctx: &NativeCallContext,
+    rep: &RefCell<Reporter>,
+    title: String,
+    detail: String,
+    hint: Option<String>,
+) -> Box<EvalAltResult> {
     rep.borrow_mut().check_failed(&format!("{title}: {detail}"));
-    failure(Failure::Check(Rc::new(CheckFailure { title, detail, hint })), ctx.call_position())
+    failure(
+        Failure::Check(Rc::new(CheckFailure {
+            title,
+            detail,
+            hint,
+        })),
+        ctx.call_position(),
+    )
 }
 
 fn seen(report: &PingReport) -> String {
@@ -51,11 +75,17 @@ fn seen(report: &PingReport) -> String {
 /// Why a ping likely failed, from the node's real state.
 fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
     if report.errors.iter().any(|e| e.contains("unreachable")) {
-        return Some(format!("{} has no route to that address: give a link an address in its subnet, or add a route", node.name));
+        return Some(format!(
+            "{} has no route to that address: give a link an address in its subnet, or add a route",
+            node.name
+        ));
     }
     let links = lab.block_on(node.links()).ok()?;
-    let down: Vec<String> =
-        links.iter().filter(|l| l.kind != "loopback" && !l.admin_up).map(|l| format!("{} is DOWN", l.name)).collect();
+    let down: Vec<String> = links
+        .iter()
+        .filter(|l| l.kind != "loopback" && !l.admin_up)
+        .map(|l| format!("{} is DOWN", l.name))
+        .collect();
     if !down.is_empty() {
         return Some(format!("in {}: {}", node.name, down.join(", ")));
     }
@@ -72,118 +102,182 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
 
 pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>) {
     let r = rep.clone();
-    engine.register_fn("step", move |ctx: NativeCallContext, title: &str, body: FnPtr| -> RhaiResult<()> {
-        r.borrow_mut().begin_step(title);
-        let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
-        let result = match &out {
-            Ok(_) => StepResult::Passed,
-            Err(e) if is_check_failure(e) => StepResult::Failed,
-            Err(_) => StepResult::Error,
-        };
-        r.borrow_mut().end_step(result);
-        out.map(|_| ())
-    });
+    engine.register_fn(
+        "step",
+        move |ctx: NativeCallContext, title: &str, body: FnPtr| -> RhaiResult<()> {
+            r.borrow_mut().begin_step(title);
+            let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
+            let result = match &out {
+                Ok(_) => StepResult::Passed,
+                Err(e) if is_check_failure(e) => StepResult::Failed,
+                Err(_) => StepResult::Error,
+            };
+            r.borrow_mut().end_step(result);
+            out.map(|_| ())
+        },
+    );
 
     for with_opts in [false, true] {
         let (l, r) = (lab.clone(), rep.clone());
-        let positive = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
-            check_options(&ctx, &opts, &["timeout"])?;
-            let node = node_arg(&ctx, &l, &node)?;
-            let ip = to_rhai(&ctx, parse_ip(dst))?;
-            let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
-            let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::UntilReply { timeout }))?;
-            let title = format!("{} pings {dst}", node.name);
-            match report.first_reply {
-                Some(t) => {
-                    r.borrow_mut().check_passed(&format!("{title}: reply after {}", fmt_duration(t)));
-                    Ok(())
+        let positive =
+            move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
+                check_options(&ctx, &opts, &["timeout"])?;
+                let node = node_arg(&ctx, &l, &node)?;
+                let ip = to_rhai(&ctx, parse_ip(dst))?;
+                let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+                let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::UntilReply { timeout }))?;
+                let title = format!("{} pings {dst}", node.name);
+                match report.first_reply {
+                    Some(t) => {
+                        r.borrow_mut()
+                            .check_passed(&format!("{title}: reply after {}", fmt_duration(t)));
+                        Ok(())
+                    }
+                    None => {
+                        let detail = format!(
+                            "no reply to {} requests in {}{}",
+                            report.sent,
+                            fmt_duration(report.elapsed),
+                            seen(&report)
+                        );
+                        Err(fail_check(
+                            &ctx,
+                            &r,
+                            title,
+                            detail,
+                            ping_hint(&l, &node, &report),
+                        ))
+                    }
                 }
-                None => {
-                    let detail = format!("no reply to {} requests in {}{}", report.sent, fmt_duration(report.elapsed), seen(&report));
-                    Err(fail_check(&ctx, &r, title, detail, ping_hint(&l, &node, &report)))
-                }
-            }
-        };
+            };
         if with_opts {
             engine.register_fn("expect_ping", positive);
         } else {
-            engine.register_fn("expect_ping", move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
-                positive(ctx, node, dst, Map::new())
-            });
+            engine.register_fn(
+                "expect_ping",
+                move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
+                    positive(ctx, node, dst, Map::new())
+                },
+            );
         }
 
         let (l, r) = (lab.clone(), rep.clone());
-        let negative = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
-            check_options(&ctx, &opts, &["window"])?;
-            let node = node_arg(&ctx, &l, &node)?;
-            let ip = to_rhai(&ctx, parse_ip(dst))?;
-            let window = l.deadline(seconds(&ctx, &opts, "window", 0.5)?);
-            let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::Watch { window }))?;
-            let title = format!("{} cannot ping {dst}", node.name);
-            if report.received == 0 {
-                let detail =
-                    format!("no reply to {} requests in {}{}", report.sent, fmt_duration(report.elapsed), seen(&report));
-                r.borrow_mut().check_passed(&format!("{title}: {detail}"));
-                Ok(())
-            } else {
-                let detail = format!("{} of {} requests were answered", report.received, report.sent);
-                let hint = Some("something already connects them; check the steps before this one".to_string());
-                Err(fail_check(&ctx, &r, title, detail, hint))
-            }
-        };
+        let negative =
+            move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
+                check_options(&ctx, &opts, &["window"])?;
+                let node = node_arg(&ctx, &l, &node)?;
+                let ip = to_rhai(&ctx, parse_ip(dst))?;
+                let window = l.deadline(seconds(&ctx, &opts, "window", 0.5)?);
+                let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::Watch { window }))?;
+                let title = format!("{} cannot ping {dst}", node.name);
+                if report.received == 0 {
+                    let detail = format!(
+                        "no reply to {} requests in {}{}",
+                        report.sent,
+                        fmt_duration(report.elapsed),
+                        seen(&report)
+                    );
+                    r.borrow_mut().check_passed(&format!("{title}: {detail}"));
+                    Ok(())
+                } else {
+                    let detail = format!(
+                        "{} of {} requests were answered",
+                        report.received, report.sent
+                    );
+                    let hint = Some(
+                        "something already connects them; check the steps before this one"
+                            .to_string(),
+                    );
+                    Err(fail_check(&ctx, &r, title, detail, hint))
+                }
+            };
         if with_opts {
             engine.register_fn("expect_no_ping", negative);
         } else {
-            engine.register_fn("expect_no_ping", move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
-                negative(ctx, node, dst, Map::new())
-            });
+            engine.register_fn(
+                "expect_no_ping",
+                move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
+                    negative(ctx, node, dst, Map::new())
+                },
+            );
         }
     }
 
     let r = rep.clone();
-    engine.register_fn("expect", move |ctx: NativeCallContext, cond: bool, what: &str| -> RhaiResult<()> {
-        if cond {
-            r.borrow_mut().check_passed(what);
-            Ok(())
-        } else {
-            Err(fail_check(&ctx, &r, what.to_string(), "the condition is false".into(), None))
-        }
-    });
+    engine.register_fn(
+        "expect",
+        move |ctx: NativeCallContext, cond: bool, what: &str| -> RhaiResult<()> {
+            if cond {
+                r.borrow_mut().check_passed(what);
+                Ok(())
+            } else {
+                Err(fail_check(
+                    &ctx,
+                    &r,
+                    what.to_string(),
+                    "the condition is false".into(),
+                    None,
+                ))
+            }
+        },
+    );
     let r = rep.clone();
-    engine.register_fn("expect_eq", move |ctx: NativeCallContext, actual: Dynamic, expected: Dynamic, what: &str| -> RhaiResult<()> {
-        let same = actual.type_name() == expected.type_name() && actual.to_string() == expected.to_string();
-        if same {
-            let shown = actual.to_string();
-            let line = if what.contains(&shown) { what.to_string() } else { format!("{what}: {shown}") };
-            r.borrow_mut().check_passed(&line);
-            Ok(())
-        } else {
-            let detail = format!("expected {expected:?}, got {actual:?}");
-            Err(fail_check(&ctx, &r, what.to_string(), detail, None))
-        }
-    });
+    engine.register_fn(
+        "expect_eq",
+        move |ctx: NativeCallContext,
+              actual: Dynamic,
+              expected: Dynamic,
+              what: &str|
+              -> RhaiResult<()> {
+            let same = actual.type_name() == expected.type_name()
+                && actual.to_string() == expected.to_string();
+            if same {
+                let shown = actual.to_string();
+                let line = if what.contains(&shown) {
+                    what.to_string()
+                } else {
+                    format!("{what}: {shown}")
+                };
+                r.borrow_mut().check_passed(&line);
+                Ok(())
+            } else {
+                let detail = format!("expected {expected:?}, got {actual:?}");
+                Err(fail_check(&ctx, &r, what.to_string(), detail, None))
+            }
+        },
+    );
 
     register_exec(engine, lab);
 }
 
 fn register_exec(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
-    let exec = move |ctx: NativeCallContext, node: Dynamic, cmd: &str, opts: Map| -> RhaiResult<Map> {
-        check_options(&ctx, &opts, &["timeout"])?;
-        let node = node_arg(&ctx, &l, &node)?;
-        let line = CommandLine::parse(cmd).map_err(|reason| {
-            failure(Failure::Error(Rc::new(Error::io(format!("exec_in {cmd:?}"), std::io::Error::other(reason)))), ctx.call_position())
-        })?;
-        let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
-        let out = to_rhai(&ctx, l.exec(&node, &line, timeout))?;
-        let mut m = Map::new();
-        m.insert("code".into(), (out.code.unwrap_or(-1) as i64).into());
-        m.insert("stdout".into(), out.stdout.into());
-        m.insert("stderr".into(), out.stderr.into());
-        Ok(m)
-    };
+    let exec =
+        move |ctx: NativeCallContext, node: Dynamic, cmd: &str, opts: Map| -> RhaiResult<Map> {
+            check_options(&ctx, &opts, &["timeout"])?;
+            let node = node_arg(&ctx, &l, &node)?;
+            let line = CommandLine::parse(cmd).map_err(|reason| {
+                failure(
+                    Failure::Error(Rc::new(Error::io(
+                        format!("exec_in {cmd:?}"),
+                        std::io::Error::other(reason),
+                    ))),
+                    ctx.call_position(),
+                )
+            })?;
+            let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
+            let out = to_rhai(&ctx, l.exec(&node, &line, timeout))?;
+            let mut m = Map::new();
+            m.insert("code".into(), (out.code.unwrap_or(-1) as i64).into());
+            m.insert("stdout".into(), out.stdout.into());
+            m.insert("stderr".into(), out.stderr.into());
+            Ok(m)
+        };
     let e = exec.clone();
-    engine.register_fn("exec_in", move |ctx: NativeCallContext, node: Dynamic, cmd: &str| e(ctx, node, cmd, Map::new()));
+    engine.register_fn(
+        "exec_in",
+        move |ctx: NativeCallContext, node: Dynamic, cmd: &str| e(ctx, node, cmd, Map::new()),
+    );
     engine.register_fn("exec_in", exec);
 }
 

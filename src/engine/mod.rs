@@ -28,7 +28,9 @@ pub fn base_engine() -> Engine {
 
 /// Parses and lints a lab. Errors point at the line.
 pub fn compile(src: &Source) -> Result<AST, Box<LabDiagnostic>> {
-    let ast = base_engine().compile(src.text).map_err(|e| Box::new(diagnose::from_parse_error(src, &e)))?;
+    let ast = base_engine()
+        .compile(src.text)
+        .map_err(|e| Box::new(diagnose::from_parse_error(src, &e)))?;
     match lint::unknown_functions(src, &ast) {
         Some(d) => Err(d),
         None => Ok(ast),
@@ -62,7 +64,10 @@ pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]
     let rep = reporter.clone();
     engine.on_print(move |text| rep.borrow().print(text));
     let rep = reporter.clone();
-    engine.on_debug(move |text, _, pos| rep.borrow().print(&format!("[line {}] {text}", pos.line().unwrap_or(0))));
+    engine.on_debug(move |text, _, pos| {
+        rep.borrow()
+            .print(&format!("[line {}] {text}", pos.line().unwrap_or(0)))
+    });
 
     let mut scope = Scope::new();
     for (name, value) in settings {
@@ -73,5 +78,8 @@ pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]
         let step = reporter.borrow().stopped_in();
         Box::new(diagnose::from_eval_error(src, &e, step))
     });
-    Outcome { reporter, diagnostic }
+    Outcome {
+        reporter,
+        diagnostic,
+    }
 }

@@ -48,7 +48,7 @@ pub fn node_arg(ctx: &NativeCallContext, lab: &Lab, value: &Dynamic) -> RhaiResu
     if let Some(node) = value.clone().try_cast::<NodeRef>() {
         return Ok(node.0);
     }
-    if let Some(name) = value.clone().into_immutable_string().ok() {
+    if let Ok(name) = value.clone().into_immutable_string() {
         return to_rhai(ctx, lab.node(&name));
     }
     Err(Box::new(EvalAltResult::ErrorMismatchDataType(
@@ -68,9 +68,26 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
     m.insert("state".into(), link.oper.clone().into());
     m.insert("carrier".into(), link.carrier.into());
     m.insert("mtu".into(), (link.mtu as i64).into());
-    let master = link.master.and_then(|i| links.iter().find(|l| l.index == i)).map(|l| l.name.clone());
-    m.insert("master".into(), master.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
-    m.insert("peer_ifindex".into(), link.peer_index.map(|i| Dynamic::from(i as i64)).unwrap_or(Dynamic::UNIT));
-    m.insert("port_state".into(), link.port_state.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    let master = link
+        .master
+        .and_then(|i| links.iter().find(|l| l.index == i))
+        .map(|l| l.name.clone());
+    m.insert(
+        "master".into(),
+        master.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+    );
+    m.insert(
+        "peer_ifindex".into(),
+        link.peer_index
+            .map(|i| Dynamic::from(i as i64))
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert(
+        "port_state".into(),
+        link.port_state
+            .clone()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT),
+    );
     m
 }

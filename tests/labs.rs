@@ -1,0 +1,48 @@
+//! Every lab in labs/ runs in its own sandbox and exits 0, and leaves the machine as
+//! it found it.
+
+mod common;
+
+use common::{machine_state, root, run_lab};
+
+fn lab_passes(name: &str) {
+    let path = root().join("labs").join(name);
+    let before = machine_state();
+    let (code, out, err) = run_lab(&path, &[]);
+    assert_eq!(code, 0, "{name} failed:\n{out}\n{err}");
+    assert!(
+        out.lines().last().unwrap_or("").starts_with("PASS "),
+        "{out}"
+    );
+    assert!(!out.contains('✗'), "{out}");
+    assert_eq!(before, machine_state(), "{name} changed the machine");
+}
+
+macro_rules! labs {
+    ($($test:ident => $file:literal),* $(,)?) => {
+        $( #[test] fn $test() { lab_passes($file); } )*
+        const LISTED: &[&str] = &[$($file),*];
+    };
+}
+
+labs! {
+    veth_direct => "veth_direct.rhai",
+    bridge => "bridge.rhai",
+    red_blue => "red_blue.rhai",
+}
+
+/// A new lab cannot be forgotten here.
+#[test]
+fn every_lab_is_listed() {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(root().join("labs")).expect("labs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "rhai") {
+            found.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    found.sort();
+    let mut listed: Vec<String> = LISTED.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(found, listed);
+}
