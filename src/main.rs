@@ -9,5 +9,8 @@ mod engine;
 mod report;
 
 fn main() {
+    // Like other Unix tools: `netlab functions | head` ends quietly on a closed pipe.
+    // SAFETY: resetting a signal disposition at startup, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     std::process::exit(cli::main());
 }

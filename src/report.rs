@@ -14,6 +14,7 @@ pub enum StepResult {
 struct Step {
     title: String,
     started: Instant,
+    ended: Option<Instant>,
     result: Option<StepResult>,
 }
 
@@ -23,6 +24,8 @@ pub struct Reporter {
     failed_step: Option<String>,
     checks_passed: usize,
     started: Instant,
+    /// key=value pairs from metric(), for the benchmark line.
+    metrics: Vec<(String, String)>,
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -42,6 +45,7 @@ impl Default for Reporter {
             failed_step: None,
             checks_passed: 0,
             started: Instant::now(),
+            metrics: Vec::new(),
         }
     }
 }
@@ -54,11 +58,7 @@ impl Reporter {
     }
 
     pub fn begin_step(&mut self, title: &str) {
-        self.steps.push(Step {
-            title: title.to_string(),
-            started: Instant::now(),
-            result: None,
-        });
+        self.steps.push(Step { title: title.to_string(), started: Instant::now(), ended: None, result: None });
         self.emit(&format!("── {}. {title}", self.steps.len()));
     }
 
@@ -68,6 +68,7 @@ impl Reporter {
             return;
         };
         step.result = Some(result);
+        step.ended = Some(Instant::now());
         if result != StepResult::Passed && self.failed_step.is_none() {
             self.failed_step = Some(format!("{number}. {}", step.title));
         }
@@ -82,13 +83,27 @@ impl Reporter {
 
     /// The step currently running, as "2. Bring both ends up".
     pub fn current_step(&self) -> Option<String> {
-        let (i, step) = self
-            .steps
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, s)| s.result.is_none())?;
+        let (i, step) = self.steps.iter().enumerate().rev().find(|(_, s)| s.result.is_none())?;
         Some(format!("{}. {}", i + 1, step.title))
+    }
+
+    pub fn metric(&mut self, name: &str, value: &str) {
+        self.metrics.retain(|(k, _)| k != name);
+        self.metrics.push((name.to_string(), value.to_string()));
+    }
+
+    /// The benchmark line: step durations as `<title>_s=`, then the metrics.
+    pub fn results_line(&self, extra: &[(&str, String)]) -> String {
+        let mut parts: Vec<String> = vec!["impl=netlab".into()];
+        parts.extend(self.metrics.iter().filter(|(k, _)| k == "n").map(|(k, v)| format!("{k}={v}")));
+        for s in &self.steps {
+            let key: String = s.title.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            let took = s.ended.map(|e| e.duration_since(s.started)).unwrap_or_default();
+            parts.push(format!("{key}_s={:.4}", took.as_secs_f64()));
+        }
+        parts.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+        parts.extend(self.metrics.iter().filter(|(k, _)| k != "n").map(|(k, v)| format!("{k}={v}")));
+        parts.join(" ")
     }
 
     /// The step where the lab stopped: the failed one, or the one still running.
@@ -98,29 +113,17 @@ impl Reporter {
 
     pub fn check_passed(&mut self, what: &str) {
         self.checks_passed += 1;
-        let indent = if self.current_step().is_some() {
-            "   "
-        } else {
-            ""
-        };
+        let indent = if self.current_step().is_some() { "   " } else { "" };
         self.emit(&format!("{indent}✓ {what}"));
     }
 
     pub fn check_failed(&mut self, what: &str) {
-        let indent = if self.current_step().is_some() {
-            "   "
-        } else {
-            ""
-        };
+        let indent = if self.current_step().is_some() { "   " } else { "" };
         self.emit(&format!("{indent}✗ {what}"));
     }
 
     pub fn print(&self, text: &str) {
-        let indent = if self.current_step().is_some() {
-            "   "
-        } else {
-            ""
-        };
+        let indent = if self.current_step().is_some() { "   " } else { "" };
         for line in text.lines() {
             self.emit(&format!("{indent}│ {line}"));
         }
@@ -131,11 +134,7 @@ impl Reporter {
         let steps = self.steps.len();
         let took = fmt_duration(self.started.elapsed());
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-        let counts = format!(
-            "{}, {} passed",
-            plural(steps, "step"),
-            plural(self.checks_passed, "check")
-        );
+        let counts = format!("{}, {} passed", plural(steps, "step"), plural(self.checks_passed, "check"));
         let line = match reason {
             Some(reason) => format!("{verdict} {path}: {reason} ({counts}, {took})"),
             None => format!("{verdict} {path}: {counts} in {took}"),

@@ -10,15 +10,9 @@ use common::{machine_state, run_text};
 fn fails(name: &str, text: &str, code: i32, code_name: &str, line: &str, needle: &str) -> String {
     let before = machine_state();
     let (got, out, err) = run_text(name, text);
-    assert_eq!(
-        got, code,
-        "exit code for {name}\nstdout:\n{out}\nstderr:\n{err}"
-    );
+    assert_eq!(got, code, "exit code for {name}\nstdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains(code_name), "{name}: no {code_name} in\n{err}");
-    assert!(
-        err.contains(line),
-        "{name}: source line {line:?} not shown in\n{err}"
-    );
+    assert!(err.contains(line), "{name}: source line {line:?} not shown in\n{err}");
     assert!(err.contains(needle), "{name}: {needle:?} not in\n{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(before, machine_state(), "{name} changed the machine");
@@ -101,15 +95,10 @@ fn unknown_link_lists_the_known_ones() {
 
 #[test]
 fn unknown_function_is_found_before_anything_runs() {
-    let (code, out, err) = run_text(
-        "fn.rhai",
-        "let a = netns(\"a\");\nstep(\"s\", || {});\nexpect_pnig(a, \"10.0.0.1\");\n",
-    );
+    let (code, out, err) =
+        run_text("fn.rhai", "let a = netns(\"a\");\nstep(\"s\", || {});\nexpect_pnig(a, \"10.0.0.1\");\n");
     assert_eq!(code, 2);
-    assert!(
-        err.contains("netlab::unknown_function") && err.contains("did you mean expect_ping()?"),
-        "{err}"
-    );
+    assert!(err.contains("netlab::unknown_function") && err.contains("did you mean expect_ping()?"), "{err}");
     // Linted before the lab ran: no step was executed.
     assert!(!out.contains("── 1."), "{out}");
 }
@@ -140,14 +129,7 @@ fn kernel_error_names_node_and_object() {
 
 #[test]
 fn duplicate_node() {
-    fails(
-        "dup.rhai",
-        "netns(\"a\");\nnetns(\"a\");\n",
-        2,
-        "netlab::node_exists",
-        "netns(\"a\")",
-        "already exists",
-    );
+    fails("dup.rhai", "netns(\"a\");\nnetns(\"a\");\n", 2, "netlab::node_exists", "netns(\"a\")", "already exists");
 }
 
 #[test]
@@ -197,60 +179,30 @@ fn failed_check_exits_1_and_names_the_line_and_step() {
         "8 │     expect_ping(a, \"10.0.0.2\", #{timeout: 0.5});",
         "no reply",
     );
-    assert!(
-        err.contains("x has no carrier"),
-        "the hint explains why: {err}"
-    );
+    assert!(err.contains("x has no carrier"), "the hint explains why: {err}");
     let (_, out, _) = run_text("wrong.rhai", text);
-    assert!(
-        out.contains("FAIL") && out.contains("step 1. up only one at line 8"),
-        "{out}"
-    );
+    assert!(out.contains("FAIL") && out.contains("step 1. up only one at line 8"), "{out}");
     assert!(!out.contains("never reached"), "{out}");
 }
 
 #[test]
 fn negative_check_that_gets_replies_fails() {
     let text = "let a = netns(\"a\");\nup(a, \"lo\");\nexpect_no_ping(a, \"127.0.0.1\");\n";
-    fails(
-        "neg.rhai",
-        text,
-        1,
-        "netlab::check_failed",
-        "expect_no_ping(a, \"127.0.0.1\")",
-        "were answered",
-    );
+    fails("neg.rhai", text, 1, "netlab::check_failed", "expect_no_ping(a, \"127.0.0.1\")", "were answered");
 }
 
 #[test]
 fn thrown_error_is_a_script_error() {
-    fails(
-        "throw.rhai",
-        "throw \"the lab gave up\";\n",
-        2,
-        "netlab::thrown",
-        "throw",
-        "the lab gave up",
-    );
+    fails("throw.rhai", "throw \"the lab gave up\";\n", 2, "netlab::thrown", "throw", "the lab gave up");
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let (code, _, err) = common::decode(
-        common::netlab()
-            .args(["run", "/nonexistent/lab.rhai"])
-            .output()
-            .unwrap(),
-    );
+    let (code, _, err) = common::decode(common::netlab().args(["run", "/nonexistent/lab.rhai"]).output().unwrap());
     assert_eq!(code, 2);
     assert!(err.contains("cannot read"), "{err}");
     let (code, _, _) = common::decode(common::netlab().args(["frobnicate"]).output().unwrap());
     assert_eq!(code, 2);
-    let (code, _, err) = common::decode(
-        common::netlab()
-            .args(["run", "x.rhai", "--set", "bad"])
-            .output()
-            .unwrap(),
-    );
+    let (code, _, err) = common::decode(common::netlab().args(["run", "x.rhai", "--set", "bad"]).output().unwrap());
     assert_eq!(code, 2, "{err}");
 }

@@ -10,10 +10,7 @@ fn lab_passes(name: &str) {
     let before = machine_state();
     let (code, out, err) = run_lab(&path, &[]);
     assert_eq!(code, 0, "{name} failed:\n{out}\n{err}");
-    assert!(
-        out.lines().last().unwrap_or("").starts_with("PASS "),
-        "{out}"
-    );
+    assert!(out.lines().last().unwrap_or("").starts_with("PASS "), "{out}");
     assert!(!out.contains('✗'), "{out}");
     assert_eq!(before, machine_state(), "{name} changed the machine");
 }

@@ -47,10 +47,7 @@ fn start_long_lab() -> Child {
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 /// Waits until the lab prints the header of step 2 (it is then blocked in exec_in).
@@ -58,10 +55,7 @@ fn wait_for_step_2(child: &mut Child) {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     loop {
-        let line = lines
-            .next()
-            .expect("netlab printed step 2 before ending")
-            .unwrap();
+        let line = lines.next().expect("netlab printed step 2 before ending").unwrap();
         assert!(!line.starts_with("FAIL"), "{line}");
         if line.starts_with("── 2.") {
             break;
@@ -77,10 +71,7 @@ fn children(pid: u32) -> Vec<u32> {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
-                );
+                out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
             }
         }
     }
@@ -100,9 +91,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 }
 
 fn netns_inode(pid: u32) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/net"))
-        .ok()
-        .map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| m.ino())
 }
 
 /// Every process on the machine whose network namespace is one of `inodes`.
@@ -134,20 +123,11 @@ fn interrupted_lab_leaves_nothing(signal: libc::c_int) {
     // The lab's processes: netlab's sandbox child (PID 1 of its own PID namespace),
     // and sh with its two sleeps started by exec_in; remember their namespaces.
     let id = child.id();
-    wait_until("exec_in has started sh and both sleeps", || {
-        descendants(id).len() >= 4
-    });
+    wait_until("exec_in has started sh and both sleeps", || descendants(id).len() >= 4);
     let procs = descendants(id);
     let host_ns = netns_inode(std::process::id()).unwrap();
-    let lab_ns: Vec<u64> = procs
-        .iter()
-        .filter_map(|p| netns_inode(*p))
-        .filter(|i| *i != host_ns)
-        .collect();
-    assert!(
-        lab_ns.len() >= 2,
-        "the lab's namespaces are not the machine's: {lab_ns:?}"
-    );
+    let lab_ns: Vec<u64> = procs.iter().filter_map(|p| netns_inode(*p)).filter(|i| *i != host_ns).collect();
+    assert!(lab_ns.len() >= 2, "the lab's namespaces are not the machine's: {lab_ns:?}");
     // SAFETY: sending a signal to our own child (SIGINT: to its process group, as a
     // terminal's Ctrl-C does).
     unsafe {
@@ -159,14 +139,9 @@ fn interrupted_lab_leaves_nothing(signal: libc::c_int) {
     }
     let _ = child.wait();
     wait_until("every process of the lab is gone", || {
-        procs
-            .iter()
-            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        procs.iter().all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
     });
-    assert!(
-        processes_in(&lab_ns).is_empty(),
-        "processes still hold the lab's namespaces"
-    );
+    assert!(processes_in(&lab_ns).is_empty(), "processes still hold the lab's namespaces");
     assert_eq!(before, machine_state(), "the machine changed");
 }
 

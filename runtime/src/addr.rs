@@ -20,9 +20,7 @@ pub fn parse_cidr(text: &str) -> Result<IpNet> {
             let (reason, help) = if text.parse::<IpAddr>().is_ok() {
                 (
                     "the prefix length is missing".to_string(),
-                    Some(format!(
-                        "write {text}/24 (or /32 on purpose); `ip` would silently take /32"
-                    )),
+                    Some(format!("write {text}/24 (or /32 on purpose); `ip` would silently take /32")),
                 )
             } else {
                 (
@@ -30,29 +28,22 @@ pub fn parse_cidr(text: &str) -> Result<IpNet> {
                     Some("e.g. \"10.0.0.1/24\" or \"fd00::1/64\"".into()),
                 )
             };
-            Err(Error::BadAddress {
-                value: text.to_string(),
-                expected: "address/prefix",
-                reason,
-                help,
-            })
+            Err(Error::BadAddress { value: text.to_string(), expected: "address/prefix", reason, help })
         }
     }
 }
 
 pub fn parse_ip(text: &str) -> Result<IpAddr> {
-    text.trim()
-        .parse::<IpAddr>()
-        .map_err(|_| Error::BadAddress {
-            value: text.to_string(),
-            expected: "IP address",
-            reason: "not an IPv4 or IPv6 address".into(),
-            help: Some(if text.contains('/') {
-                "give a single address without a prefix length, e.g. \"10.0.0.1\"".into()
-            } else {
-                "e.g. \"10.0.0.1\" or \"fd00::1\"".into()
-            }),
-        })
+    text.trim().parse::<IpAddr>().map_err(|_| Error::BadAddress {
+        value: text.to_string(),
+        expected: "IP address",
+        reason: "not an IPv4 or IPv6 address".into(),
+        help: Some(if text.contains('/') {
+            "give a single address without a prefix length, e.g. \"10.0.0.1\"".into()
+        } else {
+            "e.g. \"10.0.0.1\" or \"fd00::1\"".into()
+        }),
+    })
 }
 
 /// A network prefix such as "10.0.0.0/24" (host bits must be zero) or "default".
@@ -85,20 +76,12 @@ impl Node {
     /// so they are usable at once (nodad), as labs expect.
     pub async fn add_address(&self, link: &LinkName, cidr: IpNet) -> Result<()> {
         let index = self.link(link).await?.index;
-        let mut req = self
-            .handle
-            .address()
-            .add(index, cidr.addr(), cidr.prefix_len());
+        let mut req = self.handle.address().add(index, cidr.addr(), cidr.prefix_len());
         if cidr.addr().is_ipv6() {
             req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
         }
         req.execute().await.map_err(|e| {
-            Error::kernel(
-                "adding address to",
-                self.name.as_str(),
-                format!("{link} ({cidr})"),
-                nl_to_io(e),
-            )
+            Error::kernel("adding address to", self.name.as_str(), format!("{link} ({cidr})"), nl_to_io(e))
         })
     }
 
@@ -118,14 +101,12 @@ impl Node {
             reason: format!("{link} in {} does not have it", self.name),
             help: None,
         })?;
-        self.handle.address().del(msg).execute().await.map_err(|e| {
-            Error::kernel(
-                "deleting address from",
-                self.name.as_str(),
-                link.as_str(),
-                nl_to_io(e),
-            )
-        })
+        self.handle
+            .address()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::kernel("deleting address from", self.name.as_str(), link.as_str(), nl_to_io(e)))
     }
 
     async fn address_messages(&self) -> Result<Vec<AddressMessage>> {
@@ -140,12 +121,7 @@ impl Node {
 
     /// All addresses of the node.
     pub async fn addresses(&self) -> Result<Vec<AddrState>> {
-        Ok(self
-            .address_messages()
-            .await?
-            .iter()
-            .filter_map(addr_state)
-            .collect())
+        Ok(self.address_messages().await?.iter().filter_map(addr_state).collect())
     }
 }
 
@@ -167,11 +143,7 @@ fn addr_state(msg: &AddressMessage) -> Option<AddrState> {
         _ => address?,
     };
     let cidr = IpNet::new(ip, msg.header.prefix_len).ok()?;
-    Some(AddrState {
-        link_index: msg.header.index,
-        cidr,
-        broadcast,
-    })
+    Some(AddrState { link_index: msg.header.index, cidr, broadcast })
 }
 
 #[cfg(test)]
@@ -180,10 +152,7 @@ mod tests {
 
     #[test]
     fn cidrs() {
-        assert_eq!(
-            parse_cidr("10.0.0.2/24").unwrap().to_string(),
-            "10.0.0.2/24"
-        );
+        assert_eq!(parse_cidr("10.0.0.2/24").unwrap().to_string(), "10.0.0.2/24");
         assert!(parse_cidr("fd00::1/64").is_ok());
         let e = parse_cidr("192.168.15.1").unwrap_err();
         assert!(e.to_string().contains("prefix length is missing"), "{e}");

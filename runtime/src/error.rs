@@ -20,17 +20,12 @@ pub enum Error {
     #[error("invalid interface name {name:?}: {reason}")]
     #[diagnostic(
         code(netlab::bad_name),
-        help(
-            "Linux interface names are 1 to 15 bytes, without '/', ':' or spaces, e.g. \"veth0\""
-        )
+        help("Linux interface names are 1 to 15 bytes, without '/', ':' or spaces, e.g. \"veth0\"")
     )]
     BadLinkName { name: String, reason: String },
 
     #[error("invalid node name {name:?}: {reason}")]
-    #[diagnostic(
-        code(netlab::bad_name),
-        help("node names are 1 to 64 characters: letters, digits, '-', '_' and '.'")
-    )]
+    #[diagnostic(code(netlab::bad_name), help("node names are 1 to 64 characters: letters, digits, '-', '_' and '.'"))]
     BadNodeName { name: String, reason: String },
 
     #[error("invalid {expected} {value:?}: {reason}")]
@@ -80,10 +75,7 @@ pub enum Error {
     },
 
     #[error("invalid sysctl {key:?}: {reason}")]
-    #[diagnostic(
-        code(netlab::bad_sysctl),
-        help("only net.* keys can be set per node, e.g. \"net.ipv4.ip_forward\"")
-    )]
+    #[diagnostic(code(netlab::bad_sysctl), help("only net.* keys can be set per node, e.g. \"net.ipv4.ip_forward\""))]
     BadSysctl { key: String, reason: String },
 
     #[error("program {program:?} not found in PATH")]
@@ -95,15 +87,8 @@ pub enum Error {
     },
 
     #[error("{what} in {node} did not finish within {seconds:.1} s")]
-    #[diagnostic(
-        code(netlab::timeout),
-        help("raise the timeout with #{{timeout: SECONDS}}, or check why it hangs")
-    )]
-    Timeout {
-        what: String,
-        node: String,
-        seconds: f64,
-    },
+    #[diagnostic(code(netlab::timeout), help("raise the timeout with #{{timeout: SECONDS}}, or check why it hangs"))]
+    Timeout { what: String, node: String, seconds: f64 },
 
     #[error("cannot create netlab's sandbox: {reason}")]
     #[diagnostic(code(netlab::sandbox))]
@@ -129,12 +114,8 @@ pub enum Error {
 impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted => {
-                ErrorClass::Environment
-            }
-            Error::ProgramNotFound { program, .. }
-                if crate::exec::package_for(program).is_some() =>
-            {
+            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted => ErrorClass::Environment,
+            Error::ProgramNotFound { program, .. } if crate::exec::package_for(program).is_some() => {
                 ErrorClass::Environment
             }
             Error::Kernel { source, .. } => match source.raw_os_error() {
@@ -148,45 +129,27 @@ impl Error {
     }
 
     /// A kernel error for `op` on `object` in `node`, with a help line chosen by errno.
-    pub fn kernel(
-        op: &'static str,
-        node: &str,
-        object: impl Into<String>,
-        source: io::Error,
-    ) -> Error {
+    pub fn kernel(op: &'static str, node: &str, object: impl Into<String>, source: io::Error) -> Error {
         let object = object.into();
         let help = match source.raw_os_error() {
-            Some(libc::EEXIST) => Some(format!(
-                "{object} already exists in {node}; choose another name or remove it first"
-            )),
+            Some(libc::EEXIST) => {
+                Some(format!("{object} already exists in {node}; choose another name or remove it first"))
+            }
             Some(libc::ENODEV) => Some(format!("{object} does not exist in {node}")),
-            Some(libc::EPERM) | Some(libc::EACCES) => Some(
-                "netlab needs root, or unprivileged user namespaces, to change the network".into(),
-            ),
-            Some(libc::ENETUNREACH) => {
-                Some(format!("{node} has no route there; add one with route()"))
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                Some("netlab needs root, or unprivileged user namespaces, to change the network".into())
             }
-            Some(libc::EINVAL) => {
-                Some("the kernel rejected the request as invalid; check the arguments".into())
-            }
+            Some(libc::ENETUNREACH) => Some(format!("{node} has no route there; add one with route()")),
+            Some(libc::EINVAL) => Some("the kernel rejected the request as invalid; check the arguments".into()),
             Some(libc::EOPNOTSUPP) => Some("this kernel does not support that operation".into()),
             Some(libc::EBUSY) => Some(format!("{object} is in use in {node}")),
             _ => None,
         };
-        Error::Kernel {
-            op,
-            node: node.to_string(),
-            object,
-            source,
-            help,
-        }
+        Error::Kernel { op, node: node.to_string(), object, source, help }
     }
 
     pub fn io(op: impl Into<String>, source: io::Error) -> Error {
-        Error::Io {
-            op: op.into(),
-            source,
-        }
+        Error::Io { op: op.into(), source }
     }
 }
 

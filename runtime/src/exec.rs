@@ -33,17 +33,12 @@ const SHELL_CHARS: &[char] = &['|', '&', ';', '<', '>', '$', '`', '(', ')', '*',
 
 impl CommandLine {
     pub fn parse(text: &str) -> std::result::Result<CommandLine, String> {
-        let words =
-            shell_words::split(text).map_err(|e| format!("cannot split the command line: {e}"))?;
+        let words = shell_words::split(text).map_err(|e| format!("cannot split the command line: {e}"))?;
         let Some(program) = words.first().cloned() else {
             return Err("the command is empty".into());
         };
         let shell = text.contains(SHELL_CHARS).then(|| text.to_string());
-        Ok(CommandLine {
-            program,
-            argv: words,
-            shell,
-        })
+        Ok(CommandLine { program, argv: words, shell })
     }
 }
 
@@ -68,10 +63,7 @@ pub fn package_for(program: &str) -> Option<&'static str> {
 pub fn find_program(program: &str) -> Option<PathBuf> {
     let is_exec = |p: &Path| {
         p.metadata()
-            .map(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-            })
+            .map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
             .unwrap_or(false)
     };
     if program.contains('/') {
@@ -80,9 +72,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH")
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| is_exec(p))
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| is_exec(p))
 }
 
 /// Files bind-mounted over the machine's ones inside the child, e.g. the node's
@@ -93,6 +83,7 @@ pub async fn exec_in(
     node: &Node,
     cmd: &CommandLine,
     binds: &BindMounts,
+    input: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<ExecOutput> {
     if find_program(&cmd.program).is_none() {
@@ -100,10 +91,7 @@ pub async fn exec_in(
             Some(pkg) => Some(format!("install it: apt-get install {pkg}")),
             None => Some("check the spelling, or install the program".into()),
         };
-        return Err(Error::ProgramNotFound {
-            program: cmd.program.clone(),
-            help,
-        });
+        return Err(Error::ProgramNotFound { program: cmd.program.clone(), help });
     }
     let mut command = match &cmd.shell {
         Some(line) => {
@@ -119,12 +107,9 @@ pub async fn exec_in(
     };
     let netns_fd = node.ns.as_raw_fd();
     let uts_fd = node.uts.borrow().as_ref().map(|f| f.as_raw_fd());
-    let binds = binds
-        .iter()
-        .map(|(src, dst)| Ok((cstring(src)?, cstring(dst)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let binds = binds.iter().map(|(src, dst)| Ok((cstring(src)?, cstring(dst)?))).collect::<Result<Vec<_>>>()?;
     command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("NETLAB_NODE", node.name.as_str())
@@ -134,14 +119,18 @@ pub async fn exec_in(
     unsafe {
         command.pre_exec(move || enter_node(netns_fd, uts_fd, &binds));
     }
-    let child = command
-        .spawn()
-        .map_err(|e| Error::io(format!("starting {} in {}", cmd.program, node.name), e))?;
-    let what = format!(
-        "{:?}",
-        cmd.shell.clone().unwrap_or_else(|| cmd.argv.join(" "))
-    );
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let mut child = command.spawn().map_err(|e| Error::io(format!("starting {} in {}", cmd.program, node.name), e))?;
+    let what = format!("{:?}", cmd.shell.clone().unwrap_or_else(|| cmd.argv.join(" ")));
+    let feed = async {
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            // A program that exits without reading its input is not an error here;
+            // dropping stdin closes it so the program sees end of input.
+            let _ = stdin.write_all(data).await;
+        }
+        child.wait_with_output().await
+    };
+    match tokio::time::timeout(timeout, feed).await {
         Ok(Ok(out)) => Ok(ExecOutput {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -149,21 +138,13 @@ pub async fn exec_in(
         }),
         Ok(Err(e)) => Err(Error::io(format!("waiting for {what} in {}", node.name), e)),
         // Dropping the future dropped the child, which kills it (kill_on_drop).
-        Err(_) => Err(Error::Timeout {
-            what,
-            node: node.name.to_string(),
-            seconds: timeout.as_secs_f64(),
-        }),
+        Err(_) => Err(Error::Timeout { what, node: node.name.to_string(), seconds: timeout.as_secs_f64() }),
     }
 }
 
 fn cstring(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| {
-        Error::io(
-            format!("path {}", p.display()),
-            std::io::ErrorKind::InvalidInput.into(),
-        )
-    })
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::io(format!("path {}", p.display()), std::io::ErrorKind::InvalidInput.into()))
 }
 
 fn check(ret: libc::c_int) -> std::io::Result<()> {
@@ -175,18 +156,11 @@ fn check(ret: libc::c_int) -> std::io::Result<()> {
 }
 
 /// Runs in the child between fork and exec.
-fn enter_node(
-    netns: RawFd,
-    uts: Option<RawFd>,
-    binds: &[(CString, CString)],
-) -> std::io::Result<()> {
+fn enter_node(netns: RawFd, uts: Option<RawFd>, binds: &[(CString, CString)]) -> std::io::Result<()> {
     // SAFETY: plain syscalls with valid fds and NUL-terminated strings.
     unsafe {
         // Die with netlab even after `kill -9`, so nothing keeps the node alive.
-        check(libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-        ))?;
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong))?;
         check(libc::setns(netns, libc::CLONE_NEWNET))?;
         if let Some(uts) = uts {
             check(libc::setns(uts, libc::CLONE_NEWUTS))?;
@@ -201,21 +175,9 @@ fn enter_node(
         ))?;
         // A sysfs mounted now shows this namespace's devices (/sys/class/net), like ip netns exec.
         libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH);
-        check(libc::mount(
-            c"sysfs".as_ptr(),
-            c"/sys".as_ptr(),
-            c"sysfs".as_ptr(),
-            0,
-            std::ptr::null(),
-        ))?;
+        check(libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
         for (src, dst) in binds {
-            check(libc::mount(
-                src.as_ptr(),
-                dst.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ))?;
+            check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
         }
     }
     Ok(())

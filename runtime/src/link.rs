@@ -4,8 +4,8 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
-    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, State,
+    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, State,
 };
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
@@ -68,11 +68,7 @@ fn port_state_name(state: &BridgePortState) -> String {
 }
 
 pub fn format_mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 impl From<&LinkMessage> for LinkState {
@@ -143,14 +139,7 @@ impl Node {
 
     /// One link by name, or NoSuchLink listing the node's links.
     pub async fn link(&self, name: &LinkName) -> Result<LinkState> {
-        let found = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.as_str())
-            .execute()
-            .try_next()
-            .await;
+        let found = self.handle.link().get().match_name(name.as_str()).execute().try_next().await;
         match found {
             Ok(Some(msg)) => Ok(LinkState::from(&msg)),
             Ok(None) => Err(self.no_such_link(name).await),
@@ -159,23 +148,15 @@ impl Node {
                 if io.raw_os_error() == Some(libc::ENODEV) {
                     Err(self.no_such_link(name).await)
                 } else {
-                    Err(Error::kernel(
-                        "looking up",
-                        self.name.as_str(),
-                        name.as_str(),
-                        io,
-                    ))
+                    Err(Error::kernel("looking up", self.name.as_str(), name.as_str(), io))
                 }
             }
         }
     }
 
     pub(crate) async fn no_such_link(&self, name: &LinkName) -> Error {
-        let known: Vec<String> = self
-            .links()
-            .await
-            .map(|l| l.into_iter().map(|l| l.name).collect())
-            .unwrap_or_default();
+        let known: Vec<String> =
+            self.links().await.map(|l| l.into_iter().map(|l| l.name).collect()).unwrap_or_default();
         Error::NoSuchLink {
             node: self.name.to_string(),
             link: name.to_string(),
@@ -195,12 +176,7 @@ impl Node {
 
     /// `ip link add NAME type veth peer name PEER netns PEER_NODE`: the peer is created
     /// directly inside its namespace in the same request.
-    pub async fn create_veth(
-        &self,
-        name: &LinkName,
-        peer_node: &Node,
-        peer: &LinkName,
-    ) -> Result<()> {
+    pub async fn create_veth(&self, name: &LinkName, peer_node: &Node, peer: &LinkName) -> Result<()> {
         let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str());
         if !std::ptr::eq(self, peer_node) {
             peer_msg = peer_msg.setns_by_fd(peer_node.ns.as_raw_fd());
@@ -213,19 +189,9 @@ impl Node {
             let io = nl_to_io(e);
             // EEXIST does not say which end clashed: find out so the message names it.
             if io.raw_os_error() == Some(libc::EEXIST) && self.link(name).await.is_err() {
-                return Err(Error::kernel(
-                    "creating veth peer",
-                    peer_node.name.as_str(),
-                    peer.as_str(),
-                    io,
-                ));
+                return Err(Error::kernel("creating veth peer", peer_node.name.as_str(), peer.as_str(), io));
             }
-            return Err(Error::kernel(
-                "creating veth",
-                self.name.as_str(),
-                name.as_str(),
-                io,
-            ));
+            return Err(Error::kernel("creating veth", self.name.as_str(), name.as_str(), io));
         }
         Ok(())
     }
@@ -237,14 +203,7 @@ impl Node {
             .add(LinkBridge::new(name.as_str()).build())
             .execute()
             .await
-            .map_err(|e| {
-                Error::kernel(
-                    "creating bridge",
-                    self.name.as_str(),
-                    name.as_str(),
-                    nl_to_io(e),
-                )
-            })
+            .map_err(|e| Error::kernel("creating bridge", self.name.as_str(), name.as_str(), nl_to_io(e)))
     }
 
     /// `ip link set NAME up|down`.
@@ -253,9 +212,7 @@ impl Node {
         let msg = if up { msg.up() } else { msg.down() }.build();
         match self.handle.link().set(msg).execute().await {
             Ok(()) => Ok(()),
-            Err(e) => Err(self
-                .link_error(if up { "setting up" } else { "setting down" }, name, e)
-                .await),
+            Err(e) => Err(self.link_error(if up { "setting up" } else { "setting down" }, name, e).await),
         }
     }
 
@@ -270,10 +227,7 @@ impl Node {
                         "attaching to",
                         self.name.as_str(),
                         bridge.as_str(),
-                        std::io::Error::other(format!(
-                            "{bridge} is not a bridge (kind {:?})",
-                            br.kind
-                        )),
+                        std::io::Error::other(format!("{bridge} is not a bridge (kind {:?})", br.kind)),
                     ));
                 }
                 msg.controller(br.index)

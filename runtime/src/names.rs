@@ -13,26 +13,17 @@ pub struct LinkName(String);
 
 impl LinkName {
     pub fn new(name: &str) -> Result<LinkName> {
-        let bad = |reason: String| Error::BadLinkName {
-            name: name.to_string(),
-            reason,
-        };
+        let bad = |reason: String| Error::BadLinkName { name: name.to_string(), reason };
         if name.is_empty() {
             return Err(bad("it is empty".into()));
         }
         if name.len() > MAX_LINK_NAME {
-            return Err(bad(format!(
-                "it is {} bytes long; Linux allows at most {MAX_LINK_NAME}",
-                name.len()
-            )));
+            return Err(bad(format!("it is {} bytes long; Linux allows at most {MAX_LINK_NAME}", name.len())));
         }
         if name == "." || name == ".." {
             return Err(bad("'.' and '..' are reserved".into()));
         }
-        if let Some(c) = name
-            .chars()
-            .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
-        {
+        if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
             return Err(bad(format!("it contains {c:?}")));
         }
         Ok(LinkName(name.to_string()))
@@ -55,10 +46,7 @@ pub struct NodeName(String);
 
 impl NodeName {
     pub fn new(name: &str) -> Result<NodeName> {
-        let bad = |reason: String| Error::BadNodeName {
-            name: name.to_string(),
-            reason,
-        };
+        let bad = |reason: String| Error::BadNodeName { name: name.to_string(), reason };
         if name.is_empty() {
             return Err(bad("it is empty".into()));
         }
@@ -68,10 +56,7 @@ impl NodeName {
         if name == "." || name == ".." {
             return Err(bad("'.' and '..' are reserved".into()));
         }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        {
+        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
             return Err(bad(format!("it contains {c:?}")));
         }
         Ok(NodeName(name.to_string()))

@@ -3,9 +3,7 @@
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
-};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 
 use crate::error::{nl_to_io, Error, Result};
 use crate::link::format_mac;
@@ -28,9 +26,7 @@ impl Node {
             .execute()
             .try_collect()
             .await
-            .map_err(|e| {
-                Error::kernel("listing neighbours", self.name.as_str(), "", nl_to_io(e))
-            })?;
+            .map_err(|e| Error::kernel("listing neighbours", self.name.as_str(), "", nl_to_io(e)))?;
         Ok(msgs.iter().filter_map(neighbour).collect())
     }
 }
@@ -41,9 +37,7 @@ fn neighbour(msg: &NeighbourMessage) -> Option<Neighbour> {
     for attr in &msg.attributes {
         match attr {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(*a)),
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                ip = Some(IpAddr::V6(*a))
-            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(*a)),
             NeighbourAttribute::LinkLayerAddress(l) => mac = Some(format_mac(l)),
             _ => {}
         }
@@ -59,10 +53,5 @@ fn neighbour(msg: &NeighbourMessage) -> Option<Neighbour> {
         NeighbourState::Permanent => "PERMANENT",
         _ => "NONE",
     };
-    Some(Neighbour {
-        ip: ip?,
-        mac,
-        link_index: msg.header.ifindex,
-        state: state.into(),
-    })
+    Some(Neighbour { ip: ip?, mac, link_index: msg.header.ifindex, state: state.into() })
 }

@@ -21,6 +21,8 @@ pub struct Node {
     pub handle: rtnetlink::Handle,
     /// The node's UTS namespace once it has a hostname of its own.
     pub uts: std::cell::RefCell<Option<File>>,
+    /// NAT and forwarding rules netlab keeps for this node (see firewall.rs).
+    pub firewall: std::cell::RefCell<crate::firewall::Firewall>,
 }
 
 impl std::fmt::Debug for Node {
@@ -35,12 +37,7 @@ impl Node {
         let ns = current_netns()?;
         let handle = open_netlink(&name)?;
         setup_defaults(&name)?;
-        Ok(Node {
-            name,
-            ns,
-            handle,
-            uts: Default::default(),
-        })
+        Ok(Node { name, ns, handle, uts: Default::default(), firewall: Default::default() })
     }
 
     /// A new named namespace, bind-mounted under /run/netns so `ip netns exec` finds it.
@@ -48,33 +45,18 @@ impl Node {
     pub fn create(name: NodeName, home: &File) -> Result<Node> {
         let path = PathBuf::from(NETNS_DIR).join(name.as_str());
         if path.exists() {
-            return Err(Error::NodeExists {
-                name: name.to_string(),
-            });
+            return Err(Error::NodeExists { name: name.to_string() });
         }
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::io(format!("creating namespace {name}"), e.into()))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::io(format!("creating namespace {name}"), e.into()))?;
         // From here the thread is inside the new namespace: finish and always go home.
         let inside = (|| {
             let ns = current_netns()?;
-            File::create(&path)
-                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
+            File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
             let handle = open_netlink(&name)?;
             setup_defaults(&name)?;
-            Ok(Node {
-                name: name.clone(),
-                ns,
-                handle,
-                uts: Default::default(),
-            })
+            Ok(Node { name: name.clone(), ns, handle, uts: Default::default(), firewall: Default::default() })
         })();
         nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
@@ -93,8 +75,7 @@ impl Node {
 
     pub fn ensure_etc_dir(&self) -> Result<PathBuf> {
         let dir = self.etc_dir();
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(dir)
     }
 }
@@ -102,16 +83,25 @@ impl Node {
 /// Opens an rtnetlink socket in the calling thread's namespace and spawns its
 /// connection on the current tokio runtime.
 fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
-    let (conn, handle, _) = rtnetlink::new_connection()
-        .map_err(|e| Error::io(format!("opening netlink in {name}"), e))?;
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| Error::io(format!("opening netlink in {name}"), e))?;
     tokio::spawn(conn);
     Ok(handle)
 }
 
 /// Settings every node gets, applied from inside it.
 fn setup_defaults(name: &NodeName) -> Result<()> {
+    let set = |key: &str, value: &str, why: &str| {
+        sysctl::write_current(key, value).map_err(|e| Error::io(format!("{why} in {name} ({key})"), e))
+    };
     // New namespaces have ping_group_range "1 0": unprivileged ICMP sockets (our
     // in-process ping) would be refused.
-    sysctl::write_current("net.ipv4.ping_group_range", "0 2147483647")
-        .map_err(|e| Error::io(format!("enabling ICMP sockets in {name}"), e))
+    set("net.ipv4.ping_group_range", "0 2147483647", "enabling ICMP sockets")?;
+    // IPv6 stays off on new links until the lab gives one an IPv6 address: every new
+    // link's autoconfiguration (DAD, MLD, router solicitations) is multicast that a
+    // bridge floods to all ports, O(N^2) packets (shared/bench/RESULTS.md).
+    set("net.ipv6.conf.default.disable_ipv6", "1", "keeping IPv6 off on new links")?;
+    // A new namespace takes ip_forward from the machine's initial namespace, not from
+    // its parent: start every node from the same known state (off), like a fresh host.
+    set("net.ipv4.ip_forward", "0", "resetting ip_forward")
 }

@@ -12,23 +12,16 @@ use crate::error::{Error, Result};
 
 /// Opens a handle on the calling thread's current network namespace.
 pub fn current_netns() -> Result<File> {
-    File::open("/proc/thread-self/ns/net")
-        .map_err(|e| Error::io("opening /proc/thread-self/ns/net", e))
+    File::open("/proc/thread-self/ns/net").map_err(|e| Error::io("opening /proc/thread-self/ns/net", e))
 }
 
 /// Runs `f` with the calling thread inside the network namespace `target`, then
 /// returns to `home`.
-pub fn in_netns<T>(
-    home: BorrowedFd<'_>,
-    target: BorrowedFd<'_>,
-    f: impl FnOnce() -> T,
-) -> Result<T> {
-    setns(target, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::io("entering a node's network namespace", e.into()))?;
+pub fn in_netns<T>(home: BorrowedFd<'_>, target: BorrowedFd<'_>, f: impl FnOnce() -> T) -> Result<T> {
+    setns(target, CloneFlags::CLONE_NEWNET).map_err(|e| Error::io("entering a node's network namespace", e.into()))?;
     let out = f();
     // Failing to return would leave every later socket in the wrong namespace.
-    setns(home, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
+    setns(home, CloneFlags::CLONE_NEWNET).map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
     Ok(out)
 }
 

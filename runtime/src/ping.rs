@@ -58,12 +58,7 @@ fn parse_reply(v6: bool, buf: &[u8], token: u64) -> Option<u16> {
     Some(u16::from_be_bytes([buf[6], buf[7]]))
 }
 
-pub async fn ping(
-    sock: Socket,
-    dst: IpAddr,
-    mode: PingMode,
-    interval: Duration,
-) -> io::Result<PingReport> {
+pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration) -> io::Result<PingReport> {
     let v6 = dst.is_ipv6();
     let target = SockAddr::from(SocketAddr::new(dst, 0));
     // SAFETY: we own the socket and it stays open as long as the AsyncFd holds it.
@@ -102,8 +97,7 @@ pub async fn ping(
                 match guard.get_inner().recv(&mut buf) {
                     Ok(n) => {
                         // SAFETY: recv initialised the first n bytes.
-                        let bytes =
-                            unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
+                        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
                         if parse_reply(v6, bytes, token).is_some() {
                             report.received += 1;
                             report.first_reply.get_or_insert(start.elapsed());
@@ -141,10 +135,7 @@ fn strip_os_error(e: &io::Error) -> String {
 }
 
 fn token() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     (nanos as u64) ^ (u64::from(std::process::id()) << 32)
 }
 

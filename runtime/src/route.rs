@@ -38,11 +38,7 @@ fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
 }
 
 impl Node {
-    async fn route_message(
-        &self,
-        destination: Option<IpNet>,
-        hop: &NextHop,
-    ) -> Result<RouteMessage> {
+    async fn route_message(&self, destination: Option<IpNet>, hop: &NextHop) -> Result<RouteMessage> {
         let v6 = match (destination, hop) {
             (Some(net), _) => net.addr().is_ipv6(),
             (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
@@ -59,9 +55,8 @@ impl Node {
             reason: "the destination and the gateway are of different IP versions".into(),
             help: None,
         };
-        let mut builder = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(dst, len)
-            .map_err(|e| mismatch(e.to_string()))?;
+        let mut builder =
+            RouteMessageBuilder::<IpAddr>::new().destination_prefix(dst, len).map_err(|e| mismatch(e.to_string()))?;
         match hop {
             NextHop::Gateway(gw) => {
                 if gw.is_ipv6() != v6 {
@@ -103,9 +98,7 @@ impl Node {
             let state = route_state(m);
             state.table == 254 && state.destination == destination
         });
-        let what = destination
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "default".into());
+        let what = destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
         let Some(msg) = target else {
             return Err(Error::kernel(
                 "deleting route",
@@ -124,10 +117,7 @@ impl Node {
 
     async fn route_messages(&self) -> Result<Vec<RouteMessage>> {
         let mut all = Vec::new();
-        for proto in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
+        for proto in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
             let msgs: Vec<RouteMessage> = self
                 .handle
                 .route()
@@ -135,9 +125,7 @@ impl Node {
                 .execute()
                 .try_collect()
                 .await
-                .map_err(|e| {
-                    Error::kernel("listing routes", self.name.as_str(), "", nl_to_io(e))
-                })?;
+                .map_err(|e| Error::kernel("listing routes", self.name.as_str(), "", nl_to_io(e)))?;
             all.extend(msgs);
         }
         Ok(all)
@@ -145,20 +133,12 @@ impl Node {
 
     /// The main table's routes (`ip route` and `ip -6 route`).
     pub async fn routes(&self) -> Result<Vec<RouteState>> {
-        Ok(self
-            .route_messages()
-            .await?
-            .iter()
-            .map(route_state)
-            .filter(|r| r.table == 254)
-            .collect())
+        Ok(self.route_messages().await?.iter().map(route_state).filter(|r| r.table == 254).collect())
     }
 }
 
 fn describe(destination: Option<IpNet>, hop: &NextHop) -> String {
-    let dst = destination
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| "default".into());
+    let dst = destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
     match hop {
         NextHop::Gateway(gw) => format!("{dst} via {gw}"),
         NextHop::Device(dev) => format!("{dst} dev {dev}"),

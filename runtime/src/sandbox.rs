@@ -31,10 +31,8 @@ pub const SANDBOX_ENV: &str = "NETLAB_SANDBOX";
 pub fn enter() -> Result<()> {
     let root = geteuid().is_root();
     let (uid, gid) = (geteuid(), getegid());
-    let mut flags = CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWPID;
+    let mut flags =
+        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID;
     if !root {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
@@ -55,36 +53,15 @@ pub fn enter() -> Result<()> {
         write_file("/proc/self/gid_map", &format!("0 {gid} 1"))?;
     }
     fork_into_pid_namespace()?;
-    let sandbox_err = |what: &str, e: nix::Error| Error::Sandbox {
-        reason: format!("{what}: {e}"),
-        help: None,
-    };
+    let sandbox_err = |what: &str, e: nix::Error| Error::Sandbox { reason: format!("{what}: {e}"), help: None };
     // Nothing we mount may propagate back to the machine's mount namespace.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| sandbox_err("making / private", e))?;
-    mount(
-        Some("netlab"),
-        "/run",
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0755"),
-    )
-    .map_err(|e| sandbox_err("mounting a tmpfs on /run", e))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| sandbox_err("making / private", e))?;
+    mount(Some("netlab"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
+        .map_err(|e| sandbox_err("mounting a tmpfs on /run", e))?;
     // A sysfs mounted from inside the new netns shows its devices, like `ip netns exec`.
-    mount(
-        Some("sysfs"),
-        "/sys",
-        Some("sysfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|e| sandbox_err("mounting sysfs on /sys", e))?;
+    mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
+        .map_err(|e| sandbox_err("mounting sysfs on /sys", e))?;
     // A /proc of the new PID namespace, so `ps` in a lab shows the lab's processes.
     mount(
         Some("proc"),
@@ -104,10 +81,7 @@ pub fn enter() -> Result<()> {
 
 fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {
     let path = path.as_ref();
-    fs::write(path, text).map_err(|e| Error::Sandbox {
-        reason: format!("writing {}: {e}", path.display()),
-        help: None,
-    })
+    fs::write(path, text).map_err(|e| Error::Sandbox { reason: format!("writing {}: {e}", path.display()), help: None })
 }
 
 /// Forks; the parent waits for the child and exits with its status, the child
@@ -115,10 +89,7 @@ fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {
 fn fork_into_pid_namespace() -> Result<()> {
     // SAFETY: enter() runs before any thread exists, so fork() cannot leave a lock held.
     match unsafe { fork() } {
-        Err(e) => Err(Error::Sandbox {
-            reason: format!("fork: {e}"),
-            help: None,
-        }),
+        Err(e) => Err(Error::Sandbox { reason: format!("fork: {e}"), help: None }),
         Ok(ForkResult::Child) => {
             // SAFETY: prctl with constant arguments. (getppid() is 0 here, the parent
             // being outside our PID namespace, so a parent that died before this line

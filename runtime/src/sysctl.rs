@@ -8,30 +8,15 @@ use crate::error::{Error, Result};
 
 /// Validates a key ("net.ipv4.ip_forward" or "net/ipv4/ip_forward") into its /proc path.
 pub fn path_for(key: &str) -> Result<PathBuf> {
-    let bad = |reason: &str| Error::BadSysctl {
-        key: key.to_string(),
-        reason: reason.to_string(),
-    };
-    let rel = if key.contains('/') {
-        key.to_string()
-    } else {
-        key.replace('.', "/")
-    };
+    let bad = |reason: &str| Error::BadSysctl { key: key.to_string(), reason: reason.to_string() };
+    let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
     if !rel.starts_with("net/") {
-        return Err(bad(
-            "netlab only sets net.* sysctls, which belong to a node's namespace",
-        ));
+        return Err(bad("netlab only sets net.* sysctls, which belong to a node's namespace"));
     }
-    if rel
-        .split('/')
-        .any(|part| part.is_empty() || part == "." || part == "..")
-    {
+    if rel.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
         return Err(bad("it has an empty or relative component"));
     }
-    if !rel
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '.'))
-    {
+    if !rel.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '.')) {
         return Err(bad("it contains characters that no sysctl has"));
     }
     Ok(PathBuf::from("/proc/sys").join(rel))
@@ -39,15 +24,13 @@ pub fn path_for(key: &str) -> Result<PathBuf> {
 
 /// Writes a sysctl of the calling thread's namespace.
 pub fn write_current(key: &str, value: &str) -> io::Result<()> {
-    let path =
-        path_for(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let path = path_for(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     std::fs::write(path, value)
 }
 
 /// Reads a sysctl of the calling thread's namespace.
 pub fn read_current(key: &str) -> io::Result<String> {
-    let path =
-        path_for(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let path = path_for(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     Ok(std::fs::read_to_string(path)?.trim().to_string())
 }
 
@@ -57,10 +40,7 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(
-            path_for("net.ipv4.ip_forward").unwrap(),
-            PathBuf::from("/proc/sys/net/ipv4/ip_forward")
-        );
+        assert_eq!(path_for("net.ipv4.ip_forward").unwrap(), PathBuf::from("/proc/sys/net/ipv4/ip_forward"));
         assert_eq!(
             path_for("net/ipv4/conf/eth0.1/forwarding").unwrap(),
             PathBuf::from("/proc/sys/net/ipv4/conf/eth0.1/forwarding")

@@ -8,11 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "netlab",
-    version,
-    about = "Network-namespace tutorials as self-checking Rhai labs"
-)]
+#[command(name = "netlab", version, about = "Network-namespace tutorials as self-checking Rhai labs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,10 +56,7 @@ fn setup_diagnostics() {
     let tty = std::io::stderr().is_terminal();
     let color = tty && std::env::var_os("NO_COLOR").is_none();
     let _ = miette::set_hook(Box::new(move |_| {
-        let mut opts = miette::MietteHandlerOpts::new()
-            .unicode(true)
-            .color(color)
-            .terminal_links(false);
+        let mut opts = miette::MietteHandlerOpts::new().unicode(true).color(color).terminal_links(false);
         if !tty {
             opts = opts.width(400);
         }
@@ -96,11 +89,7 @@ fn print_functions(markdown: bool) {
     if markdown {
         println!("| function | what it does |\n|---|---|");
         for f in FUNCTIONS {
-            println!(
-                "| `{}` | {} |",
-                f.usage.replace('|', "\\|"),
-                f.doc.replace('|', "\\|")
-            );
+            println!("| `{}` | {} |", f.usage.replace('|', "\\|"), f.doc.replace('|', "\\|"));
         }
     } else {
         for f in FUNCTIONS {

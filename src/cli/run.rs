@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Instant;
 
 use netlab_runtime::{sandbox, Lab, LabOptions};
 use rhai::Dynamic;
@@ -46,10 +47,7 @@ pub fn check(labs: &[PathBuf]) -> i32 {
             }
         };
         let name = path.display().to_string();
-        match engine::compile(&Source {
-            path: &name,
-            text: &text,
-        }) {
+        match engine::compile(&Source { path: &name, text: &text }) {
             Ok(_) => println!("ok {name}"),
             Err(d) => {
                 report(*d);
@@ -61,6 +59,7 @@ pub fn check(labs: &[PathBuf]) -> i32 {
 }
 
 pub fn run(args: &RunArgs) -> i32 {
+    let started = Instant::now();
     let settings = match parse_settings(&args.set) {
         Ok(s) => s,
         Err(c) => return c,
@@ -74,10 +73,7 @@ pub fn run(args: &RunArgs) -> i32 {
         Err(c) => return c,
     };
     let name = args.lab.display().to_string();
-    let src = Source {
-        path: &name,
-        text: &text,
-    };
+    let src = Source { path: &name, text: &text };
     let ast = match engine::compile(&src) {
         Ok(ast) => ast,
         Err(d) => {
@@ -90,9 +86,7 @@ pub fn run(args: &RunArgs) -> i32 {
         eprintln!("{:?}", miette::Report::new(e));
         return 3;
     }
-    let lab = match Lab::new(LabOptions {
-        slow_factor: args.slow_factor,
-    }) {
+    let lab = match Lab::new(LabOptions { slow_factor: args.slow_factor }) {
         Ok(lab) => Rc::new(lab),
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
@@ -108,32 +102,40 @@ pub fn run(args: &RunArgs) -> i32 {
         }
         Some(d) => {
             let verdict = d.verdict;
-            let line = d
-                .span
-                .map(|s| text[..s.offset()].matches('\n').count() + 1)
-                .unwrap_or(0);
+            let line = d.span.map(|s| text[..s.offset()].matches('\n').count() + 1).unwrap_or(0);
             let why = match verdict {
                 Verdict::CheckFailed => "check failed",
                 Verdict::ScriptError => "script error",
                 Verdict::Environment => "environment problem",
                 Verdict::Interrupted => "interrupted",
             };
-            let step = rep
-                .stopped_in()
-                .map(|s| format!(" in step {s}"))
-                .unwrap_or_default();
+            let step = rep.stopped_in().map(|s| format!(" in step {s}")).unwrap_or_default();
             report(*d);
-            let at = if line > 0 {
-                format!(" at line {line}")
-            } else {
-                String::new()
-            };
+            let at = if line > 0 { format!(" at line {line}") } else { String::new() };
             rep.summary(&name, "FAIL", Some(&format!("{why}{step}{at}")));
             verdict.exit_code()
         }
     };
     if args.keep {
         keep_shell(&lab);
+    }
+    let teardown_started = Instant::now();
+    lab.teardown();
+    if let Some(path) = std::env::var_os("NETLAB_RESULTS") {
+        let line = rep.results_line(&[
+            ("ready_wait_s", format!("{:.4}", lab.ready_wait().as_secs_f64())),
+            ("teardown_s", format!("{:.4}", teardown_started.elapsed().as_secs_f64())),
+            ("total_s", format!("{:.4}", started.elapsed().as_secs_f64())),
+            ("exit", code.to_string()),
+        ]);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            eprintln!("netlab: cannot append to NETLAB_RESULTS ({}): {e}", std::path::Path::new(&path).display());
+        }
     }
     code
 }
@@ -142,12 +144,7 @@ pub fn run(args: &RunArgs) -> i32 {
 fn keep_shell(lab: &Lab) {
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
     eprintln!("netlab: the lab is kept; you are in its host namespace. `ip netns` lists its nodes. Exit the shell to tear it down.");
-    let status = lab.block_on(async {
-        tokio::process::Command::new(&shell)
-            .env("PS1", "(netlab) # ")
-            .status()
-            .await
-    });
+    let status = lab.block_on(async { tokio::process::Command::new(&shell).env("PS1", "(netlab) # ").status().await });
     if let Err(e) = status {
         eprintln!("netlab: cannot start {shell}: {e}");
     }

@@ -34,9 +34,7 @@ struct LabResult {
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         entries.sort();
         for e in entries {
             collect(&e, out)?;
@@ -44,10 +42,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     } else if path.extension().is_some_and(|e| e == "rhai") || path.is_file() {
         out.push(path.to_path_buf());
     } else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{} does not exist", path.display()),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} does not exist", path.display())));
     }
     Ok(())
 }
@@ -71,14 +66,7 @@ pub fn test(args: &TestArgs) -> i32 {
             return 3;
         }
     };
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        })
-        .max(1);
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let started = Instant::now();
@@ -97,27 +85,13 @@ pub fn test(args: &TestArgs) -> i32 {
                 let (code, output) = match out {
                     Ok(o) => (
                         o.status.code().unwrap_or(128),
-                        format!(
-                            "{}{}",
-                            String::from_utf8_lossy(&o.stdout),
-                            String::from_utf8_lossy(&o.stderr)
-                        ),
+                        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
                     ),
                     Err(e) => (3, format!("cannot start netlab: {e}")),
                 };
-                let r = LabResult {
-                    path: path.clone(),
-                    code,
-                    output,
-                    took: t.elapsed(),
-                };
+                let r = LabResult { path: path.clone(), code, output, took: t.elapsed() };
                 let verdict = if r.code == 0 { "PASS" } else { "FAIL" };
-                println!(
-                    "{verdict} {} ({}){}",
-                    r.path.display(),
-                    fmt_duration(r.took),
-                    exit_note(r.code)
-                );
+                println!("{verdict} {} ({}){}", r.path.display(), fmt_duration(r.took), exit_note(r.code));
                 if r.code != 0 {
                     for line in r.output.lines() {
                         println!("    {line}");
@@ -133,11 +107,7 @@ pub fn test(args: &TestArgs) -> i32 {
     results.sort_by(|a, b| a.path.cmp(&b.path));
     let failed = results.iter().filter(|r| r.code != 0).count();
     let passed = results.len() - failed;
-    println!(
-        "{passed} passed, {failed} failed ({} labs in {})",
-        results.len(),
-        fmt_duration(started.elapsed())
-    );
+    println!("{passed} passed, {failed} failed ({} labs in {})", results.len(), fmt_duration(started.elapsed()));
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, junit(&results, started.elapsed())) {
             eprintln!("netlab: cannot write {}: {e}", path.display());
@@ -180,10 +150,7 @@ fn junit(results: &[LabResult], total: Duration) -> String {
     );
     for r in results {
         let name = xml_escape(&r.path.display().to_string());
-        x += &format!(
-            "  <testcase classname=\"netlab\" name=\"{name}\" time=\"{:.3}\">\n",
-            r.took.as_secs_f64()
-        );
+        x += &format!("  <testcase classname=\"netlab\" name=\"{name}\" time=\"{:.3}\">\n", r.took.as_secs_f64());
         if r.code != 0 {
             x += &format!(
                 "    <failure message=\"exit code {}{}\">{}</failure>\n",
@@ -192,10 +159,7 @@ fn junit(results: &[LabResult], total: Duration) -> String {
                 xml_escape(&r.output)
             );
         }
-        x += &format!(
-            "    <system-out>{}</system-out>\n  </testcase>\n",
-            xml_escape(&r.output)
-        );
+        x += &format!("    <system-out>{}</system-out>\n  </testcase>\n", xml_escape(&r.output));
     }
     x + "</testsuite>\n</testsuites>\n"
 }

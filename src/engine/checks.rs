@@ -10,40 +10,15 @@ use netlab_runtime::ping::{PingMode, PingReport};
 use netlab_runtime::{Error, Lab, Node};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
-use super::values::{failure, node_arg, to_rhai, CheckFailure, Failure, RhaiResult};
+use super::values::{failure, node_arg, opt_seconds, reject_unknown, to_rhai, Failure, RhaiResult};
 use crate::report::{fmt_duration, Reporter, StepResult};
 
-/// Reads a number option (seconds) from an options map.
 fn seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
-    match opts.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_float()
-            .or_else(|_| v.as_int().map(|i| i as f64))
-            .map_err(|t| {
-                Box::new(EvalAltResult::ErrorMismatchDataType(
-                    "number of seconds".into(),
-                    t.into(),
-                    ctx.call_position(),
-                ))
-            }),
-    }
+    opt_seconds(ctx, opts, key, default)
 }
 
 fn check_options(ctx: &NativeCallContext, opts: &Map, allowed: &[&str]) -> RhaiResult<()> {
-    for key in opts.keys() {
-        if !allowed.contains(&key.as_str()) {
-            return Err(Box::new(EvalAltResult::ErrorRuntime(
-                format!(
-                    "unknown option {key:?}; this function takes: {}",
-                    allowed.join(", ")
-                )
-                .into(),
-                ctx.call_position(),
-            )));
-        }
-    }
-    Ok(())
+    reject_unknown(ctx, opts, allowed)
 }
 
 fn fail_check(
@@ -53,15 +28,7 @@ fn fail_check(
     detail: String,
     hint: Option<String>,
 ) -> Box<EvalAltResult> {
-    rep.borrow_mut().check_failed(&format!("{title}: {detail}"));
-    failure(
-        Failure::Check(Rc::new(CheckFailure {
-            title,
-            detail,
-            hint,
-        })),
-        ctx.call_position(),
-    )
+    super::values::check_failure(ctx, rep, title, detail, hint)
 }
 
 fn seen(report: &PingReport) -> String {
@@ -81,11 +48,8 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
         ));
     }
     let links = lab.block_on(node.links()).ok()?;
-    let down: Vec<String> = links
-        .iter()
-        .filter(|l| l.kind != "loopback" && !l.admin_up)
-        .map(|l| format!("{} is DOWN", l.name))
-        .collect();
+    let down: Vec<String> =
+        links.iter().filter(|l| l.kind != "loopback" && !l.admin_up).map(|l| format!("{} is DOWN", l.name)).collect();
     if !down.is_empty() {
         return Some(format!("in {}: {}", node.name, down.join(", ")));
     }
@@ -102,142 +66,100 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
 
 pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>) {
     let r = rep.clone();
-    engine.register_fn(
-        "step",
-        move |ctx: NativeCallContext, title: &str, body: FnPtr| -> RhaiResult<()> {
-            r.borrow_mut().begin_step(title);
-            let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
-            let result = match &out {
-                Ok(_) => StepResult::Passed,
-                Err(e) if is_check_failure(e) => StepResult::Failed,
-                Err(_) => StepResult::Error,
-            };
-            r.borrow_mut().end_step(result);
-            out.map(|_| ())
-        },
-    );
+    engine.register_fn("step", move |ctx: NativeCallContext, title: &str, body: FnPtr| -> RhaiResult<()> {
+        r.borrow_mut().begin_step(title);
+        let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
+        let result = match &out {
+            Ok(_) => StepResult::Passed,
+            Err(e) if is_check_failure(e) => StepResult::Failed,
+            Err(_) => StepResult::Error,
+        };
+        r.borrow_mut().end_step(result);
+        out.map(|_| ())
+    });
 
     for with_opts in [false, true] {
         let (l, r) = (lab.clone(), rep.clone());
-        let positive =
-            move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
-                check_options(&ctx, &opts, &["timeout"])?;
-                let node = node_arg(&ctx, &l, &node)?;
-                let ip = to_rhai(&ctx, parse_ip(dst))?;
-                let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
-                let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::UntilReply { timeout }))?;
-                let title = format!("{} pings {dst}", node.name);
-                match report.first_reply {
-                    Some(t) => {
-                        r.borrow_mut()
-                            .check_passed(&format!("{title}: reply after {}", fmt_duration(t)));
-                        Ok(())
-                    }
-                    None => {
-                        let detail = format!(
-                            "no reply to {} requests in {}{}",
-                            report.sent,
-                            fmt_duration(report.elapsed),
-                            seen(&report)
-                        );
-                        Err(fail_check(
-                            &ctx,
-                            &r,
-                            title,
-                            detail,
-                            ping_hint(&l, &node, &report),
-                        ))
-                    }
+        let positive = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
+            check_options(&ctx, &opts, &["timeout"])?;
+            let node = node_arg(&ctx, &l, &node)?;
+            let ip = to_rhai(&ctx, parse_ip(dst))?;
+            let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+            let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::UntilReply { timeout }))?;
+            let title = format!("{} pings {dst}", node.name);
+            match report.first_reply {
+                Some(t) => {
+                    r.borrow_mut().check_passed(&format!("{title}: reply after {}", fmt_duration(t)));
+                    Ok(())
                 }
-            };
-        if with_opts {
-            engine.register_fn("expect_ping", positive);
-        } else {
-            engine.register_fn(
-                "expect_ping",
-                move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
-                    positive(ctx, node, dst, Map::new())
-                },
-            );
-        }
-
-        let (l, r) = (lab.clone(), rep.clone());
-        let negative =
-            move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
-                check_options(&ctx, &opts, &["window"])?;
-                let node = node_arg(&ctx, &l, &node)?;
-                let ip = to_rhai(&ctx, parse_ip(dst))?;
-                let window = l.deadline(seconds(&ctx, &opts, "window", 0.5)?);
-                let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::Watch { window }))?;
-                let title = format!("{} cannot ping {dst}", node.name);
-                if report.received == 0 {
+                None => {
                     let detail = format!(
                         "no reply to {} requests in {}{}",
                         report.sent,
                         fmt_duration(report.elapsed),
                         seen(&report)
                     );
-                    r.borrow_mut().check_passed(&format!("{title}: {detail}"));
-                    Ok(())
-                } else {
-                    let detail = format!(
-                        "{} of {} requests were answered",
-                        report.received, report.sent
-                    );
-                    let hint = Some(
-                        "something already connects them; check the steps before this one"
-                            .to_string(),
-                    );
-                    Err(fail_check(&ctx, &r, title, detail, hint))
+                    Err(fail_check(&ctx, &r, title, detail, ping_hint(&l, &node, &report)))
                 }
-            };
+            }
+        };
+        if with_opts {
+            engine.register_fn("expect_ping", positive);
+        } else {
+            engine.register_fn("expect_ping", move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
+                positive(ctx, node, dst, Map::new())
+            });
+        }
+
+        let (l, r) = (lab.clone(), rep.clone());
+        let negative = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
+            check_options(&ctx, &opts, &["window"])?;
+            let node = node_arg(&ctx, &l, &node)?;
+            let ip = to_rhai(&ctx, parse_ip(dst))?;
+            let window = l.deadline(seconds(&ctx, &opts, "window", 0.5)?);
+            let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::Watch { window }))?;
+            let title = format!("{} cannot ping {dst}", node.name);
+            if report.received == 0 {
+                let detail = format!(
+                    "no reply to {} requests in {}{}",
+                    report.sent,
+                    fmt_duration(report.elapsed),
+                    seen(&report)
+                );
+                r.borrow_mut().check_passed(&format!("{title}: {detail}"));
+                Ok(())
+            } else {
+                let detail = format!("{} of {} requests were answered", report.received, report.sent);
+                let hint = Some("something already connects them; check the steps before this one".to_string());
+                Err(fail_check(&ctx, &r, title, detail, hint))
+            }
+        };
         if with_opts {
             engine.register_fn("expect_no_ping", negative);
         } else {
-            engine.register_fn(
-                "expect_no_ping",
-                move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
-                    negative(ctx, node, dst, Map::new())
-                },
-            );
+            engine.register_fn("expect_no_ping", move |ctx: NativeCallContext, node: Dynamic, dst: &str| {
+                negative(ctx, node, dst, Map::new())
+            });
         }
     }
 
     let r = rep.clone();
-    engine.register_fn(
-        "expect",
-        move |ctx: NativeCallContext, cond: bool, what: &str| -> RhaiResult<()> {
-            if cond {
-                r.borrow_mut().check_passed(what);
-                Ok(())
-            } else {
-                Err(fail_check(
-                    &ctx,
-                    &r,
-                    what.to_string(),
-                    "the condition is false".into(),
-                    None,
-                ))
-            }
-        },
-    );
+    engine.register_fn("expect", move |ctx: NativeCallContext, cond: bool, what: &str| -> RhaiResult<()> {
+        if cond {
+            r.borrow_mut().check_passed(what);
+            Ok(())
+        } else {
+            Err(fail_check(&ctx, &r, what.to_string(), "the condition is false".into(), None))
+        }
+    });
     let r = rep.clone();
     engine.register_fn(
         "expect_eq",
-        move |ctx: NativeCallContext,
-              actual: Dynamic,
-              expected: Dynamic,
-              what: &str|
-              -> RhaiResult<()> {
-            let same = actual.type_name() == expected.type_name()
-                && actual.to_string() == expected.to_string();
+        move |ctx: NativeCallContext, actual: Dynamic, expected: Dynamic, what: &str| -> RhaiResult<()> {
+            let same = actual.type_name() == expected.type_name() && actual.to_string() == expected.to_string();
             if same {
                 let shown = actual.to_string();
-                let line = if what.contains(&shown) {
-                    what.to_string()
-                } else {
-                    format!("{what}: {shown}")
-                };
+                let line = if what.contains(&shown) { what.to_string() } else { format!("{what}: {shown}") };
                 r.borrow_mut().check_passed(&line);
                 Ok(())
             } else {
@@ -247,37 +169,81 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
         },
     );
 
+    register_batch(engine, lab, rep);
     register_exec(engine, lab);
+}
+
+/// Pings from many nodes at once: ping_count() and expect_ping_all(); metric().
+fn register_batch(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>) {
+    fn nodes(ctx: &NativeCallContext, lab: &Lab, list: &rhai::Array) -> RhaiResult<Vec<Rc<Node>>> {
+        list.iter().map(|v| node_arg(ctx, lab, v)).collect()
+    }
+    let l = lab.clone();
+    let count = move |ctx: NativeCallContext, list: rhai::Array, dst: &str, opts: Map| -> RhaiResult<i64> {
+        check_options(&ctx, &opts, &["timeout"])?;
+        let sources = nodes(&ctx, &l, &list)?;
+        let ip = to_rhai(&ctx, parse_ip(dst))?;
+        let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 1.0)?);
+        let reports = to_rhai(&ctx, l.ping_many(&sources, ip, PingMode::UntilReply { timeout }))?;
+        Ok(reports.iter().filter(|r| r.received > 0).count() as i64)
+    };
+    let c = count.clone();
+    engine.register_fn("ping_count", move |ctx: NativeCallContext, list: rhai::Array, dst: &str| {
+        c(ctx, list, dst, Map::new())
+    });
+    engine.register_fn("ping_count", count);
+
+    let (l, r) = (lab.clone(), rep.clone());
+    let all = move |ctx: NativeCallContext, list: rhai::Array, dst: &str, opts: Map| -> RhaiResult<()> {
+        check_options(&ctx, &opts, &["timeout"])?;
+        let sources = nodes(&ctx, &l, &list)?;
+        let ip = to_rhai(&ctx, parse_ip(dst))?;
+        let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+        let reports = to_rhai(&ctx, l.ping_many(&sources, ip, PingMode::UntilReply { timeout }))?;
+        let failed: Vec<String> =
+            sources.iter().zip(&reports).filter(|(_, r)| r.received == 0).map(|(n, _)| n.name.to_string()).collect();
+        let title = format!("{} nodes ping {dst}", sources.len());
+        if failed.is_empty() {
+            r.borrow_mut().check_passed(&title);
+            Ok(())
+        } else {
+            let shown: Vec<String> = failed.iter().take(10).cloned().collect();
+            let more = if failed.len() > 10 { format!(" and {} more", failed.len() - 10) } else { String::new() };
+            Err(fail_check(&ctx, &r, title, format!("no reply from {}{more}", shown.join(", ")), None))
+        }
+    };
+    let a = all.clone();
+    engine.register_fn("expect_ping_all", move |ctx: NativeCallContext, list: rhai::Array, dst: &str| {
+        a(ctx, list, dst, Map::new())
+    });
+    engine.register_fn("expect_ping_all", all);
+
+    let r = rep.clone();
+    engine.register_fn("metric", move |name: &str, value: Dynamic| r.borrow_mut().metric(name, &value.to_string()));
 }
 
 fn register_exec(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
-    let exec =
-        move |ctx: NativeCallContext, node: Dynamic, cmd: &str, opts: Map| -> RhaiResult<Map> {
-            check_options(&ctx, &opts, &["timeout"])?;
-            let node = node_arg(&ctx, &l, &node)?;
-            let line = CommandLine::parse(cmd).map_err(|reason| {
-                failure(
-                    Failure::Error(Rc::new(Error::io(
-                        format!("exec_in {cmd:?}"),
-                        std::io::Error::other(reason),
-                    ))),
-                    ctx.call_position(),
-                )
-            })?;
-            let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
-            let out = to_rhai(&ctx, l.exec(&node, &line, timeout))?;
-            let mut m = Map::new();
-            m.insert("code".into(), (out.code.unwrap_or(-1) as i64).into());
-            m.insert("stdout".into(), out.stdout.into());
-            m.insert("stderr".into(), out.stderr.into());
-            Ok(m)
-        };
+    let exec = move |ctx: NativeCallContext, node: Dynamic, cmd: &str, opts: Map| -> RhaiResult<Map> {
+        check_options(&ctx, &opts, &["timeout"])?;
+        let node = node_arg(&ctx, &l, &node)?;
+        let line = CommandLine::parse(cmd).map_err(|reason| {
+            failure(
+                Failure::Error(Rc::new(Error::io(format!("exec_in {cmd:?}"), std::io::Error::other(reason)))),
+                ctx.call_position(),
+            )
+        })?;
+        let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
+        let out = to_rhai(&ctx, l.exec(&node, &line, timeout))?;
+        let mut m = Map::new();
+        m.insert("code".into(), (out.code.unwrap_or(-1) as i64).into());
+        m.insert("stdout".into(), out.stdout.into());
+        m.insert("stderr".into(), out.stderr.into());
+        Ok(m)
+    };
     let e = exec.clone();
-    engine.register_fn(
-        "exec_in",
-        move |ctx: NativeCallContext, node: Dynamic, cmd: &str| e(ctx, node, cmd, Map::new()),
-    );
+    engine
+        .register_fn("exec_in", move |ctx: NativeCallContext, node: Dynamic, cmd: &str| e(ctx, node, cmd, Map::new()));
     engine.register_fn("exec_in", exec);
 }
 

@@ -56,19 +56,14 @@ impl Diagnostic for LabDiagnostic {
         Some(Box::new(&self.code))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         Some(&self.src)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let span = self.span?;
-        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
-            Some(self.label.clone()),
-            span,
-        ))))
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(Some(self.label.clone()), span))))
     }
 }
 
@@ -76,8 +71,9 @@ impl Diagnostic for LabDiagnostic {
 pub fn payload(e: &EvalAltResult) -> Option<Failure> {
     match e {
         EvalAltResult::ErrorRuntime(d, _) => d.clone().try_cast::<Failure>(),
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => payload(inner),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            payload(inner)
+        }
         _ => None,
     }
 }
@@ -101,8 +97,9 @@ fn locate(e: &EvalAltResult) -> (&EvalAltResult, Position) {
 
 fn innermost(e: &EvalAltResult) -> &EvalAltResult {
     match e {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => innermost(inner),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            innermost(inner)
+        }
         other => other,
     }
 }
@@ -136,11 +133,7 @@ impl Source<'_> {
         let mut offset = 0;
         for (i, l) in self.text.split_inclusive('\n').enumerate() {
             if i + 1 == line {
-                let within: usize = l
-                    .chars()
-                    .take(col.saturating_sub(1))
-                    .map(char::len_utf8)
-                    .sum();
+                let within: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
                 return Some(offset + within);
             }
             offset += l.len();
@@ -153,9 +146,7 @@ impl Source<'_> {
     fn span_at(&self, pos: Position) -> Option<SourceSpan> {
         let start = self.offset(pos)?;
         let rest = &self.text[start..];
-        let word = rest
-            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
+        let word = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
         let after = rest[word..].trim_start();
         if word > 0 && after.starts_with('(') {
             let open = start + (rest.len() - after.len());
@@ -163,11 +154,7 @@ impl Source<'_> {
                 return Some(SourceSpan::new(start.into(), open + close + 1 - start));
             }
         }
-        let len = if word > 0 {
-            word
-        } else {
-            rest.chars().next().map(char::len_utf8).unwrap_or(0)
-        };
+        let len = if word > 0 { word } else { rest.chars().next().map(char::len_utf8).unwrap_or(0) };
         Some(SourceSpan::new(start.into(), len))
     }
 
@@ -216,9 +203,9 @@ fn matching_paren(s: &str) -> Option<usize> {
 /// The string in the script that an error is about, to underline it precisely.
 fn offending_value(e: &Error) -> Option<&str> {
     match e {
-        Error::BadLinkName { name, .. }
-        | Error::BadNodeName { name, .. }
-        | Error::NoSuchNode { name, .. } => Some(name),
+        Error::BadLinkName { name, .. } | Error::BadNodeName { name, .. } | Error::NoSuchNode { name, .. } => {
+            Some(name)
+        }
         Error::BadAddress { value, .. } => Some(value),
         Error::NoSuchLink { link, .. } => Some(link),
         Error::BadSysctl { key, .. } => Some(key),
@@ -230,9 +217,7 @@ pub fn from_parse_error(src: &Source, err: &ParseError) -> LabDiagnostic {
     LabDiagnostic {
         code: "netlab::parse".into(),
         message: format!("syntax error: {}", err.err_type()),
-        help: Some(
-            "the lab is a Rhai script: see book/src/reference.md for the syntax netlab uses".into(),
-        ),
+        help: Some("the lab is a Rhai script: see book/src/reference.md for the syntax netlab uses".into()),
         label: "here".into(),
         span: src.span_at(err.position()),
         src: src.named(),
@@ -262,10 +247,7 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
             d.verdict = Verdict::CheckFailed;
         }
         Some(Failure::Error(e)) => {
-            d.code = e
-                .code()
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "netlab::error".into());
+            d.code = e.code().map(|c| c.to_string()).unwrap_or_else(|| "netlab::error".into());
             d.message = format!("{e}{in_step}");
             d.help = e.help().map(|h| h.to_string());
             if let (Some(span), Some(value)) = (d.span, offending_value(&e)) {
@@ -290,10 +272,7 @@ fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
             let got = sig[name.len()..].trim();
             if let Some(usage) = api::usage(name) {
                 d.code = "netlab::arg_type".into();
-                d.message = format!(
-                    "wrong arguments for {name}(){in_step}: got {}",
-                    api::readable_types(got)
-                );
+                d.message = format!("wrong arguments for {name}(){in_step}: got {}", api::readable_types(got));
                 d.help = Some(format!("usage: {usage}"));
             } else {
                 d.code = "netlab::unknown_function".into();
@@ -303,10 +282,7 @@ fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
         }
         EvalAltResult::ErrorMismatchDataType(expected, got, _) => {
             d.code = "netlab::arg_type".into();
-            d.message = format!(
-                "expected {expected}, got {}{in_step}",
-                api::readable_types(got)
-            );
+            d.message = format!("expected {expected}, got {}{in_step}", api::readable_types(got));
         }
         EvalAltResult::ErrorVariableNotFound(name, _) => {
             d.code = "netlab::unknown_variable".into();

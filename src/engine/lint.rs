@@ -21,18 +21,7 @@ fn known_functions(ast: &AST) -> BTreeSet<String> {
         known.insert(f.name.to_string());
     }
     // Keywords that parse as calls.
-    for k in [
-        "print",
-        "debug",
-        "type_of",
-        "is_def_var",
-        "is_def_fn",
-        "eval",
-        "Fn",
-        "call",
-        "curry",
-        "is_shared",
-    ] {
+    for k in ["print", "debug", "type_of", "is_def_var", "is_def_fn", "eval", "Fn", "call", "curry", "is_shared"] {
         known.insert(k.to_string());
     }
     known
@@ -43,16 +32,14 @@ pub fn unknown_functions(src: &Source, ast: &AST) -> Option<Box<LabDiagnostic>> 
     let mut found = None;
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, pos)))
-            | Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => Some((call, pos)),
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => {
+                Some((call, pos))
+            }
             _ => None,
         };
         if let Some((call, pos)) = call {
             // Method calls (x.f()) and namespaced calls (m::f()) are resolved at run time.
-            if call.namespace.is_empty()
-                && !known.contains(call.name.as_str())
-                && !call.name.starts_with("anon$")
-            {
+            if call.namespace.is_empty() && !known.contains(call.name.as_str()) && !call.name.starts_with("anon$") {
                 found = Some((call.name.to_string(), *pos));
                 return false;
             }
@@ -60,11 +47,7 @@ pub fn unknown_functions(src: &Source, ast: &AST) -> Option<Box<LabDiagnostic>> 
         true
     });
     let (name, pos) = found?;
-    let mut d = src.diagnostic_at(
-        pos,
-        "netlab::unknown_function",
-        format!("unknown function {name}()"),
-    );
+    let mut d = src.diagnostic_at(pos, "netlab::unknown_function", format!("unknown function {name}()"));
     d.help = api::suggest(&name).map(|s| format!("did you mean {s}?"));
     d.verdict = Verdict::ScriptError;
     Some(Box::new(d))

@@ -4,8 +4,11 @@
 pub mod api;
 mod checks;
 pub mod diagnose;
+mod firewall;
 mod lint;
 mod net;
+mod services;
+pub mod stdlib;
 pub mod values;
 
 use std::cell::RefCell;
@@ -28,9 +31,7 @@ pub fn base_engine() -> Engine {
 
 /// Parses and lints a lab. Errors point at the line.
 pub fn compile(src: &Source) -> Result<AST, Box<LabDiagnostic>> {
-    let ast = base_engine()
-        .compile(src.text)
-        .map_err(|e| Box::new(diagnose::from_parse_error(src, &e)))?;
+    let ast = base_engine().compile(src.text).map_err(|e| Box::new(diagnose::from_parse_error(src, &e)))?;
     match lint::unknown_functions(src, &ast) {
         Some(d) => Err(d),
         None => Ok(ast),
@@ -59,15 +60,16 @@ pub struct Outcome {
 pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]) -> Outcome {
     let reporter = Rc::new(RefCell::new(Reporter::default()));
     let mut engine = base_engine();
+    let lab_dir = std::path::Path::new(src.path).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    engine.set_module_resolver(stdlib::StdlibResolver::new(lab_dir));
     net::register(&mut engine, &lab);
     checks::register(&mut engine, &lab, &reporter);
+    firewall::register(&mut engine, &lab);
+    services::register(&mut engine, &lab, &reporter);
     let rep = reporter.clone();
     engine.on_print(move |text| rep.borrow().print(text));
     let rep = reporter.clone();
-    engine.on_debug(move |text, _, pos| {
-        rep.borrow()
-            .print(&format!("[line {}] {text}", pos.line().unwrap_or(0)))
-    });
+    engine.on_debug(move |text, _, pos| rep.borrow().print(&format!("[line {}] {text}", pos.line().unwrap_or(0))));
 
     let mut scope = Scope::new();
     for (name, value) in settings {
@@ -78,8 +80,5 @@ pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]
         let step = reporter.borrow().stopped_in();
         Box::new(diagnose::from_eval_error(src, &e, step))
     });
-    Outcome {
-        reporter,
-        diagnostic,
-    }
+    Outcome { reporter, diagnostic }
 }

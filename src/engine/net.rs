@@ -23,30 +23,19 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
     engine.register_fn("host", move || NodeRef(l.host()));
     let l = lab.clone();
-    engine.register_fn(
-        "netns",
-        move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
-            to_rhai(&ctx, l.create_node(name)).map(NodeRef)
-        },
-    );
+    engine.register_fn("netns", move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
+        to_rhai(&ctx, l.create_node(name)).map(NodeRef)
+    });
     let l = lab.clone();
-    engine.register_fn(
-        "node",
-        move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
-            to_rhai(&ctx, l.node(name)).map(NodeRef)
-        },
-    );
+    engine.register_fn("node", move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
+        to_rhai(&ctx, l.node(name)).map(NodeRef)
+    });
 
     // veth(node_a, name_a, node_b, name_b) and veth(node, name_a, name_b).
     let l = lab.clone();
     engine.register_fn(
         "veth",
-        move |ctx: NativeCallContext,
-              a: Dynamic,
-              a_name: &str,
-              b: Dynamic,
-              b_name: &str|
-              -> RhaiResult<()> {
+        move |ctx: NativeCallContext, a: Dynamic, a_name: &str, b: Dynamic, b_name: &str| -> RhaiResult<()> {
             let (a, b) = (node_arg(&ctx, &l, &a)?, node_arg(&ctx, &l, &b)?);
             let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
             to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &b, &b_name)))?;
@@ -69,29 +58,23 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
     );
 
     let l = lab.clone();
-    engine.register_fn(
-        "bridge",
-        move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let name = link_name(&ctx, name)?;
-            to_rhai(&ctx, l.block_on(node.create_bridge(&name)))?;
-            l.mark_changed();
-            Ok(())
-        },
-    );
+    engine.register_fn("bridge", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
+        let node = node_arg(&ctx, &l, &node)?;
+        let name = link_name(&ctx, name)?;
+        to_rhai(&ctx, l.block_on(node.create_bridge(&name)))?;
+        l.mark_changed();
+        Ok(())
+    });
 
     for (fname, up) in [("up", true), ("down", false)] {
         let l = lab.clone();
-        engine.register_fn(
-            fname,
-            move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
-                let node = node_arg(&ctx, &l, &node)?;
-                let name = link_name(&ctx, name)?;
-                to_rhai(&ctx, l.block_on(node.set_link_up(&name, up)))?;
-                l.mark_changed();
-                Ok(())
-            },
-        );
+        engine.register_fn(fname, move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
+            let node = node_arg(&ctx, &l, &node)?;
+            let name = link_name(&ctx, name)?;
+            to_rhai(&ctx, l.block_on(node.set_link_up(&name, up)))?;
+            l.mark_changed();
+            Ok(())
+        });
     }
 
     let l = lab.clone();
@@ -106,27 +89,21 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         },
     );
     let l = lab.clone();
-    engine.register_fn(
-        "nomaster",
-        move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let link = link_name(&ctx, link)?;
-            to_rhai(&ctx, l.block_on(node.set_master(&link, None)))?;
-            l.mark_changed();
-            Ok(())
-        },
-    );
+    engine.register_fn("nomaster", move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
+        let node = node_arg(&ctx, &l, &node)?;
+        let link = link_name(&ctx, link)?;
+        to_rhai(&ctx, l.block_on(node.set_master(&link, None)))?;
+        l.mark_changed();
+        Ok(())
+    });
     let l = lab.clone();
-    engine.register_fn(
-        "del_link",
-        move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let link = link_name(&ctx, link)?;
-            to_rhai(&ctx, l.block_on(node.delete_link(&link)))?;
-            l.mark_changed();
-            Ok(())
-        },
-    );
+    engine.register_fn("del_link", move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
+        let node = node_arg(&ctx, &l, &node)?;
+        let link = link_name(&ctx, link)?;
+        to_rhai(&ctx, l.block_on(node.delete_link(&link)))?;
+        l.mark_changed();
+        Ok(())
+    });
 
     let l = lab.clone();
     engine.register_fn(
@@ -170,16 +147,13 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         },
     );
     let l = lab.clone();
-    engine.register_fn(
-        "del_route",
-        move |ctx: NativeCallContext, node: Dynamic, dest: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let dest = to_rhai(&ctx, parse_prefix(dest))?;
-            to_rhai(&ctx, l.block_on(node.delete_route(dest)))?;
-            l.mark_changed();
-            Ok(())
-        },
-    );
+    engine.register_fn("del_route", move |ctx: NativeCallContext, node: Dynamic, dest: &str| -> RhaiResult<()> {
+        let node = node_arg(&ctx, &l, &node)?;
+        let dest = to_rhai(&ctx, parse_prefix(dest))?;
+        to_rhai(&ctx, l.block_on(node.delete_route(dest)))?;
+        l.mark_changed();
+        Ok(())
+    });
 
     let l = lab.clone();
     engine.register_fn(
@@ -190,13 +164,10 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         },
     );
     let l = lab.clone();
-    engine.register_fn(
-        "sysctl",
-        move |ctx: NativeCallContext, node: Dynamic, key: &str| -> RhaiResult<String> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.get_sysctl(&node, key))
-        },
-    );
+    engine.register_fn("sysctl", move |ctx: NativeCallContext, node: Dynamic, key: &str| -> RhaiResult<String> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.get_sysctl(&node, key))
+    });
 
     register_queries(engine, lab);
 }
@@ -204,134 +175,88 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
 /// Reading state back: what `ip link`, `ip addr`, `ip route` and `ip neigh` show.
 fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
-    engine.register_fn(
-        "links",
-        move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.settle_state())?;
-            let links = to_rhai(&ctx, l.block_on(node.links()))?;
-            Ok(links
-                .iter()
-                .map(|x| Dynamic::from_map(link_map(x, &links)))
-                .collect())
-        },
-    );
+    engine.register_fn("links", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.settle_state())?;
+        let links = to_rhai(&ctx, l.block_on(node.links()))?;
+        Ok(links.iter().map(|x| Dynamic::from_map(link_map(x, &links))).collect())
+    });
     let l = lab.clone();
-    engine.register_fn(
-        "link",
-        move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Map> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.settle_state())?;
-            let name = link_name(&ctx, name)?;
-            let link = to_rhai(&ctx, l.block_on(node.link(&name)))?;
-            let links = to_rhai(&ctx, l.block_on(node.links()))?;
-            Ok(link_map(&link, &links))
-        },
-    );
+    engine.register_fn("link", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Map> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.settle_state())?;
+        let name = link_name(&ctx, name)?;
+        let link = to_rhai(&ctx, l.block_on(node.link(&name)))?;
+        let links = to_rhai(&ctx, l.block_on(node.links()))?;
+        Ok(link_map(&link, &links))
+    });
     let l = lab.clone();
-    engine.register_fn(
-        "mac",
-        move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<String> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.settle_state())?;
-            let name = link_name(&ctx, name)?;
-            Ok(to_rhai(&ctx, l.block_on(node.link(&name)))?.mac)
-        },
-    );
+    engine.register_fn("mac", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<String> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.settle_state())?;
+        let name = link_name(&ctx, name)?;
+        Ok(to_rhai(&ctx, l.block_on(node.link(&name)))?.mac)
+    });
     let l = lab.clone();
-    engine.register_fn(
-        "addrs",
-        move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.settle_state())?;
-            let links = to_rhai(&ctx, l.block_on(node.links()))?;
-            let addrs = to_rhai(&ctx, l.block_on(node.addresses()))?;
-            Ok(addrs
-                .iter()
-                .map(|a| {
-                    let mut m = Map::new();
-                    m.insert("dev".into(), dev_name(&links, a.link_index));
-                    m.insert("cidr".into(), a.cidr.to_string().into());
-                    m.insert("ip".into(), a.cidr.addr().to_string().into());
-                    m.insert("prefix".into(), (a.cidr.prefix_len() as i64).into());
-                    m.insert(
-                        "broadcast".into(),
-                        a.broadcast
-                            .map(|b| Dynamic::from(b.to_string()))
-                            .unwrap_or(Dynamic::UNIT),
-                    );
-                    Dynamic::from_map(m)
-                })
-                .collect())
-        },
-    );
+    engine.register_fn("addrs", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.settle_state())?;
+        let links = to_rhai(&ctx, l.block_on(node.links()))?;
+        let addrs = to_rhai(&ctx, l.block_on(node.addresses()))?;
+        Ok(addrs
+            .iter()
+            .map(|a| {
+                let mut m = Map::new();
+                m.insert("dev".into(), dev_name(&links, a.link_index));
+                m.insert("cidr".into(), a.cidr.to_string().into());
+                m.insert("ip".into(), a.cidr.addr().to_string().into());
+                m.insert("prefix".into(), (a.cidr.prefix_len() as i64).into());
+                m.insert(
+                    "broadcast".into(),
+                    a.broadcast.map(|b| Dynamic::from(b.to_string())).unwrap_or(Dynamic::UNIT),
+                );
+                Dynamic::from_map(m)
+            })
+            .collect())
+    });
     let l = lab.clone();
-    engine.register_fn(
-        "routes",
-        move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.settle_state())?;
-            let links = to_rhai(&ctx, l.block_on(node.links()))?;
-            let routes = to_rhai(&ctx, l.block_on(node.routes()))?;
-            Ok(routes
-                .iter()
-                .map(|r| {
-                    let mut m = Map::new();
-                    m.insert(
-                        "dst".into(),
-                        r.destination
-                            .map(|d| d.to_string())
-                            .unwrap_or_else(|| "default".into())
-                            .into(),
-                    );
-                    m.insert(
-                        "via".into(),
-                        r.gateway
-                            .map(|g| Dynamic::from(g.to_string()))
-                            .unwrap_or(Dynamic::UNIT),
-                    );
-                    m.insert(
-                        "dev".into(),
-                        r.device_index
-                            .map(|i| dev_name(&links, i))
-                            .unwrap_or(Dynamic::UNIT),
-                    );
-                    m.insert("scope".into(), r.scope.clone().into());
-                    Dynamic::from_map(m)
-                })
-                .collect())
-        },
-    );
+    engine.register_fn("routes", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.settle_state())?;
+        let links = to_rhai(&ctx, l.block_on(node.links()))?;
+        let routes = to_rhai(&ctx, l.block_on(node.routes()))?;
+        Ok(routes
+            .iter()
+            .map(|r| {
+                let mut m = Map::new();
+                m.insert("dst".into(), r.destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into()).into());
+                m.insert("via".into(), r.gateway.map(|g| Dynamic::from(g.to_string())).unwrap_or(Dynamic::UNIT));
+                m.insert("dev".into(), r.device_index.map(|i| dev_name(&links, i)).unwrap_or(Dynamic::UNIT));
+                m.insert("scope".into(), r.scope.clone().into());
+                Dynamic::from_map(m)
+            })
+            .collect())
+    });
     let l = lab.clone();
-    engine.register_fn(
-        "neighbors",
-        move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.settle_state())?;
-            let links = to_rhai(&ctx, l.block_on(node.links()))?;
-            let neigh = to_rhai(&ctx, l.block_on(node.neighbours()))?;
-            Ok(neigh
-                .iter()
-                .map(|n| {
-                    let mut m = Map::new();
-                    m.insert("ip".into(), n.ip.to_string().into());
-                    m.insert(
-                        "mac".into(),
-                        n.mac.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT),
-                    );
-                    m.insert("dev".into(), dev_name(&links, n.link_index));
-                    m.insert("state".into(), n.state.clone().into());
-                    Dynamic::from_map(m)
-                })
-                .collect())
-        },
-    );
+    engine.register_fn("neighbors", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.settle_state())?;
+        let links = to_rhai(&ctx, l.block_on(node.links()))?;
+        let neigh = to_rhai(&ctx, l.block_on(node.neighbours()))?;
+        Ok(neigh
+            .iter()
+            .map(|n| {
+                let mut m = Map::new();
+                m.insert("ip".into(), n.ip.to_string().into());
+                m.insert("mac".into(), n.mac.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+                m.insert("dev".into(), dev_name(&links, n.link_index));
+                m.insert("state".into(), n.state.clone().into());
+                Dynamic::from_map(m)
+            })
+            .collect())
+    });
 }
 
 fn dev_name(links: &[netlab_runtime::link::LinkState], index: u32) -> Dynamic {
-    links
-        .iter()
-        .find(|l| l.index == index)
-        .map(|l| Dynamic::from(l.name.clone()))
-        .unwrap_or(Dynamic::UNIT)
+    links.iter().find(|l| l.index == index).map(|l| Dynamic::from(l.name.clone())).unwrap_or(Dynamic::UNIT)
 }

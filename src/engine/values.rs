@@ -68,26 +68,64 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
     m.insert("state".into(), link.oper.clone().into());
     m.insert("carrier".into(), link.carrier.into());
     m.insert("mtu".into(), (link.mtu as i64).into());
-    let master = link
-        .master
-        .and_then(|i| links.iter().find(|l| l.index == i))
-        .map(|l| l.name.clone());
-    m.insert(
-        "master".into(),
-        master.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
-    );
-    m.insert(
-        "peer_ifindex".into(),
-        link.peer_index
-            .map(|i| Dynamic::from(i as i64))
-            .unwrap_or(Dynamic::UNIT),
-    );
-    m.insert(
-        "port_state".into(),
-        link.port_state
-            .clone()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT),
-    );
+    let master = link.master.and_then(|i| links.iter().find(|l| l.index == i)).map(|l| l.name.clone());
+    m.insert("master".into(), master.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    m.insert("peer_ifindex".into(), link.peer_index.map(|i| Dynamic::from(i as i64)).unwrap_or(Dynamic::UNIT));
+    m.insert("port_state".into(), link.port_state.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     m
+}
+
+/// A plain runtime error with a message, at the call's position.
+pub fn runtime_error(ctx: &NativeCallContext, message: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(message.into(), ctx.call_position()))
+}
+
+pub fn type_error(ctx: &NativeCallContext, expected: &str, got: &Dynamic) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorMismatchDataType(expected.into(), got.type_name().into(), ctx.call_position()))
+}
+
+/// Options maps accept only the keys a function knows: a typo is an error.
+pub fn reject_unknown(ctx: &NativeCallContext, opts: &Map, allowed: &[&str]) -> RhaiResult<()> {
+    for key in opts.keys() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(runtime_error(
+                ctx,
+                format!("unknown option {key:?}; this function takes: {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A string option.
+pub fn opt_str(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<String>> {
+    match opts.get(key) {
+        None => Ok(None),
+        Some(v) => v.clone().into_string().map(Some).map_err(|_| type_error(ctx, &format!("a string for {key}"), v)),
+    }
+}
+
+/// A number-of-seconds option.
+pub fn opt_seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
+    match opts.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| type_error(ctx, &format!("a number of seconds for {key}"), v)),
+    }
+}
+
+/// Records a failed check in the report and returns the error that aborts the lab.
+pub fn check_failure(
+    ctx: &NativeCallContext,
+    rep: &std::cell::RefCell<crate::report::Reporter>,
+    title: String,
+    detail: String,
+    hint: Option<String>,
+) -> Box<EvalAltResult> {
+    rep.borrow_mut().check_failed(&format!("{title}: {detail}"));
+    failure(Failure::Check(Rc::new(CheckFailure { title, detail, hint })), ctx.call_position())
 }

@@ -15,12 +15,7 @@ pub fn root() -> PathBuf {
 
 /// Runs `netlab run` on a lab file and returns (exit code, stdout, stderr).
 pub fn run_lab(path: &Path, extra: &[&str]) -> (i32, String, String) {
-    let out = netlab()
-        .arg("run")
-        .arg(path)
-        .args(extra)
-        .output()
-        .expect("netlab runs");
+    let out = netlab().arg("run").arg(path).args(extra).output().expect("netlab runs");
     decode(out)
 }
 
@@ -42,15 +37,8 @@ pub fn decode(out: Output) -> (i32, String, String) {
 }
 
 fn capture(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd} must be installed: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -62,18 +62,9 @@ pub enum CurlError {
     /// `reason` is the kernel's: "Network is unreachable" (no route) or
     /// "No route to host" (a route, but no neighbour answers).
     #[error("Failed to connect to {host} port {port}: {reason}")]
-    Unreachable {
-        host: String,
-        port: u16,
-        reason: String,
-    },
+    Unreachable { host: String, port: u16, reason: String },
     #[error("{}", timeout_message(*stage, host, *port, *after))]
-    Timeout {
-        host: String,
-        port: u16,
-        after: Duration,
-        stage: Stage,
-    },
+    Timeout { host: String, port: u16, after: Duration, stage: Stage },
     #[error("{0}")]
     Other(String),
 }
@@ -98,10 +89,7 @@ pub enum LookupError {
     /// `tried` lists each nameserver asked and what it said; empty means the
     /// node has no nameserver at all.
     #[error("Could not resolve host: {host} ({})", describe_tried(tried))]
-    NotFound {
-        host: String,
-        tried: Vec<(SocketAddr, NameserverOutcome)>,
-    },
+    NotFound { host: String, tried: Vec<(SocketAddr, NameserverOutcome)> },
     #[error("Could not resolve host: {host} (not a valid host name: {reason})")]
     InvalidName { host: String, reason: String },
 }
@@ -166,11 +154,7 @@ pub struct NodeResolver {
 impl Default for NodeResolver {
     /// No hosts entries, no nameserver: only IP literals and localhost work.
     fn default() -> Self {
-        Self {
-            hosts: Vec::new(),
-            nameservers: Vec::new(),
-            query_timeout: DEFAULT_QUERY_TIMEOUT,
-        }
+        Self { hosts: Vec::new(), nameservers: Vec::new(), query_timeout: DEFAULT_QUERY_TIMEOUT }
     }
 }
 
@@ -183,10 +167,7 @@ impl NodeResolver {
     /// Unlike glibc, no nameserver means none, not 127.0.0.1: a lab wants
     /// to show "no nameserver configured".
     pub fn from_files(resolv_conf: Option<&str>, hosts: Option<&str>) -> Self {
-        let mut resolver = Self {
-            hosts: hosts.map(parse_hosts).unwrap_or_default(),
-            ..Self::default()
-        };
+        let mut resolver = Self { hosts: hosts.map(parse_hosts).unwrap_or_default(), ..Self::default() };
         for line in resolv_conf.unwrap_or_default().lines() {
             let mut fields = line.split_whitespace();
             match fields.next() {
@@ -202,8 +183,7 @@ impl NodeResolver {
                     for option in fields {
                         let secs = option.strip_prefix("timeout:");
                         if let Some(secs) = secs.and_then(|n| n.parse::<u64>().ok()) {
-                            resolver.query_timeout =
-                                Duration::from_secs(secs.clamp(1, MAX_QUERY_TIMEOUT_SECS));
+                            resolver.query_timeout = Duration::from_secs(secs.clamp(1, MAX_QUERY_TIMEOUT_SECS));
                         }
                     }
                 }
@@ -217,10 +197,7 @@ impl NodeResolver {
     /// A resolver asking only `addr`, on whatever port it names (tests run a
     /// DNS server on an unprivileged port).
     pub fn with_nameserver(addr: SocketAddr) -> Self {
-        Self {
-            nameservers: vec![addr],
-            ..Self::default()
-        }
+        Self { nameservers: vec![addr], ..Self::default() }
     }
 
     /// Changes how long each DNS query waits for its reply.
@@ -243,12 +220,7 @@ impl NodeResolver {
             return Ok(vec![ip]);
         }
         let wanted = canonical(host);
-        let listed: Vec<IpAddr> = self
-            .hosts
-            .iter()
-            .filter(|(name, _)| *name == wanted)
-            .map(|(_, ip)| *ip)
-            .collect();
+        let listed: Vec<IpAddr> = self.hosts.iter().filter(|(name, _)| *name == wanted).map(|(_, ip)| *ip).collect();
         if !listed.is_empty() {
             return Ok(listed);
         }
@@ -257,10 +229,8 @@ impl NodeResolver {
             return Ok(vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]);
         }
 
-        let mut name = Name::from_utf8(host).map_err(|e| LookupError::InvalidName {
-            host: host.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let mut name = Name::from_utf8(host)
+            .map_err(|e| LookupError::InvalidName { host: host.to_owned(), reason: e.to_string() })?;
         // No search domains: the name is taken as complete. Marking it so
         // also makes it compare equal to the question echoed in replies.
         name.set_fqdn(true);
@@ -275,10 +245,7 @@ impl NodeResolver {
                 Verdict::Failed(outcome) => tried.push((ns, outcome)),
             }
         }
-        Err(LookupError::NotFound {
-            host: host.to_owned(),
-            tried,
-        })
+        Err(LookupError::NotFound { host: host.to_owned(), tried })
     }
 }
 
@@ -323,9 +290,7 @@ async fn ask_nameserver(ns: SocketAddr, name: &Name, timeout: Duration) -> Verdi
             Ok(ips) if !ips.is_empty() => return Verdict::Found(ips),
             // No A: maybe there is AAAA.
             Ok(_) => {}
-            Err(NameserverOutcome::NxDomain) => {
-                return Verdict::Settled(NameserverOutcome::NxDomain)
-            }
+            Err(NameserverOutcome::NxDomain) => return Verdict::Settled(NameserverOutcome::NxDomain),
             Err(outcome) => return Verdict::Failed(outcome),
         }
     }
@@ -342,9 +307,7 @@ async fn query(
     let mut request = Message::query();
     request.metadata.recursion_desired = true;
     request.add_query(Query::query(name.clone(), qtype));
-    let packet = request
-        .to_vec()
-        .map_err(|e| NameserverOutcome::Io(format!("could not encode the query: {e}")))?;
+    let packet = request.to_vec().map_err(|e| NameserverOutcome::Io(format!("could not encode the query: {e}")))?;
 
     let exchange = async {
         socket.send(&packet).await.map_err(|e| io_outcome(&e))?;
@@ -356,17 +319,13 @@ async fn query(
             let Ok(reply) = Message::from_vec(buf.get(..len).unwrap_or_default()) else {
                 continue;
             };
-            if reply.id == request.id
-                && reply.message_type == MessageType::Response
-                && reply.queries == request.queries
+            if reply.id == request.id && reply.message_type == MessageType::Response && reply.queries == request.queries
             {
                 return Ok(reply);
             }
         }
     };
-    let reply = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| NameserverOutcome::Timeout(timeout))??;
+    let reply = tokio::time::timeout(timeout, exchange).await.map_err(|_| NameserverOutcome::Timeout(timeout))??;
 
     match reply.response_code {
         ResponseCode::NoError => {}
@@ -412,8 +371,7 @@ impl reqwest::dns::Resolve for InTaskResolver {
             let ips = resolver.lookup(&host).await?;
             *lock(&stage) = Stage::Connecting;
             // Port 0 means "the URL's port" to reqwest.
-            let addrs: reqwest::dns::Addrs =
-                Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            let addrs: reqwest::dns::Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }
@@ -423,29 +381,15 @@ impl reqwest::dns::Resolve for InTaskResolver {
 /// `resolver`: no proxy, no redirects followed, the whole exchange limited to
 /// `timeout` (like `curl --max-time`). A URL without a scheme means http://,
 /// as for curl. Must run on the node's thread (see the module docs).
-pub async fn http_get(
-    url: &str,
-    resolver: NodeResolver,
-    timeout: Duration,
-) -> Result<HttpReply, CurlError> {
-    let url = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
+pub async fn http_get(url: &str, resolver: NodeResolver, timeout: Duration) -> Result<HttpReply, CurlError> {
+    let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
     let url = reqwest::Url::parse(&url).map_err(|e| CurlError::BadUrl(format!("{url}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(CurlError::Other(format!(
-            "Protocol \"{}\" not supported",
-            url.scheme()
-        )));
+        return Err(CurlError::Other(format!("Protocol \"{}\" not supported", url.scheme())));
     }
     // curl names an IPv6 host without its URL brackets.
     let host = url.host_str().unwrap_or_default();
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
 
     let stage = Arc::new(Mutex::new(Stage::Connecting));
@@ -453,10 +397,7 @@ pub async fn http_get(
         // Proxy settings come from the host's environment: never use them.
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(InTaskResolver {
-            resolver,
-            stage: Arc::clone(&stage),
-        })
+        .dns_resolver(InTaskResolver { resolver, stage: Arc::clone(&stage) })
         // Trusting no CA keeps reqwest from loading the host's certificate
         // store; labs have no real CA anyway, so https fails verification.
         .tls_certs_only(Vec::new())
@@ -475,36 +416,21 @@ pub async fn http_get(
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
             body.extend_from_slice(&chunk);
-            *lock(&stage) = Stage::Receiving {
-                body_bytes: body.len(),
-            };
+            *lock(&stage) = Stage::Receiving { body_bytes: body.len() };
         }
-        Ok::<_, reqwest::Error>(HttpReply {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            remote,
-        })
+        Ok::<_, reqwest::Error>(HttpReply { status, body: String::from_utf8_lossy(&body).into_owned(), remote })
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(e)) => Err(classify(&e, host, port)),
-        Err(_elapsed) => Err(CurlError::Timeout {
-            host,
-            port,
-            after: timeout,
-            stage: *lock(&stage),
-        }),
+        Err(_elapsed) => Err(CurlError::Timeout { host, port, after: timeout, stage: *lock(&stage) }),
     }
 }
 
 /// Finds the root cause in reqwest's error chain: our own lookup failure, or
 /// the kernel's answer to connect().
 fn classify(err: &reqwest::Error, host: String, port: u16) -> CurlError {
-    let unreachable = |reason: &str| CurlError::Unreachable {
-        host: host.clone(),
-        port,
-        reason: reason.to_owned(),
-    };
+    let unreachable = |reason: &str| CurlError::Unreachable { host: host.clone(), port, reason: reason.to_owned() };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(lookup) = e.downcast_ref::<LookupError>() {
@@ -561,9 +487,7 @@ mod tests {
     async fn gets_by_ip_and_the_server_sees_this_client() {
         let server = web("hello\n");
         let url = format!("http://{}/index.html", server.local_addr());
-        let reply = http_get(&url, NodeResolver::default(), WAIT)
-            .await
-            .expect("GET");
+        let reply = http_get(&url, NodeResolver::default(), WAIT).await.expect("GET");
 
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, "hello\n");
@@ -577,13 +501,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn url_without_scheme_means_http() {
         let server = web("plain");
-        let reply = http_get(
-            &server.local_addr().to_string(),
-            NodeResolver::default(),
-            WAIT,
-        )
-        .await
-        .expect("GET");
+        let reply = http_get(&server.local_addr().to_string(), NodeResolver::default(), WAIT).await.expect("GET");
         assert_eq!(reply.body, "plain");
     }
 
@@ -605,11 +523,7 @@ mod tests {
     async fn gets_by_a_name_resolved_through_the_dns_server() {
         let server = web("via dns");
         let dns_socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let dns = start_dns(
-            dns_socket,
-            vec![("web.lab".into(), Ipv4Addr::LOCALHOST.into())],
-        )
-        .expect("start dns");
+        let dns = start_dns(dns_socket, vec![("web.lab".into(), Ipv4Addr::LOCALHOST.into())]).expect("start dns");
 
         let resolver = NodeResolver::with_nameserver(dns.local_addr());
         let url = format!("http://web.lab:{}/", server.local_addr().port());
@@ -625,10 +539,7 @@ mod tests {
         let v6: Ipv6Addr = "fd00::80".parse().expect("v6");
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let dns = start_dns(socket, vec![("six.lab".into(), v6.into())]).expect("dns");
-        let ips = NodeResolver::with_nameserver(dns.local_addr())
-            .lookup("six.lab")
-            .await
-            .expect("lookup");
+        let ips = NodeResolver::with_nameserver(dns.local_addr()).lookup("six.lab").await.expect("lookup");
         assert_eq!(ips, vec![IpAddr::V6(v6)]);
         assert_eq!(dns.queries().len(), 2, "asked A, then AAAA");
     }
@@ -636,61 +547,34 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn refused_connection_is_reported_like_curl() {
         let addr = closed_tcp_port();
-        let err = http_get(&format!("http://{addr}/"), NodeResolver::default(), WAIT)
-            .await
-            .expect_err("nothing listens");
-        assert_eq!(
-            err,
-            CurlError::Refused {
-                host: "127.0.0.1".into(),
-                port: addr.port()
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "Failed to connect to 127.0.0.1 port {}: Connection refused",
-                addr.port()
-            )
-        );
+        let err =
+            http_get(&format!("http://{addr}/"), NodeResolver::default(), WAIT).await.expect_err("nothing listens");
+        assert_eq!(err, CurlError::Refused { host: "127.0.0.1".into(), port: addr.port() });
+        assert_eq!(err.to_string(), format!("Failed to connect to 127.0.0.1 port {}: Connection refused", addr.port()));
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn unknown_name_names_the_host_and_the_nameserver() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let dns =
-            start_dns(socket, vec![("web.lab".into(), Ipv4Addr::LOCALHOST.into())]).expect("dns");
+        let dns = start_dns(socket, vec![("web.lab".into(), Ipv4Addr::LOCALHOST.into())]).expect("dns");
         let resolver = NodeResolver::with_nameserver(dns.local_addr());
-        let err = http_get("http://nope.lab/", resolver, WAIT)
-            .await
-            .expect_err("unknown name");
+        let err = http_get("http://nope.lab/", resolver, WAIT).await.expect_err("unknown name");
 
         let CurlError::Resolve(LookupError::NotFound { host, tried }) = &err else {
             panic!("expected a resolve error, got {err:?}");
         };
         assert_eq!(host, "nope.lab");
-        assert_eq!(
-            tried,
-            &vec![(dns.local_addr(), NameserverOutcome::NxDomain)]
-        );
+        assert_eq!(tried, &vec![(dns.local_addr(), NameserverOutcome::NxDomain)]);
         let message = err.to_string();
-        assert!(
-            message.starts_with("Could not resolve host: nope.lab ("),
-            "{message}"
-        );
+        assert!(message.starts_with("Could not resolve host: nope.lab ("), "{message}");
         assert!(message.contains(&dns.local_addr().to_string()), "{message}");
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn no_nameserver_is_said_plainly() {
         let resolver = NodeResolver::from_files(Some("# nothing here\n"), Some("127.0.0.1 a\n"));
-        let err = http_get("http://web.lab/", resolver, WAIT)
-            .await
-            .expect_err("no nameserver");
-        assert_eq!(
-            err.to_string(),
-            "Could not resolve host: web.lab (no nameserver configured)"
-        );
+        let err = http_get("http://web.lab/", resolver, WAIT).await.expect_err("no nameserver");
+        assert_eq!(err.to_string(), "Could not resolve host: web.lab (no nameserver configured)");
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -702,11 +586,8 @@ mod tests {
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let silent_addr = silent.local_addr().expect("addr");
 
-        let resolver = NodeResolver {
-            nameservers: vec![dead_addr, silent_addr],
-            ..NodeResolver::default()
-        }
-        .with_query_timeout(Duration::from_millis(200));
+        let resolver = NodeResolver { nameservers: vec![dead_addr, silent_addr], ..NodeResolver::default() }
+            .with_query_timeout(Duration::from_millis(200));
         let err = resolver.lookup("web.lab").await.expect_err("no answer");
         assert_eq!(
             err,
@@ -714,10 +595,7 @@ mod tests {
                 host: "web.lab".into(),
                 tried: vec![
                     (dead_addr, NameserverOutcome::Refused),
-                    (
-                        silent_addr,
-                        NameserverOutcome::Timeout(Duration::from_millis(200))
-                    ),
+                    (silent_addr, NameserverOutcome::Timeout(Duration::from_millis(200))),
                 ],
             }
         );
@@ -728,41 +606,16 @@ mod tests {
         // Resolving: the nameserver never answers within the GET's time.
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let resolver = NodeResolver::with_nameserver(silent.local_addr().expect("addr"));
-        let err = http_get("http://web.lab/", resolver, Duration::from_millis(200))
-            .await
-            .expect_err("times out");
-        assert!(
-            matches!(
-                err,
-                CurlError::Timeout {
-                    stage: Stage::Resolving,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            "Resolving timed out after 200 milliseconds"
-        );
+        let err = http_get("http://web.lab/", resolver, Duration::from_millis(200)).await.expect_err("times out");
+        assert!(matches!(err, CurlError::Timeout { stage: Stage::Resolving, .. }), "{err:?}");
+        assert_eq!(err.to_string(), "Resolving timed out after 200 milliseconds");
 
         // Connecting: the kernel completes the handshake into the backlog,
         // but no one ever accepts or answers.
         let mute = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/", mute.local_addr().expect("addr"));
-        let err = http_get(&url, NodeResolver::default(), Duration::from_millis(200))
-            .await
-            .expect_err("times out");
-        assert!(
-            matches!(
-                err,
-                CurlError::Timeout {
-                    stage: Stage::Connecting,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        let err = http_get(&url, NodeResolver::default(), Duration::from_millis(200)).await.expect_err("times out");
+        assert!(matches!(err, CurlError::Timeout { stage: Stage::Connecting, .. }), "{err:?}");
     }
 
     #[test]
@@ -771,10 +624,8 @@ mod tests {
                     nameserver fd00::53\nnameserver not-an-ip\nnameserver 10.0.0.54\n\
                     nameserver 10.0.0.55\noptions ndots:1 timeout:2\n";
         let resolver = NodeResolver::from_files(Some(conf), None);
-        let expected: Vec<SocketAddr> = ["10.0.0.53:53", "[fd00::53]:53", "10.0.0.54:53"]
-            .iter()
-            .map(|a| a.parse().expect("addr"))
-            .collect();
+        let expected: Vec<SocketAddr> =
+            ["10.0.0.53:53", "[fd00::53]:53", "10.0.0.54:53"].iter().map(|a| a.parse().expect("addr")).collect();
         assert_eq!(resolver.nameservers(), expected.as_slice());
         assert_eq!(resolver.query_timeout, Duration::from_secs(2));
     }
@@ -786,41 +637,29 @@ mod tests {
             Some("10.0.0.80 web.lab\nfd00::80 WEB.lab\n10.0.0.5 db # 10.0.0.6 web.lab\n"),
         );
         let ips = resolver.lookup("Web.Lab.").await.expect("lookup");
-        let expected: Vec<IpAddr> = vec![
-            "10.0.0.80".parse().expect("ip"),
-            "fd00::80".parse().expect("ip"),
-        ];
+        let expected: Vec<IpAddr> = vec!["10.0.0.80".parse().expect("ip"), "fd00::80".parse().expect("ip")];
         assert_eq!(ips, expected);
         let localhost = NodeResolver::default().lookup("localhost").await;
         assert_eq!(localhost.map(|ips| ips.len()), Ok(2));
     }
 
-    /// Needs root (unshare): proves the request's sockets are made on the
-    /// calling thread. In a fresh namespace lo is down, so 127.0.0.1 is
-    /// unreachable there, while the server lives in the test's namespace.
+    /// Needs root (unshare of one thread's network namespace; CI runs as root):
+    /// proves the request's sockets are made on the calling thread. In a fresh
+    /// namespace lo is down, so 127.0.0.1 is unreachable there, while the server
+    /// lives in the test's namespace.
     #[test]
-    #[ignore = "needs root: creates a network namespace"]
     fn sockets_are_created_in_the_calling_threads_namespace() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         let server = rt.block_on(async { web("here") });
         let url = format!("http://{}/", server.local_addr());
         let result = std::thread::spawn(move || {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
             Ok::<_, nix::Error>(rt.block_on(http_get(&url, NodeResolver::default(), WAIT)))
         })
         .join()
         .expect("thread");
-        let Ok(result) = result else {
-            eprintln!("skipped: cannot create a network namespace (not root?)");
-            return;
-        };
+        let result = result.expect("unshare(CLONE_NEWNET) needs root");
         let err = result.expect_err("lo is down in the new namespace");
         assert!(matches!(err, CurlError::Unreachable { .. }), "{err:?}");
         assert!(err.to_string().ends_with("Network is unreachable"), "{err}");

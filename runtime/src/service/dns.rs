@@ -53,32 +53,21 @@ impl Drop for DnsServer {
 ///
 /// Must be called from inside a tokio runtime with IO enabled: the server is
 /// a task spawned on it.
-pub fn start_dns(
-    socket: std::net::UdpSocket,
-    records: Vec<(String, IpAddr)>,
-) -> Result<DnsServer, ServiceError> {
+pub fn start_dns(socket: std::net::UdpSocket, records: Vec<(String, IpAddr)>) -> Result<DnsServer, ServiceError> {
     let records = records
         .into_iter()
         .map(|(name, ip)| Ok((canonical_record_name(&name)?, ip)))
         .collect::<Result<Vec<_>, ServiceError>>()?;
     let handle = runtime()?;
 
-    socket
-        .set_nonblocking(true)
-        .map_err(ServiceError::io("DNS socket: set nonblocking"))?;
-    let local_addr = socket
-        .local_addr()
-        .map_err(ServiceError::io("DNS socket: local address"))?;
-    let socket = tokio::net::UdpSocket::from_std(socket)
-        .map_err(ServiceError::io("DNS socket: register with tokio"))?;
+    socket.set_nonblocking(true).map_err(ServiceError::io("DNS socket: set nonblocking"))?;
+    let local_addr = socket.local_addr().map_err(ServiceError::io("DNS socket: local address"))?;
+    let socket =
+        tokio::net::UdpSocket::from_std(socket).map_err(ServiceError::io("DNS socket: register with tokio"))?;
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let task = handle.spawn(serve(socket, records, Arc::clone(&seen)));
-    Ok(DnsServer {
-        local_addr,
-        seen,
-        task,
-    })
+    Ok(DnsServer { local_addr, seen, task })
 }
 
 async fn serve(
@@ -114,12 +103,7 @@ fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         e.kind(),
-        ConnectionRefused
-            | ConnectionReset
-            | Interrupted
-            | WouldBlock
-            | HostUnreachable
-            | NetworkUnreachable
+        ConnectionRefused | ConnectionReset | Interrupted | WouldBlock | HostUnreachable | NetworkUnreachable
     )
 }
 
@@ -148,11 +132,7 @@ fn reply_to(records: &[(String, IpAddr)], packet: &[u8]) -> Option<(Vec<u8>, Opt
         _ if request.op_code != OpCode::Query => ResponseCode::NotImp,
         [query] if matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) => {
             let name = canonical(&query.name().to_ascii());
-            let known: Vec<IpAddr> = records
-                .iter()
-                .filter(|(n, _)| *n == name)
-                .map(|(_, ip)| *ip)
-                .collect();
+            let known: Vec<IpAddr> = records.iter().filter(|(n, _)| *n == name).map(|(_, ip)| *ip).collect();
             asked = Some(name);
             if known.is_empty() {
                 ResponseCode::NXDomain
@@ -175,11 +155,7 @@ fn reply_to(records: &[(String, IpAddr)], packet: &[u8]) -> Option<(Vec<u8>, Opt
     };
 
     let mut bytes = response.to_vec().ok()?;
-    let limit = if request.edns.is_some() {
-        usize::from(request.max_payload().min(EDNS_PAYLOAD))
-    } else {
-        512
-    };
+    let limit = if request.edns.is_some() { usize::from(request.max_payload().min(EDNS_PAYLOAD)) } else { 512 };
     if bytes.len() > limit {
         // Too many records for one datagram: say so (TC), the client can
         // retry over TCP, which this server does not offer.
@@ -208,10 +184,8 @@ pub(super) fn canonical(name: &str) -> String {
 /// real domain name (internationalised names become their xn-- form, as they
 /// travel in questions).
 fn canonical_record_name(name: &str) -> Result<String, ServiceError> {
-    let parsed = Name::from_utf8(name).map_err(|e| ServiceError::InvalidName {
-        name: name.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let parsed = Name::from_utf8(name)
+        .map_err(|e| ServiceError::InvalidName { name: name.to_owned(), reason: e.to_string() })?;
     Ok(canonical(&parsed.to_ascii()))
 }
 
@@ -230,11 +204,7 @@ mod tests {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         start_dns(
             socket,
-            vec![
-                ("web.lab".into(), WEB4.into()),
-                ("Web.Lab.".into(), WEB6.into()),
-                ("db.lab".into(), DB4.into()),
-            ],
+            vec![("web.lab".into(), WEB4.into()), ("Web.Lab.".into(), WEB6.into()), ("db.lab".into(), DB4.into())],
         )
         .expect("start")
     }
@@ -250,9 +220,7 @@ mod tests {
     /// socket's own address. Waits at most 5 s so a broken server fails the
     /// test instead of hanging it.
     async fn ask(server: &DnsServer, packet: &[u8]) -> (Message, SocketAddr) {
-        let client = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         client.connect(server.local_addr()).await.expect("connect");
         client.send(packet).await.expect("send");
         let mut buf = vec![0u8; 4096];
@@ -317,17 +285,12 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn garbage_is_ignored_and_the_server_keeps_going() {
         let server = server();
-        let client = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         client.connect(server.local_addr()).await.expect("connect");
         client.send(b"\x01\x02garbage").await.expect("send garbage");
         // Same socket: had the garbage been answered, that reply would come
         // first, before the one for id 11.
-        client
-            .send(&query(11, "db.lab", RecordType::A))
-            .await
-            .expect("send query");
+        client.send(&query(11, "db.lab", RecordType::A)).await.expect("send query");
         let mut buf = vec![0u8; 4096];
         let len = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
             .await
@@ -342,10 +305,7 @@ mod tests {
     #[test]
     fn responses_get_no_reply() {
         let mut msg = Message::response(12, OpCode::Query);
-        msg.add_query(Query::query(
-            Name::from_ascii("web.lab").expect("name"),
-            RecordType::A,
-        ));
+        msg.add_query(Query::query(Name::from_ascii("web.lab").expect("name"), RecordType::A));
         let packet = msg.to_vec().expect("encode");
         assert!(reply_to(&[("web.lab".into(), WEB4.into())], &packet).is_none());
     }

@@ -76,49 +76,28 @@ struct Reply {
 ///
 /// Must be called from inside a tokio runtime with IO enabled: the server is
 /// a task spawned on it.
-pub fn start_http(
-    listener: std::net::TcpListener,
-    body: String,
-    status: u16,
-) -> Result<HttpServer, ServiceError> {
+pub fn start_http(listener: std::net::TcpListener, body: String, status: u16) -> Result<HttpServer, ServiceError> {
     let status = StatusCode::from_u16(status).map_err(|_| ServiceError::InvalidStatus(status))?;
     let handle = runtime()?;
 
-    listener
-        .set_nonblocking(true)
-        .map_err(ServiceError::io("HTTP listener: set nonblocking"))?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(ServiceError::io("HTTP listener: local address"))?;
-    let stopper = listener
-        .try_clone()
-        .map_err(ServiceError::io("HTTP listener: duplicate handle"))?;
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(ServiceError::io("HTTP listener: register with tokio"))?;
+    listener.set_nonblocking(true).map_err(ServiceError::io("HTTP listener: set nonblocking"))?;
+    let local_addr = listener.local_addr().map_err(ServiceError::io("HTTP listener: local address"))?;
+    let stopper = listener.try_clone().map_err(ServiceError::io("HTTP listener: duplicate handle"))?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(ServiceError::io("HTTP listener: register with tokio"))?;
 
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let app = Router::new().fallback(answer).with_state(Reply {
-        status,
-        body: Bytes::from(body),
-        seen: Arc::clone(&seen),
-    });
+    let app =
+        Router::new().fallback(answer).with_state(Reply { status, body: Bytes::from(body), seen: Arc::clone(&seen) });
     // Connect info is what gives the handler the client's address.
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    );
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>());
     let task = handle.spawn(async move {
         // axum's accept loop never ends on its own (it retries accept errors),
         // so there is nothing to report here.
         let _ = server.await;
     });
 
-    Ok(HttpServer {
-        local_addr,
-        seen,
-        task,
-        listener: stopper,
-    })
+    Ok(HttpServer { local_addr, seen, task, listener: stopper })
 }
 
 /// The one handler: log the request, answer the configured reply.
@@ -131,20 +110,9 @@ async fn answer(
     // A dual-stack [::] listener reports IPv4 clients as ::ffff:a.b.c.d; a lab
     // checks for the plain IPv4 address.
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned);
-    lock(&reply.seen).push(SeenRequest {
-        peer,
-        host,
-        path: uri.path().to_owned(),
-    });
-    (
-        reply.status,
-        [(header::CONTENT_TYPE, "text/plain")],
-        reply.body,
-    )
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
+    lock(&reply.seen).push(SeenRequest { peer, host, path: uri.path().to_owned() });
+    (reply.status, [(header::CONTENT_TYPE, "text/plain")], reply.body)
 }
 
 #[cfg(test)]
@@ -164,32 +132,21 @@ mod tests {
         let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("send");
         let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("read response");
+        stream.read_to_string(&mut response).await.expect("read response");
         (response, me)
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn answers_any_path_and_records_the_client() {
-        let server =
-            start_http(loopback_listener(), "hello from web\n".into(), 200).expect("start");
+        let server = start_http(loopback_listener(), "hello from web\n".into(), 200).expect("start");
         let (response, me) = raw_get(server.local_addr(), "web.lab", "/some/page?x=1").await;
 
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-        assert!(
-            response.contains("content-type: text/plain\r\n"),
-            "{response}"
-        );
+        assert!(response.contains("content-type: text/plain\r\n"), "{response}");
         assert!(response.ends_with("\r\n\r\nhello from web\n"), "{response}");
         assert_eq!(
             server.requests(),
-            vec![SeenRequest {
-                peer: me,
-                host: Some("web.lab".into()),
-                path: "/some/page".into(),
-            }]
+            vec![SeenRequest { peer: me, host: Some("web.lab".into()), path: "/some/page".into() }]
         );
     }
 
@@ -197,10 +154,7 @@ mod tests {
     async fn answers_the_configured_status() {
         let server = start_http(loopback_listener(), "gone".into(), 404).expect("start");
         let (response, _) = raw_get(server.local_addr(), "x", "/").await;
-        assert!(
-            response.starts_with("HTTP/1.1 404 Not Found\r\n"),
-            "{response}"
-        );
+        assert!(response.starts_with("HTTP/1.1 404 Not Found\r\n"), "{response}");
         assert!(response.ends_with("\r\n\r\ngone"), "{response}");
     }
 

@@ -1,0 +1,202 @@
+//! Built-in servers in nodes (HTTP, DNS), curl-like and resolver probes made from
+//! inside a node, and the node's listening sockets (what `ss -tulpn` shows).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
+
+use super::Lab;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::service::{self, CurlError, DnsServer, HttpReply, HttpServer, LookupError, NodeResolver};
+
+pub enum ServerKind {
+    Http(HttpServer),
+    Dns(DnsServer),
+}
+
+/// A server the lab started; it runs until the lab ends.
+pub struct Server {
+    pub node: String,
+    pub addr: SocketAddr,
+    pub kind: ServerKind,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listening {
+    pub proto: &'static str,
+    pub local: SocketAddr,
+}
+
+impl Lab {
+    fn bind_error(node: &Node, what: &str, addr: SocketAddr, e: std::io::Error) -> Error {
+        let mut err = Error::kernel("binding", node.name.as_str(), format!("{what} on {addr}"), e);
+        if let Error::Kernel { source, help, .. } = &mut err {
+            match source.raw_os_error() {
+                Some(libc::EADDRNOTAVAIL) => {
+                    *help = Some(format!("{} has no address {}: add it with addr() first", node.name, addr.ip()))
+                }
+                Some(libc::EADDRINUSE) => *help = Some(format!("something in {} already listens on {addr}", node.name)),
+                _ => {}
+            }
+        }
+        err
+    }
+
+    /// An HTTP server in `node` answering every request with `status` and `body`.
+    pub fn start_http_server(&self, node: &Node, addr: SocketAddr, body: &str, status: u16) -> Result<Rc<Server>> {
+        let listener = node
+            .enter(&self.home, || std::net::TcpListener::bind(addr))?
+            .map_err(|e| Self::bind_error(node, "HTTP server", addr, e))?;
+        let http =
+            self.rt.block_on(async { service::start_http(listener, body.to_string(), status) }).map_err(|e| {
+                Error::io(format!("starting an HTTP server in {}", node.name), std::io::Error::other(e.to_string()))
+            })?;
+        let server = Rc::new(Server { node: node.name.to_string(), addr, kind: ServerKind::Http(http) });
+        self.servers.borrow_mut().push(server.clone());
+        Ok(server)
+    }
+
+    /// A DNS server in `node` answering A/AAAA queries for `records`, NXDOMAIN else.
+    pub fn start_dns_server(
+        &self,
+        node: &Node,
+        addr: SocketAddr,
+        records: Vec<(String, IpAddr)>,
+    ) -> Result<Rc<Server>> {
+        let socket = node
+            .enter(&self.home, || std::net::UdpSocket::bind(addr))?
+            .map_err(|e| Self::bind_error(node, "DNS server", addr, e))?;
+        let dns = self.rt.block_on(async { service::start_dns(socket, records) }).map_err(|e| {
+            Error::io(format!("starting a DNS server in {}", node.name), std::io::Error::other(e.to_string()))
+        })?;
+        let server = Rc::new(Server { node: node.name.to_string(), addr, kind: ServerKind::Dns(dns) });
+        self.servers.borrow_mut().push(server.clone());
+        Ok(server)
+    }
+
+    fn resolver(&self, node: &Node) -> NodeResolver {
+        NodeResolver::from_files(
+            self.node_file(node, "resolv.conf").as_deref(),
+            self.node_file(node, "hosts").as_deref(),
+        )
+    }
+
+    /// Runs `probe` on a thread inside the node's network namespace, while this
+    /// thread keeps the lab's own servers running.
+    fn probe_in<T: Send + 'static, F>(&self, node: &Node, probe: F) -> Result<T>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+    {
+        self.settle()?;
+        let ns = node.ns.try_clone().map_err(|e| Error::io("duplicating a namespace handle", e))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let run = || -> std::io::Result<T> {
+                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok(rt.block_on(probe))
+            };
+            let _ = tx.send(run());
+        });
+        match self.rt.block_on(rx) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::io(format!("probing from {}", node.name), e)),
+            Err(_) => {
+                Err(Error::io(format!("probing from {}", node.name), std::io::Error::other("the probe thread died")))
+            }
+        }
+    }
+
+    /// `curl URL` from inside the node, resolving names through the node's own
+    /// resolv.conf and hosts.
+    pub fn http_get(
+        &self,
+        node: &Node,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<HttpReply, CurlError>> {
+        let resolver = self.resolver(node);
+        let url = url.to_string();
+        self.probe_in(node, async move { service::http_get(&url, resolver, timeout).await })
+    }
+
+    /// Looks a name up as the node's programs would.
+    pub fn resolve(
+        &self,
+        node: &Node,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Vec<IpAddr>, LookupError>> {
+        let resolver = self.resolver(node).with_query_timeout(timeout);
+        let name = name.to_string();
+        self.probe_in(node, async move { resolver.lookup(&name).await })
+    }
+
+    /// Listening TCP sockets and bound UDP sockets of the node, from /proc/net.
+    pub fn listening(&self, node: &Node) -> Result<Vec<Listening>> {
+        let read = || -> std::io::Result<Vec<Listening>> {
+            let mut all = Vec::new();
+            for (file, proto, listen_only) in
+                [("tcp", "tcp", true), ("tcp6", "tcp", true), ("udp", "udp", false), ("udp6", "udp", false)]
+            {
+                let text = match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
+                    Ok(t) => t,
+                    // No IPv6 in this kernel: nothing to list.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                all.extend(parse_proc_net(&text, proto, listen_only));
+            }
+            Ok(all)
+        };
+        node.enter(&self.home, read)?.map_err(|e| Error::io(format!("reading the sockets of {}", node.name), e))
+    }
+}
+
+/// Parses /proc/net/{tcp,udp}[6]: "sl local_address rem_address st ...".
+fn parse_proc_net(text: &str, proto: &'static str, listen_only: bool) -> Vec<Listening> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state) = (fields.get(1)?, fields.get(3)?);
+            if listen_only && *state != "0A" {
+                return None;
+            }
+            let (ip, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let ip = match ip.len() {
+                8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes())),
+                32 => {
+                    let mut bytes = [0u8; 16];
+                    for i in 0..4 {
+                        let word = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok()?;
+                        bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+                    }
+                    IpAddr::V6(Ipv6Addr::from(bytes))
+                }
+                _ => return None,
+            };
+            Some(Listening { proto, local: SocketAddr::new(ip, port) })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_lines() {
+        let tcp = "  sl  local_address rem_address   st\n   0: 0100007F:0050 00000000:0000 0A 0\n   1: 0100007F:0051 0100007F:1234 01 0\n";
+        let got = parse_proc_net(tcp, "tcp", true);
+        assert_eq!(got, vec![Listening { proto: "tcp", local: "127.0.0.1:80".parse().unwrap() }]);
+        let tcp6 = "  sl  local_address rem_address st\n   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0\n";
+        assert_eq!(parse_proc_net(tcp6, "tcp", true)[0].local, "[::]:80".parse().unwrap());
+    }
+}

@@ -1,0 +1,125 @@
+//! Bindings for NAT and the forwarding filter (nftables inside the node).
+
+use std::rc::Rc;
+
+use netlab_runtime::addr::{parse_cidr, parse_prefix};
+use netlab_runtime::firewall::{ForwardAccept, Masquerade, Policy, PortForward, Proto};
+use netlab_runtime::{Error, Lab, LinkName};
+use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+
+use super::values::{node_arg, opt_str, reject_unknown, to_rhai, RhaiResult};
+
+fn link_opt(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<LinkName>> {
+    opt_str(ctx, opts, key)?.map(|s| to_rhai(ctx, LinkName::new(&s))).transpose()
+}
+
+pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
+    let l = lab.clone();
+    let masq = move |ctx: NativeCallContext, node: Dynamic, source: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["out", "not_out"])?;
+        let node = node_arg(&ctx, &l, &node)?;
+        let source = to_rhai(&ctx, parse_prefix(source))?.unwrap_or_else(|| "0.0.0.0/0".parse().expect("valid"));
+        let rule =
+            Masquerade { source, out: link_opt(&ctx, &opts, "out")?, not_out: link_opt(&ctx, &opts, "not_out")? };
+        to_rhai(&ctx, l.update_firewall(&node, |fw| fw.masquerades.push(rule)))
+    };
+    let m = masq.clone();
+    engine.register_fn("masquerade", move |ctx: NativeCallContext, node: Dynamic, source: &str| {
+        m(ctx, node, source, Map::new())
+    });
+    engine.register_fn("masquerade", masq);
+
+    let l = lab.clone();
+    let forward = move |ctx: NativeCallContext, node: Dynamic, port: i64, to: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["proto", "in", "local"])?;
+        let node = node_arg(&ctx, &l, &node)?;
+        let bad = |value: String, reason: &str| Error::BadAddress {
+            value,
+            expected: "port forward",
+            reason: reason.into(),
+            help: Some("e.g. port_forward(host, 8080, \"10.0.0.2:80\")".into()),
+        };
+        let port = to_rhai(
+            &ctx,
+            u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| bad(port.to_string(), "ports are 1 to 65535")),
+        )?;
+        let to = to_rhai(&ctx, to.parse().map_err(|_| bad(to.to_string(), "not an IP:port")))?;
+        let proto = match opt_str(&ctx, &opts, "proto")?.as_deref() {
+            None | Some("tcp") => Proto::Tcp,
+            Some("udp") => Proto::Udp,
+            Some(other) => return to_rhai(&ctx, Err(bad(other.to_string(), "proto is \"tcp\" or \"udp\""))),
+        };
+        let local = match opts.get("local") {
+            None => true,
+            Some(v) => v.as_bool().map_err(|_| super::values::type_error(&ctx, "true or false", v))?,
+        };
+        let rule = PortForward { proto, port, to, in_link: link_opt(&ctx, &opts, "in")?, local };
+        to_rhai(&ctx, l.update_firewall(&node, |fw| fw.port_forwards.push(rule)))
+    };
+    let f = forward.clone();
+    engine.register_fn("port_forward", move |ctx: NativeCallContext, node: Dynamic, port: i64, to: &str| {
+        f(ctx, node, port, to, Map::new())
+    });
+    engine.register_fn("port_forward", forward);
+
+    let l = lab.clone();
+    engine.register_fn(
+        "forward_policy",
+        move |ctx: NativeCallContext, node: Dynamic, policy: &str| -> RhaiResult<()> {
+            let node = node_arg(&ctx, &l, &node)?;
+            let policy = match policy.to_ascii_lowercase().as_str() {
+                "drop" => Policy::Drop,
+                "accept" => Policy::Accept,
+                _ => {
+                    return to_rhai(
+                        &ctx,
+                        Err(Error::BadAddress {
+                            value: policy.to_string(),
+                            expected: "forward policy",
+                            reason: "it is \"drop\" or \"accept\"".into(),
+                            help: None,
+                        }),
+                    )
+                }
+            };
+            to_rhai(&ctx, l.update_firewall(&node, |fw| fw.forward_policy = Some(policy)))
+        },
+    );
+
+    let l = lab.clone();
+    engine.register_fn("forward_accept", move |ctx: NativeCallContext, node: Dynamic, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["in", "out", "src", "dst"])?;
+        let node = node_arg(&ctx, &l, &node)?;
+        let net = |key: &str| -> RhaiResult<Option<ipnet::IpNet>> {
+            opt_str(&ctx, &opts, key)?.map(|s| to_rhai(&ctx, parse_cidr(&s).map(|n| n.trunc()))).transpose()
+        };
+        let rule = ForwardAccept {
+            in_link: link_opt(&ctx, &opts, "in")?,
+            out_link: link_opt(&ctx, &opts, "out")?,
+            source: net("src")?,
+            destination: net("dst")?,
+        };
+        to_rhai(&ctx, l.update_firewall(&node, |fw| fw.forward_accepts.push(rule)))
+    });
+
+    let l = lab.clone();
+    engine.register_fn("nft_ruleset", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<String> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.nft_ruleset(&node))
+    });
+    let l = lab.clone();
+    engine.register_fn(
+        "iptables_rules",
+        move |ctx: NativeCallContext, node: Dynamic, table: &str| -> RhaiResult<Array> {
+            let node = node_arg(&ctx, &l, &node)?;
+            if table != "nat" && table != "filter" {
+                return Err(super::values::runtime_error(
+                    &ctx,
+                    format!("iptables_rules: table is \"nat\" or \"filter\", not {table:?}"),
+                ));
+            }
+            let rules = node.firewall.borrow().render_iptables(table);
+            Ok(rules.into_iter().map(Dynamic::from).collect())
+        },
+    );
+}
