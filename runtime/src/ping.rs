@@ -84,6 +84,12 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
                     if !report.errors.contains(&text) {
                         report.errors.push(text);
                     }
+                    // No route: the kernel refuses at once, and nothing in the paused lab
+                    // can change that during a window, so a watch can end here.
+                    if !stop_at_first && e.raw_os_error() == Some(libc::ENETUNREACH) {
+                        report.sent += 1;
+                        break;
+                    }
                 }
             }
             report.sent += 1;

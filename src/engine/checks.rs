@@ -116,7 +116,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
             check_options(&ctx, &opts, &["window"])?;
             let node = node_arg(&ctx, &l, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
-            let window = l.deadline(seconds(&ctx, &opts, "window", 0.5)?);
+            let window = l.deadline(seconds(&ctx, &opts, "window", 0.3)?);
             let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::Watch { window }))?;
             let title = format!("{} cannot ping {dst}", node.name);
             if report.received == 0 {

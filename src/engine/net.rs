@@ -177,14 +177,14 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
     engine.register_fn("links", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
         let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_state())?;
+        to_rhai(&ctx, l.settle_links(&node, None))?;
         let links = to_rhai(&ctx, l.block_on(node.links()))?;
         Ok(links.iter().map(|x| Dynamic::from_map(link_map(x, &links))).collect())
     });
     let l = lab.clone();
     engine.register_fn("link", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Map> {
         let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_state())?;
+        to_rhai(&ctx, l.settle_links(&node, Some(name)))?;
         let name = link_name(&ctx, name)?;
         let link = to_rhai(&ctx, l.block_on(node.link(&name)))?;
         let links = to_rhai(&ctx, l.block_on(node.links()))?;
@@ -193,14 +193,14 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
     engine.register_fn("mac", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<String> {
         let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_state())?;
+        to_rhai(&ctx, l.settle())?;
         let name = link_name(&ctx, name)?;
         Ok(to_rhai(&ctx, l.block_on(node.link(&name)))?.mac)
     });
     let l = lab.clone();
     engine.register_fn("addrs", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
         let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_state())?;
+        to_rhai(&ctx, l.settle())?;
         let links = to_rhai(&ctx, l.block_on(node.links()))?;
         let addrs = to_rhai(&ctx, l.block_on(node.addresses()))?;
         Ok(addrs
@@ -222,7 +222,7 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
     engine.register_fn("routes", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
         let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_state())?;
+        to_rhai(&ctx, l.settle())?;
         let links = to_rhai(&ctx, l.block_on(node.links()))?;
         let routes = to_rhai(&ctx, l.block_on(node.routes()))?;
         Ok(routes
@@ -240,7 +240,7 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
     let l = lab.clone();
     engine.register_fn("neighbors", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
         let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_state())?;
+        to_rhai(&ctx, l.settle())?;
         let links = to_rhai(&ctx, l.block_on(node.links()))?;
         let neigh = to_rhai(&ctx, l.block_on(node.neighbours()))?;
         Ok(neigh

@@ -264,7 +264,7 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
                 let hint = curl_hint(&l, &node, &problem);
                 return Err(check_failure(&ctx, &r, title, problem, hint));
             }
-            l.block_on(tokio::time::sleep(Duration::from_millis(100)));
+            l.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
         }
     };
     let e = expect_http.clone();

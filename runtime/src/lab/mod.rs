@@ -70,6 +70,8 @@ impl Lab {
         raise_fd_limit();
         let host_name = NodeName::new(HOST)?;
         let host = Rc::new(rt.block_on(async { Node::host(host_name) })?);
+        // A real host has its loopback up; new nodes start with it down, as `ip netns add` does.
+        rt.block_on(host.set_link_up(&LinkName::new("lo")?, true))?;
         let nodes = RefCell::new(BTreeMap::from([(HOST.to_string(), host.clone())]));
         Ok(Lab {
             rt,
@@ -176,37 +178,54 @@ impl Lab {
         if !self.dirty.get() {
             return Ok(());
         }
-        self.wait_until(false)?;
+        self.wait_until()?;
         self.dirty.set(false);
         Ok(())
     }
 
-    /// Before reading state back (link(), links(), routes()...): like settle(), and
-    /// also wait until each link's operstate agrees with its carrier, so a lab that
-    /// checks "veth0 is UP" sees what `ip link` shows once the kernel is done.
-    pub fn settle_state(&self) -> Result<()> {
+    /// Before reading link state back (link(), links()): like settle(), and also wait
+    /// until the operstate of the node's links (or of one link) agrees with its
+    /// carrier, so a lab that checks "veth0 is UP" sees what `ip link` shows once the
+    /// kernel is done. Only the links asked about are waited for.
+    pub fn settle_links(&self, node: &Node, link: Option<&str>) -> Result<()> {
+        self.settle()?;
         if !self.dirty_state.get() {
             return Ok(());
         }
-        self.wait_until(true)?;
-        self.dirty.set(false);
-        self.dirty_state.set(false);
-        Ok(())
-    }
-
-    fn wait_until(&self, operstate: bool) -> Result<()> {
         let started = Instant::now();
-        let result = self.wait_until_inner(operstate);
+        let deadline = started + self.deadline(3.0);
+        let mut pause = Duration::from_millis(1);
+        let result = self.rt.block_on(async {
+            loop {
+                let links = node.links().await?;
+                let pending = links
+                    .iter()
+                    .filter(|l| link.is_none_or(|name| l.name == name))
+                    .any(|l| l.kind != "loopback" && !operstate_converged(l));
+                if !pending || Instant::now() >= deadline {
+                    return Ok::<(), Error>(());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        });
         self.ready_wait.set(self.ready_wait.get() + started.elapsed());
         result
     }
 
-    fn wait_until_inner(&self, operstate: bool) -> Result<()> {
+    fn wait_until(&self) -> Result<()> {
+        let started = Instant::now();
+        let result = self.wait_until_inner();
+        self.ready_wait.set(self.ready_wait.get() + started.elapsed());
+        result
+    }
+
+    fn wait_until_inner(&self) -> Result<()> {
         let deadline = Instant::now() + self.deadline(5.0);
         let mut pause = Duration::from_millis(1);
         self.rt.block_on(async {
             loop {
-                if self.is_ready(operstate).await? || Instant::now() >= deadline {
+                if self.is_ready().await? || Instant::now() >= deadline {
                     break;
                 }
                 tokio::time::sleep(pause).await;
@@ -216,7 +235,7 @@ impl Lab {
         })
     }
 
-    async fn is_ready(&self, operstate: bool) -> Result<bool> {
+    async fn is_ready(&self) -> Result<bool> {
         let nodes = self.nodes();
         let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
         let by_node: BTreeMap<&str, &Vec<LinkState>> =
@@ -232,15 +251,6 @@ impl Lab {
             }
         }
         for links in &dumps {
-            // With carrier the operstate must become UP (or UNKNOWN, for devices that do
-            // not report one); without, anything but UP.
-            let converged = |l: &LinkState| match l.admin_up && l.carrier {
-                true => l.oper == "UP" || l.oper == "UNKNOWN",
-                false => l.oper != "UP",
-            };
-            if operstate && links.iter().any(|l| l.kind != "loopback" && !converged(l)) {
-                return Ok(false);
-            }
             for bridge in links.iter().filter(|l| l.kind == "bridge" && l.admin_up) {
                 let ports: Vec<&LinkState> = links.iter().filter(|l| l.master == Some(bridge.index)).collect();
                 let live: Vec<&&LinkState> = ports.iter().filter(|p| p.admin_up && p.carrier).collect();
@@ -299,5 +309,14 @@ fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// With carrier the operstate becomes UP (or UNKNOWN, for devices that do not report
+/// one); without, anything but UP.
+fn operstate_converged(l: &LinkState) -> bool {
+    match l.admin_up && l.carrier {
+        true => l.oper == "UP" || l.oper == "UNKNOWN",
+        false => l.oper != "UP",
     }
 }
