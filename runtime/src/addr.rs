@@ -76,7 +76,7 @@ impl Node {
     /// so they are usable at once (nodad), as labs expect.
     pub async fn add_address(&self, link: &LinkName, cidr: IpNet) -> Result<()> {
         let index = self.link(link).await?.index;
-        let mut req = self.handle.address().add(index, cidr.addr(), cidr.prefix_len());
+        let mut req = self.handle()?.address().add(index, cidr.addr(), cidr.prefix_len());
         if cidr.addr().is_ipv6() {
             req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
         }
@@ -101,7 +101,7 @@ impl Node {
             reason: format!("{link} in {} does not have it", self.name),
             help: None,
         })?;
-        self.handle
+        self.handle()?
             .address()
             .del(msg)
             .execute()
@@ -110,7 +110,7 @@ impl Node {
     }
 
     async fn address_messages(&self) -> Result<Vec<AddressMessage>> {
-        self.handle
+        self.handle()?
             .address()
             .get()
             .execute()

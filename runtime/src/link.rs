@@ -127,7 +127,7 @@ impl Node {
     /// All links of the node (`ip -d link show`).
     pub async fn links(&self) -> Result<Vec<LinkState>> {
         let msgs: Vec<LinkMessage> = self
-            .handle
+            .handle()?
             .link()
             .get()
             .execute()
@@ -139,7 +139,7 @@ impl Node {
 
     /// One link by name, or NoSuchLink listing the node's links.
     pub async fn link(&self, name: &LinkName) -> Result<LinkState> {
-        let found = self.handle.link().get().match_name(name.as_str()).execute().try_next().await;
+        let found = self.handle()?.link().get().match_name(name.as_str()).execute().try_next().await;
         match found {
             Ok(Some(msg)) => Ok(LinkState::from(&msg)),
             Ok(None) => Err(self.no_such_link(name).await),
@@ -185,7 +185,7 @@ impl Node {
             .name(name.as_str())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
             .build();
-        if let Err(e) = self.handle.link().add(msg).execute().await {
+        if let Err(e) = self.handle()?.link().add(msg).execute().await {
             let io = nl_to_io(e);
             // EEXIST does not say which end clashed: find out so the message names it.
             if io.raw_os_error() == Some(libc::EEXIST) && self.link(name).await.is_err() {
@@ -198,7 +198,7 @@ impl Node {
 
     /// `ip link add NAME type bridge`.
     pub async fn create_bridge(&self, name: &LinkName) -> Result<()> {
-        self.handle
+        self.handle()?
             .link()
             .add(LinkBridge::new(name.as_str()).build())
             .execute()
@@ -210,7 +210,7 @@ impl Node {
     pub async fn set_link_up(&self, name: &LinkName, up: bool) -> Result<()> {
         let msg = LinkUnspec::new_with_name(name.as_str());
         let msg = if up { msg.up() } else { msg.down() }.build();
-        match self.handle.link().set(msg).execute().await {
+        match self.handle()?.link().set(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.link_error(if up { "setting up" } else { "setting down" }, name, e).await),
         }
@@ -234,7 +234,7 @@ impl Node {
             }
             None => msg.nocontroller(),
         };
-        match self.handle.link().set(msg.build()).execute().await {
+        match self.handle()?.link().set(msg.build()).execute().await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.link_error("setting master of", name, e).await),
         }
@@ -243,7 +243,7 @@ impl Node {
     /// `ip link del NAME` (a veth takes its peer with it).
     pub async fn delete_link(&self, name: &LinkName) -> Result<()> {
         let index = self.link(name).await?.index;
-        self.handle
+        self.handle()?
             .link()
             .del(index)
             .execute()

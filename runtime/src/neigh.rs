@@ -18,9 +18,30 @@ pub struct Neighbour {
 }
 
 impl Node {
+    /// Deletes the node's learned (not permanent) neighbour entries, like
+    /// `ip neigh flush all`.
+    pub async fn flush_neighbours(&self) -> Result<()> {
+        let msgs: Vec<NeighbourMessage> = self
+            .handle()?
+            .neighbours()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::kernel("listing neighbours", self.name.as_str(), "", nl_to_io(e)))?;
+        for msg in msgs {
+            if matches!(msg.header.state, NeighbourState::Permanent | NeighbourState::Noarp) {
+                continue;
+            }
+            // An entry that vanished meanwhile (garbage collected) is fine.
+            let _ = self.handle()?.neighbours().del(msg).execute().await;
+        }
+        Ok(())
+    }
+
     pub async fn neighbours(&self) -> Result<Vec<Neighbour>> {
         let msgs: Vec<NeighbourMessage> = self
-            .handle
+            .handle()?
             .neighbours()
             .get()
             .execute()
@@ -54,4 +75,49 @@ fn neighbour(msg: &NeighbourMessage) -> Option<Neighbour> {
         _ => "NONE",
     };
     Some(Neighbour { ip: ip?, mac, link_index: msg.header.ifindex, state: state.into() })
+}
+
+/// The kernel's neighbour table is one table for the whole machine, all namespaces
+/// together; past `net.ipv4.neigh.default.gc_thresh3` entries new ones are refused
+/// ("neighbour table overflow") and packets dropped. The limit can only be read and
+/// changed in the machine's initial namespace, so netlab reads it before entering
+/// its sandbox (`remember_capacity`), and never changes it.
+static CAPACITY: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// /proc/net/stat/arp_cache exists only in the initial namespace: opened before
+/// the sandbox, read later through this handle.
+static ARP_STATS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+pub fn remember_capacity() {
+    if let Ok(f) = std::fs::File::open("/proc/net/stat/arp_cache") {
+        let _ = ARP_STATS.set(f);
+    }
+    let value = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    let _ = CAPACITY.set(value);
+}
+
+/// The machine-wide neighbour table limit (1024 when unknown).
+pub fn capacity() -> usize {
+    CAPACITY.get().copied().unwrap_or(1024)
+}
+
+/// Entries in the machine-wide IPv4 neighbour table now (/proc/net/stat/arp_cache).
+pub fn entries_in_use() -> usize {
+    arp_stats().0
+}
+
+/// (entries now, table_fulls so far): the second counts the times the kernel
+/// refused a new entry because the table was full.
+pub fn arp_stats() -> (usize, u64) {
+    use std::os::unix::fs::FileExt;
+    let Some(file) = ARP_STATS.get() else { return (0, 0) };
+    let mut buf = vec![0u8; 16384];
+    let n = file.read_at(&mut buf, 0).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let entries = rows.first().and_then(|r| r.first()).and_then(|h| usize::from_str_radix(h, 16).ok()).unwrap_or(0);
+    let fulls = rows.iter().filter_map(|r| r.last()).filter_map(|h| u64::from_str_radix(h, 16).ok()).sum();
+    (entries, fulls)
 }

@@ -1,9 +1,12 @@
 //! A node is one network namespace of the lab (the sandbox's own one is the "host"),
 //! with its own rtnetlink connection opened from inside it.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -18,7 +21,11 @@ pub struct Node {
     pub name: NodeName,
     /// Handle on the namespace; keeps it alive as long as the lab runs.
     pub ns: File,
-    pub handle: rtnetlink::Handle,
+    /// This node's rtnetlink connection, opened on first use from inside the node and
+    /// closed again when many nodes are open (see `handle()`).
+    netlink: Rc<RefCell<Option<rtnetlink::Handle>>>,
+    /// The host's connection is never closed.
+    pinned: bool,
     /// The node's UTS namespace once it has a hostname of its own.
     pub uts: std::cell::RefCell<Option<File>>,
     /// NAT and forwarding rules netlab keeps for this node (see firewall.rs).
@@ -37,7 +44,14 @@ impl Node {
         let ns = current_netns()?;
         let handle = open_netlink(&name)?;
         setup_defaults(&name)?;
-        Ok(Node { name, ns, handle, uts: Default::default(), firewall: Default::default() })
+        Ok(Node {
+            name,
+            ns,
+            netlink: Rc::new(RefCell::new(Some(handle))),
+            pinned: true,
+            uts: Default::default(),
+            firewall: Default::default(),
+        })
     }
 
     /// A new named namespace, bind-mounted under /run/netns so `ip netns exec` finds it.
@@ -54,13 +68,53 @@ impl Node {
             File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
             mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
-            let handle = open_netlink(&name)?;
             setup_defaults(&name)?;
-            Ok(Node { name: name.clone(), ns, handle, uts: Default::default(), firewall: Default::default() })
+            Ok(Node {
+                name: name.clone(),
+                ns,
+                netlink: Default::default(),
+                pinned: false,
+                uts: Default::default(),
+                firewall: Default::default(),
+            })
         })();
         nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
         inside
+    }
+
+    /// The node's rtnetlink handle. A connection costs a socket and ~70 KiB of
+    /// buffers, so at most `OPEN_CONNECTIONS` nodes keep one open; the oldest is
+    /// closed (its connection ends once in-flight requests finish) and reopened from
+    /// inside the node on next use. Must run inside the tokio runtime.
+    pub fn handle(&self) -> Result<rtnetlink::Handle> {
+        if let Some(h) = self.netlink.borrow().as_ref() {
+            return Ok(h.clone());
+        }
+        let home = HOME_NS.with(|h| h.borrow().as_ref().map(|f| f.try_clone()));
+        let home = match home {
+            Some(Ok(f)) => f,
+            _ => {
+                return Err(Error::io(
+                    "reopening netlink",
+                    std::io::Error::other("the lab's host namespace is unknown"),
+                ))
+            }
+        };
+        let handle = self.enter(&home, || open_netlink(&self.name))??;
+        *self.netlink.borrow_mut() = Some(handle.clone());
+        if !self.pinned {
+            OPEN.with(|open| {
+                let mut open = open.borrow_mut();
+                open.push_back(self.netlink.clone());
+                while open.len() > OPEN_CONNECTIONS {
+                    if let Some(oldest) = open.pop_front() {
+                        oldest.borrow_mut().take();
+                    }
+                }
+            });
+        }
+        Ok(handle)
     }
 
     /// Runs `f` inside this node's network namespace.
@@ -78,6 +132,32 @@ impl Node {
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(dir)
     }
+}
+
+/// How many nodes keep a netlink connection open at once.
+const OPEN_CONNECTIONS: usize = 128;
+
+thread_local! {
+    /// The lab host's namespace, which the main thread returns to after entering a node.
+    static HOME_NS: RefCell<Option<File>> = const { RefCell::new(None) };
+    /// Open connections of non-host nodes, oldest first.
+    static OPEN: RefCell<VecDeque<Rc<RefCell<Option<rtnetlink::Handle>>>>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Remembers the namespace the main thread lives in (the lab's host).
+pub fn set_home(home: &File) -> Result<()> {
+    let dup = home.try_clone().map_err(|e| Error::io("duplicating the host namespace handle", e))?;
+    HOME_NS.with(|h| *h.borrow_mut() = Some(dup));
+    Ok(())
+}
+
+/// Closes every pooled connection (at teardown).
+pub fn close_connections() {
+    OPEN.with(|open| {
+        for slot in open.borrow_mut().drain(..) {
+            slot.borrow_mut().take();
+        }
+    });
 }
 
 /// Opens an rtnetlink socket in the calling thread's namespace and spawns its

@@ -76,7 +76,7 @@ impl Node {
     pub async fn add_route(&self, destination: Option<IpNet>, hop: &NextHop) -> Result<()> {
         let msg = self.route_message(destination, hop).await?;
         let what = describe(destination, hop);
-        self.handle.route().add(msg).execute().await.map_err(|e| {
+        self.handle()?.route().add(msg).execute().await.map_err(|e| {
             let io = nl_to_io(e);
             let mut err = Error::kernel("adding route", self.name.as_str(), what, io);
             if let Error::Kernel { source, help, .. } = &mut err {
@@ -107,7 +107,7 @@ impl Node {
                 std::io::Error::from_raw_os_error(libc::ESRCH),
             ));
         };
-        self.handle
+        self.handle()?
             .route()
             .del(msg)
             .execute()
@@ -119,7 +119,7 @@ impl Node {
         let mut all = Vec::new();
         for proto in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
             let msgs: Vec<RouteMessage> = self
-                .handle
+                .handle()?
                 .route()
                 .get(proto)
                 .execute()

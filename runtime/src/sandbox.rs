@@ -29,6 +29,8 @@ pub const NODE_ETC_DIR: &str = "/run/netlab/etc";
 pub const SANDBOX_ENV: &str = "NETLAB_SANDBOX";
 
 pub fn enter() -> Result<()> {
+    // Host-wide limits that are only visible from the machine's own namespace.
+    crate::neigh::remember_capacity();
     let root = geteuid().is_root();
     let (uid, gid) = (geteuid(), getegid());
     let mut flags =

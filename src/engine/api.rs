@@ -53,7 +53,7 @@ docs! {
     "resolve": "resolve(node, \"example.com\")" => "The addresses the node's resolver finds for a name (an empty array if none).";
     "expect_resolve": "expect_resolve(node, \"example.com\")" => "Passes when the node can resolve the name.";
     "expect_no_resolve": "expect_no_resolve(node, \"example.com\")" => "Passes when the node cannot resolve the name.";
-    "ping_count": "ping_count([nodes], \"10.0.0.1\")  or  ping_count([nodes], ip, #{timeout: 1})" => "Pings from every node at once; returns how many got a reply.";
+    "ping_count": "ping_count([nodes], \"10.0.0.1\")  or  ping_count([nodes], ip, #{timeout: 1, tries: 1})" => "Pings from every node at once (in waves when the machine's neighbour table could overflow); returns how many got a reply. `tries` echo requests per node within the timeout (default: one every 100 ms).";
     "expect_ping_all": "expect_ping_all([nodes], \"10.0.0.1\")" => "Passes when every node gets a reply (all ping at once).";
     "metric": "metric(\"name\", value)" => "Records name=value for the benchmark line (written when NETLAB_RESULTS is set).";
     "exec_in": "exec_in(node, \"cmd args\")  or  exec_in(node, \"cmd\", #{timeout: 5})" => "`ip netns exec node cmd args`: runs a real program in the node; returns #{code, stdout, stderr}.";

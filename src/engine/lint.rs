@@ -39,7 +39,9 @@ pub fn unknown_functions(src: &Source, ast: &AST) -> Option<Box<LabDiagnostic>> 
         };
         if let Some((call, pos)) = call {
             // Method calls (x.f()) and namespaced calls (m::f()) are resolved at run time.
-            if call.namespace.is_empty() && !known.contains(call.name.as_str()) && !call.name.starts_with("anon$") {
+            // Operators (`..=`, `+`, `in`) are calls too; only names can be unknown.
+            let is_name = call.name.starts_with(|c: char| c.is_alphabetic() || c == '_');
+            if is_name && call.namespace.is_empty() && !known.contains(call.name.as_str()) {
                 found = Some((call.name.to_string(), *pos));
                 return false;
             }

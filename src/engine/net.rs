@@ -39,7 +39,6 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let (a, b) = (node_arg(&ctx, &l, &a)?, node_arg(&ctx, &l, &b)?);
             let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
             to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &b, &b_name)))?;
-            l.record_veth(&a, &a_name, &b, &b_name);
             l.mark_changed();
             Ok(())
         },
@@ -51,7 +50,6 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let a = node_arg(&ctx, &l, &a)?;
             let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
             to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &a, &b_name)))?;
-            l.record_veth(&a, &a_name, &a, &b_name);
             l.mark_changed();
             Ok(())
         },
@@ -62,6 +60,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         let node = node_arg(&ctx, &l, &node)?;
         let name = link_name(&ctx, name)?;
         to_rhai(&ctx, l.block_on(node.create_bridge(&name)))?;
+        l.record_bridge(&node);
         l.mark_changed();
         Ok(())
     });

@@ -42,7 +42,12 @@ pub struct Lab {
     host: Rc<Node>,
     nodes: RefCell<BTreeMap<String, Rc<Node>>>,
     /// veth pairs the lab made: readiness waits for both ends when both are up.
-    veths: RefCell<Vec<VethPair>>,
+    /// Nodes that pinged since the last neighbour flush (their entries exist).
+    neigh_warm: RefCell<std::collections::HashSet<String>>,
+    /// Nodes that have a bridge: the only ones whose readiness is asynchronous.
+    bridge_nodes: RefCell<std::collections::BTreeSet<String>>,
+    /// A program ran in a node and may have made bridges: check every node once.
+    check_all: Cell<bool>,
     /// Something changed since the last readiness wait for probes / for state queries.
     dirty: Cell<bool>,
     dirty_state: Cell<bool>,
@@ -55,8 +60,10 @@ pub struct Lab {
 
 pub const HOST: &str = "host";
 
-/// Both ends of a veth pair: (node, name) and (peer node, peer name).
-type VethPair = (Rc<Node>, LinkName, Rc<Node>, LinkName);
+/// Pings in flight at once in a batch (see ping_many).
+const PING_CONCURRENCY: usize = 8;
+/// Neighbour-table entries left free for everything else on the machine.
+const NEIGH_MARGIN: usize = 16;
 
 impl Lab {
     /// Must run inside the sandbox, on the main thread.
@@ -67,6 +74,7 @@ impl Lab {
             .map_err(|e| Error::io("starting the async runtime", e))?;
         let home = crate::nsenter::current_netns()?;
         Self::prepare_etc()?;
+        crate::node::set_home(&home)?;
         raise_fd_limit();
         let host_name = NodeName::new(HOST)?;
         let host = Rc::new(rt.block_on(async { Node::host(host_name) })?);
@@ -78,7 +86,9 @@ impl Lab {
             home,
             host,
             nodes,
-            veths: Default::default(),
+            bridge_nodes: Default::default(),
+            neigh_warm: Default::default(),
+            check_all: Cell::new(false),
             dirty: Cell::new(false),
             dirty_state: Cell::new(false),
             ready_wait: Default::default(),
@@ -103,7 +113,8 @@ impl Lab {
             let _ = std::fs::remove_file(&path);
         }
         self.nodes.borrow_mut().retain(|name, _| name == HOST);
-        self.veths.borrow_mut().clear();
+        crate::node::close_connections();
+        self.bridge_nodes.borrow_mut().clear();
     }
 
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
@@ -145,8 +156,9 @@ impl Lab {
         self.nodes.borrow().values().cloned().collect()
     }
 
-    pub fn record_veth(&self, a: &Rc<Node>, a_name: &LinkName, b: &Rc<Node>, b_name: &LinkName) {
-        self.veths.borrow_mut().push((a.clone(), a_name.clone(), b.clone(), b_name.clone()));
+    /// A bridge was made in `node`: readiness waits look there.
+    pub fn record_bridge(&self, node: &Node) {
+        self.bridge_nodes.borrow_mut().insert(node.name.to_string());
     }
 
     /// Writes a net.* sysctl inside `node`.
@@ -180,6 +192,7 @@ impl Lab {
         }
         self.wait_until()?;
         self.dirty.set(false);
+        self.check_all.set(false);
         Ok(())
     }
 
@@ -236,18 +249,19 @@ impl Lab {
     }
 
     async fn is_ready(&self) -> Result<bool> {
-        let nodes = self.nodes();
-        let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
-        let by_node: BTreeMap<&str, &Vec<LinkState>> =
-            nodes.iter().map(|n| n.name.as_str()).zip(dumps.iter()).collect();
-        let find = |node: &Node, name: &LinkName| {
-            by_node.get(node.name.as_str()).and_then(|links| links.iter().find(|l| l.name == name.as_str()))
+        // A veth's carrier comes on synchronously when its second end goes up; what
+        // the kernel finishes later (linkwatch) is a bridge port reaching forwarding
+        // and the bridge's own carrier. So only nodes with a bridge are looked at.
+        let nodes: Vec<Rc<Node>> = if self.check_all.get() {
+            self.nodes()
+        } else {
+            let names = self.bridge_nodes.borrow();
+            self.nodes().into_iter().filter(|n| names.contains(n.name.as_str())).collect()
         };
-        for (a, a_name, b, b_name) in self.veths.borrow().iter() {
-            if let (Some(x), Some(y)) = (find(a, a_name), find(b, b_name)) {
-                if x.admin_up && y.admin_up && !(x.carrier && y.carrier) {
-                    return Ok(false);
-                }
+        let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
+        for (node, links) in nodes.iter().zip(&dumps) {
+            if links.iter().any(|l| l.kind == "bridge") {
+                self.record_bridge(node);
             }
         }
         for links in &dumps {
@@ -276,20 +290,87 @@ impl Lab {
             .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))
     }
 
-    /// Pings from many nodes at once (one request stream each); returns each report.
-    pub fn ping_many(&self, sources: &[Rc<Node>], dst: IpAddr, mode: PingMode) -> Result<Vec<PingReport>> {
+    /// Pings from many nodes at once (a bounded number in flight); returns each
+    /// report and how many times the neighbour tables were flushed on the way.
+    ///
+    /// The kernel's neighbour table is one for the whole machine (see neigh.rs): a
+    /// ping from a node whose entries are not there yet adds about two (the sender's
+    /// for its next hop, the next hop's for the sender). Before a chunk that would
+    /// not fit, the learned entries are flushed; and if the kernel still refused an
+    /// entry during a chunk (its table_fulls counter rose), the entries are flushed
+    /// and that chunk's unanswered pings are made again. So no ping is lost to
+    /// "neighbour table overflow", and small labs never flush anything.
+    pub fn ping_many(
+        &self,
+        sources: &[Rc<Node>],
+        dst: IpAddr,
+        mode: PingMode,
+        interval: Duration,
+    ) -> Result<(Vec<PingReport>, usize)> {
         self.settle()?;
-        let mut socks = Vec::with_capacity(sources.len());
-        for node in sources {
+        let mut reports = Vec::with_capacity(sources.len());
+        let mut flushes = 0;
+        let limit = crate::neigh::capacity().saturating_sub(NEIGH_MARGIN);
+        for chunk in sources.chunks(PING_CONCURRENCY * 4) {
+            let cold = chunk.iter().filter(|n| !self.neigh_warm.borrow().contains(n.name.as_str())).count();
+            if crate::neigh::entries_in_use() + 2 * cold > limit {
+                self.flush_neighbours()?;
+                flushes += 1;
+            }
+            let (_, fulls_before) = crate::neigh::arp_stats();
+            let mut done = self.ping_chunk(chunk, dst, mode, interval)?;
+            let (_, fulls_after) = crate::neigh::arp_stats();
+            if fulls_after > fulls_before {
+                self.flush_neighbours()?;
+                flushes += 1;
+                let again: Vec<usize> = (0..chunk.len()).filter(|i| done[*i].received == 0).collect();
+                let retry: Vec<Rc<Node>> = again.iter().map(|i| chunk[*i].clone()).collect();
+                for (i, report) in again.into_iter().zip(self.ping_chunk(&retry, dst, mode, interval)?) {
+                    done[i] = report;
+                }
+            }
+            self.neigh_warm.borrow_mut().extend(chunk.iter().map(|n| n.name.to_string()));
+            reports.extend(done);
+        }
+        Ok((reports, flushes))
+    }
+
+    fn ping_chunk(
+        &self,
+        chunk: &[Rc<Node>],
+        dst: IpAddr,
+        mode: PingMode,
+        interval: Duration,
+    ) -> Result<Vec<PingReport>> {
+        use futures::StreamExt;
+        let mut socks = Vec::with_capacity(chunk.len());
+        for node in chunk {
             let sock = node
                 .enter(&self.home, || ping::icmp_socket(dst))?
                 .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
             socks.push(sock);
         }
-        let probes = socks.into_iter().map(|s| ping::ping(s, dst, mode, Duration::from_millis(100)));
-        self.rt
-            .block_on(futures::future::try_join_all(probes))
+        // A bounded number in flight: a burst of first packets means a burst of ARP
+        // broadcasts, each flooded to every port of a bridge, which overflows the
+        // kernel's input backlog and costs ARP retries (seconds).
+        let probes = socks.into_iter().map(|s| ping::ping(s, dst, mode, interval));
+        let done: Vec<std::io::Result<PingReport>> =
+            self.rt.block_on(futures::stream::iter(probes).buffered(PING_CONCURRENCY).collect());
+        done.into_iter()
+            .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| Error::kernel("pinging", "several nodes", dst.to_string(), e))
+    }
+
+    /// Flushes every node's learned neighbour entries.
+    fn flush_neighbours(&self) -> Result<()> {
+        let nodes = self.nodes();
+        self.neigh_warm.borrow_mut().clear();
+        self.rt.block_on(async {
+            for node in &nodes {
+                node.flush_neighbours().await?;
+            }
+            Ok(())
+        })
     }
 
     /// Runs a program inside `node` (see exec.rs).
@@ -299,6 +380,7 @@ impl Lab {
         let out = self.rt.block_on(exec::exec_in(node, cmd, &binds, None, timeout));
         // A program may have changed links or routes behind our back.
         self.mark_changed();
+        self.check_all.set(true);
         out
     }
 }
