@@ -23,9 +23,15 @@ macro_rules! labs {
 }
 
 labs! {
+    netns_loopback => "netns_loopback.rhai",
     veth_direct => "veth_direct.rhai",
     bridge => "bridge.rhai",
+    bridge_nat => "bridge_nat.rhai",
     red_blue => "red_blue.rhai",
+    red_blue_bridge => "red_blue_bridge.rhai",
+    docker0 => "docker0.rhai",
+    docker_modes => "docker_modes.rhai",
+    port_reuse => "port_reuse.rhai",
 }
 
 /// A new lab cannot be forgotten here.

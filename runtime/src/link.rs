@@ -177,33 +177,62 @@ impl Node {
     /// `ip link add NAME type veth peer name PEER netns PEER_NODE`: the peer is created
     /// directly inside its namespace in the same request.
     pub async fn create_veth(&self, name: &LinkName, peer_node: &Node, peer: &LinkName) -> Result<()> {
-        let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str());
-        if !std::ptr::eq(self, peer_node) {
-            peer_msg = peer_msg.setns_by_fd(peer_node.ns.as_raw_fd());
-        }
-        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(name.as_str())
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
-            .build();
-        if let Err(e) = self.handle()?.link().add(msg).execute().await {
+        loop {
+            // Lab-wide distinct ifindexes, as on a real host (eth0@if1005): with the
+            // kernel's default every namespace's first link is 2, and a veth whose
+            // ifindex equals its peer's gets its "link up" handled up to a second
+            // late (a non-urgent linkwatch event), dropping the first packets.
+            let index = next_ifindex(2);
+            let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str()).index(index + 1);
+            if !std::ptr::eq(self, peer_node) {
+                peer_msg = peer_msg.setns_by_fd(peer_node.ns.as_raw_fd());
+            }
+            let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                .name(name.as_str())
+                .index(index)
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
+                .build();
+            let Err(e) = self.handle()?.link().add(msg).execute().await else { return Ok(()) };
             let io = nl_to_io(e);
+            if io.raw_os_error() == Some(libc::EBUSY) {
+                continue; // that ifindex is taken (a program made links behind our back)
+            }
             // EEXIST does not say which end clashed: find out so the message names it.
             if io.raw_os_error() == Some(libc::EEXIST) && self.link(name).await.is_err() {
                 return Err(Error::kernel("creating veth peer", peer_node.name.as_str(), peer.as_str(), io));
             }
             return Err(Error::kernel("creating veth", self.name.as_str(), name.as_str(), io));
         }
+    }
+
+    /// `ip link set NAME netns TARGET [name NEW]`: moves a link into another node.
+    pub async fn move_link(&self, name: &LinkName, target: &Node, new_name: &LinkName) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(name.as_str()).setns_by_fd(target.ns.as_raw_fd()).build();
+        match self.handle()?.link().set(msg).execute().await {
+            Ok(()) => {}
+            Err(e) => return Err(self.link_error("moving", name, e).await),
+        }
+        if new_name != name {
+            // With an index, IFLA_IFNAME is the new name (`ip link set ... name NEW`).
+            let mut rename = LinkUnspec::new_with_index(target.link(name).await?.index).build();
+            rename.attributes.push(LinkAttribute::IfName(new_name.to_string()));
+            target.handle()?.link().set(rename).execute().await.map_err(|e| {
+                Error::kernel("renaming", target.name.as_str(), format!("{name} to {new_name}"), nl_to_io(e))
+            })?;
+        }
         Ok(())
     }
 
     /// `ip link add NAME type bridge`.
     pub async fn create_bridge(&self, name: &LinkName) -> Result<()> {
-        self.handle()?
-            .link()
-            .add(LinkBridge::new(name.as_str()).build())
-            .execute()
-            .await
-            .map_err(|e| Error::kernel("creating bridge", self.name.as_str(), name.as_str(), nl_to_io(e)))
+        loop {
+            let msg = LinkBridge::new(name.as_str()).index(next_ifindex(1)).build();
+            match self.handle()?.link().add(msg).execute().await.map_err(nl_to_io) {
+                Ok(()) => return Ok(()),
+                Err(io) if io.raw_os_error() == Some(libc::EBUSY) => continue,
+                Err(io) => return Err(Error::kernel("creating bridge", self.name.as_str(), name.as_str(), io)),
+            }
+        }
     }
 
     /// `ip link set NAME up|down`.
@@ -250,4 +279,17 @@ impl Node {
             .await
             .map_err(|e| Error::kernel("deleting", self.name.as_str(), name.as_str(), nl_to_io(e)))
     }
+}
+
+thread_local! {
+    static NEXT_IFINDEX: std::cell::Cell<u32> = const { std::cell::Cell::new(1000) };
+}
+
+/// Reserves `count` consecutive interface indexes, distinct across the lab.
+fn next_ifindex(count: u32) -> u32 {
+    NEXT_IFINDEX.with(|n| {
+        let first = n.get();
+        n.set(first + count);
+        first
+    })
 }

@@ -21,6 +21,7 @@ docs! {
     "bridge": "bridge(node, \"br0\")" => "`ip link add br0 type bridge` in the node.";
     "master": "master(node, \"link\", \"bridge\")" => "`ip link set link master bridge`: attach a link to a bridge.";
     "nomaster": "nomaster(node, \"link\")" => "`ip link set link nomaster`.";
+    "move_link": "move_link(node, \"link\", target)  or  move_link(node, \"link\", target, \"new_name\")" => "`ip link set link netns target [name new_name]`: moves a link into another node.";
     "del_link": "del_link(node, \"link\")" => "`ip link del link` (a veth takes its peer with it).";
     "up": "up(node, \"link\")" => "`ip link set link up` (use \"lo\" for loopback).";
     "down": "down(node, \"link\")" => "`ip link set link down`.";

@@ -66,6 +66,9 @@ pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]
     checks::register(&mut engine, &lab, &reporter);
     firewall::register(&mut engine, &lab);
     services::register(&mut engine, &lab, &reporter);
+    // A lab that catches an error (`try { ... } catch (e) { print(e) }`) sees its text.
+    engine.register_fn("to_string", |f: &mut values::Failure| f.to_string());
+    engine.register_fn("to_debug", |f: &mut values::Failure| f.to_string());
     let rep = reporter.clone();
     engine.on_print(move |text| rep.borrow().print(text));
     let rep = reporter.clone();

@@ -19,6 +19,8 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
     engine.register_fn("to_string", |n: &mut NodeRef| n.name());
     engine.register_fn("to_debug", |n: &mut NodeRef| format!("Node({})", n.name()));
     engine.register_get("name", |n: &mut NodeRef| n.name());
+    engine.register_fn("==", |a: &mut NodeRef, b: NodeRef| std::rc::Rc::ptr_eq(&a.0, &b.0));
+    engine.register_fn("!=", |a: &mut NodeRef, b: NodeRef| !std::rc::Rc::ptr_eq(&a.0, &b.0));
 
     let l = lab.clone();
     engine.register_fn("host", move || NodeRef(l.host()));
@@ -39,7 +41,8 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let (a, b) = (node_arg(&ctx, &l, &a)?, node_arg(&ctx, &l, &b)?);
             let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
             to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &b, &b_name)))?;
-            l.mark_changed();
+            l.mark_node(&a);
+            l.mark_node(&b);
             Ok(())
         },
     );
@@ -50,7 +53,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let a = node_arg(&ctx, &l, &a)?;
             let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
             to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &a, &b_name)))?;
-            l.mark_changed();
+            l.mark_node(&a);
             Ok(())
         },
     );
@@ -61,7 +64,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         let name = link_name(&ctx, name)?;
         to_rhai(&ctx, l.block_on(node.create_bridge(&name)))?;
         l.record_bridge(&node);
-        l.mark_changed();
+        l.mark_node(&node);
         Ok(())
     });
 
@@ -71,7 +74,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let node = node_arg(&ctx, &l, &node)?;
             let name = link_name(&ctx, name)?;
             to_rhai(&ctx, l.block_on(node.set_link_up(&name, up)))?;
-            l.mark_changed();
+            l.mark_node(&node);
             Ok(())
         });
     }
@@ -83,7 +86,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let node = node_arg(&ctx, &l, &node)?;
             let (link, bridge) = (link_name(&ctx, link)?, link_name(&ctx, bridge)?);
             to_rhai(&ctx, l.block_on(node.set_master(&link, Some(&bridge))))?;
-            l.mark_changed();
+            l.mark_node(&node);
             Ok(())
         },
     );
@@ -92,15 +95,44 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         let node = node_arg(&ctx, &l, &node)?;
         let link = link_name(&ctx, link)?;
         to_rhai(&ctx, l.block_on(node.set_master(&link, None)))?;
-        l.mark_changed();
+        l.mark_node(&node);
         Ok(())
     });
+    // move_link(node, "link", target) and move_link(node, "link", target, "new_name")
+    for renamed in [false, true] {
+        let l = lab.clone();
+        let f = move |ctx: NativeCallContext,
+                      node: Dynamic,
+                      link: &str,
+                      target: Dynamic,
+                      new_name: &str|
+              -> RhaiResult<()> {
+            let (node, target) = (node_arg(&ctx, &l, &node)?, node_arg(&ctx, &l, &target)?);
+            let (link, new_name) = (link_name(&ctx, link)?, link_name(&ctx, new_name)?);
+            to_rhai(&ctx, l.block_on(node.move_link(&link, &target, &new_name)))?;
+            l.mark_node(&node);
+            l.mark_node(&target);
+            Ok(())
+        };
+        if renamed {
+            engine.register_fn("move_link", f);
+        } else {
+            engine.register_fn(
+                "move_link",
+                move |ctx: NativeCallContext, node: Dynamic, link: &str, target: Dynamic| -> RhaiResult<()> {
+                    let name = link.to_string();
+                    f(ctx, node, link, target, &name)
+                },
+            );
+        }
+    }
+
     let l = lab.clone();
     engine.register_fn("del_link", move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
         let node = node_arg(&ctx, &l, &node)?;
         let link = link_name(&ctx, link)?;
         to_rhai(&ctx, l.block_on(node.delete_link(&link)))?;
-        l.mark_changed();
+        l.mark_node(&node);
         Ok(())
     });
 
@@ -112,7 +144,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let link = link_name(&ctx, link)?;
             let cidr = to_rhai(&ctx, parse_cidr(cidr))?;
             to_rhai(&ctx, l.block_on(node.add_address(&link, cidr)))?;
-            l.mark_changed();
+            l.mark_node(&node);
             Ok(())
         },
     );
@@ -124,7 +156,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let link = link_name(&ctx, link)?;
             let cidr = to_rhai(&ctx, parse_cidr(cidr))?;
             to_rhai(&ctx, l.block_on(node.delete_address(&link, cidr)))?;
-            l.mark_changed();
+            l.mark_node(&node);
             Ok(())
         },
     );
@@ -141,7 +173,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
                 Err(_) => NextHop::Device(link_name(&ctx, via)?),
             };
             to_rhai(&ctx, l.block_on(node.add_route(dest, &hop)))?;
-            l.mark_changed();
+            l.mark_node(&node);
             Ok(())
         },
     );
@@ -150,7 +182,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         let node = node_arg(&ctx, &l, &node)?;
         let dest = to_rhai(&ctx, parse_prefix(dest))?;
         to_rhai(&ctx, l.block_on(node.delete_route(dest)))?;
-        l.mark_changed();
+        l.mark_node(&node);
         Ok(())
     });
 

@@ -32,6 +32,15 @@ pub enum Failure {
     Error(Rc<Error>),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Check(c) => write!(f, "check failed: {}: {}", c.title, c.detail),
+            Failure::Error(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn failure(failure: Failure, pos: Position) -> Box<EvalAltResult> {

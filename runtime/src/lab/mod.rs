@@ -46,6 +46,8 @@ pub struct Lab {
     neigh_warm: RefCell<std::collections::HashSet<String>>,
     /// Nodes that have a bridge: the only ones whose readiness is asynchronous.
     bridge_nodes: RefCell<std::collections::BTreeSet<String>>,
+    /// Nodes whose links changed since the last readiness wait.
+    touched: RefCell<std::collections::BTreeSet<String>>,
     /// A program ran in a node and may have made bridges: check every node once.
     check_all: Cell<bool>,
     /// Something changed since the last readiness wait for probes / for state queries.
@@ -88,6 +90,7 @@ impl Lab {
             nodes,
             bridge_nodes: Default::default(),
             neigh_warm: Default::default(),
+            touched: Default::default(),
             check_all: Cell::new(false),
             dirty: Cell::new(false),
             dirty_state: Cell::new(false),
@@ -127,6 +130,12 @@ impl Lab {
 
     pub fn deadline(&self, seconds: f64) -> Duration {
         Duration::from_secs_f64(seconds * self.options.slow_factor)
+    }
+
+    /// Links of `node` changed: the next readiness wait looks at them.
+    pub fn mark_node(&self, node: &Node) {
+        self.touched.borrow_mut().insert(node.name.to_string());
+        self.mark_changed();
     }
 
     pub fn mark_changed(&self) {
@@ -193,6 +202,7 @@ impl Lab {
         self.wait_until()?;
         self.dirty.set(false);
         self.check_all.set(false);
+        self.touched.borrow_mut().clear();
         Ok(())
     }
 
@@ -255,8 +265,11 @@ impl Lab {
         let nodes: Vec<Rc<Node>> = if self.check_all.get() {
             self.nodes()
         } else {
-            let names = self.bridge_nodes.borrow();
-            self.nodes().into_iter().filter(|n| names.contains(n.name.as_str())).collect()
+            let (bridges, touched) = (self.bridge_nodes.borrow(), self.touched.borrow());
+            self.nodes()
+                .into_iter()
+                .filter(|n| bridges.contains(n.name.as_str()) || touched.contains(n.name.as_str()))
+                .collect()
         };
         let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
         for (node, links) in nodes.iter().zip(&dumps) {
@@ -265,6 +278,12 @@ impl Lab {
             }
         }
         for links in &dumps {
+            // A veth with carrier passes packets only once linkwatch has activated it
+            // (until then its queue discipline drops them): that is when its
+            // operstate turns UP.
+            if links.iter().any(|l| l.kind == "veth" && l.admin_up && l.carrier && l.oper != "UP") {
+                return Ok(false);
+            }
             for bridge in links.iter().filter(|l| l.kind == "bridge" && l.admin_up) {
                 let ports: Vec<&LinkState> = links.iter().filter(|l| l.master == Some(bridge.index)).collect();
                 let live: Vec<&&LinkState> = ports.iter().filter(|p| p.admin_up && p.carrier).collect();
@@ -394,11 +413,12 @@ fn raise_fd_limit() {
     }
 }
 
-/// With carrier the operstate becomes UP (or UNKNOWN, for devices that do not report
-/// one); without, anything but UP.
+/// With carrier the operstate becomes UP (a veth passes through UNKNOWN on the way;
+/// other devices may stay UNKNOWN when they report none); without, anything but UP.
 fn operstate_converged(l: &LinkState) -> bool {
-    match l.admin_up && l.carrier {
-        true => l.oper == "UP" || l.oper == "UNKNOWN",
-        false => l.oper != "UP",
+    match (l.admin_up && l.carrier, l.kind.as_str()) {
+        (true, "veth") => l.oper == "UP",
+        (true, _) => l.oper == "UP" || l.oper == "UNKNOWN",
+        (false, _) => l.oper != "UP",
     }
 }

@@ -152,6 +152,7 @@ impl Lab {
                 };
                 all.extend(parse_proc_net(&text, proto, listen_only));
             }
+            all.sort_by_key(|s| (s.proto, s.local.port(), s.local.ip()));
             Ok(all)
         };
         node.enter(&self.home, read)?.map_err(|e| Error::io(format!("reading the sockets of {}", node.name), e))
