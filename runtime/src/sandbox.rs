@@ -73,6 +73,7 @@ pub fn enter() -> Result<()> {
         None::<&str>,
     )
     .map_err(|e| sandbox_err("mounting /proc", e))?;
+    keep_etc_links_mountable();
     for dir in [NETNS_DIR, NODE_ETC_DIR] {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
     }
@@ -130,5 +131,33 @@ extern "C" fn exit_on_signal(sig: libc::c_int) {
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
         libc::_exit(128 + sig);
+    }
+}
+
+/// Nodes get their own resolv.conf and hosts by a bind mount over /etc/FILE, which
+/// follows symlinks. Where /etc/resolv.conf links into /run (systemd-resolved), the
+/// target vanished with our private /run: recreate it there (in our tmpfs, never on
+/// the machine) so the mount point exists.
+fn keep_etc_links_mountable() {
+    for file in ["/etc/resolv.conf", "/etc/hosts"] {
+        let Ok(target) = fs::read_link(file) else { continue };
+        let mut resolved = std::path::PathBuf::from("/etc");
+        for part in target.components() {
+            match part {
+                std::path::Component::RootDir => resolved = "/".into(),
+                std::path::Component::ParentDir => {
+                    resolved.pop();
+                }
+                std::path::Component::Normal(p) => resolved.push(p),
+                _ => {}
+            }
+        }
+        let target = resolved;
+        if target.starts_with("/run") && !target.exists() {
+            if let Some(dir) = target.parent() {
+                let _ = fs::create_dir_all(dir);
+            }
+            let _ = fs::write(&target, "");
+        }
     }
 }
