@@ -143,6 +143,11 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             let node = node_arg(&ctx, &l, &node)?;
             let link = link_name(&ctx, link)?;
             let cidr = to_rhai(&ctx, parse_cidr(cidr))?;
+            if cidr.addr().is_ipv6() {
+                // Nodes keep IPv6 off on new links until a lab uses it (see node.rs).
+                to_rhai(&ctx, l.block_on(node.link(&link)))?;
+                to_rhai(&ctx, l.set_sysctl(&node, &format!("net/ipv6/conf/{link}/disable_ipv6"), "0"))?;
+            }
             to_rhai(&ctx, l.block_on(node.add_address(&link, cidr)))?;
             l.mark_node(&node);
             Ok(())

@@ -1,0 +1,133 @@
+//! Features beyond the seed labs, each checked by its real outcome.
+
+mod common;
+
+use common::{decode, machine_state, netlab, root, run_text};
+
+fn passes(name: &str, text: &str) -> String {
+    let (code, out, err) = run_text(name, text);
+    assert_eq!(code, 0, "{name}:\n{out}\n{err}");
+    out
+}
+
+#[test]
+fn ipv6_addresses_work_without_dad_waits() {
+    passes(
+        "v6.rhai",
+        r#"
+let a = netns("a"); let b = netns("b");
+veth(a, "x", b, "y");
+addr(a, "x", "fd00::1/64"); addr(b, "y", "fd00::2/64");
+up(a, "x"); up(b, "y");
+expect_ping(a, "fd00::2", #{timeout: 1});
+expect_ping(b, "fd00::1", #{timeout: 1});
+"#,
+    );
+}
+
+#[test]
+fn move_link_moves_and_renames() {
+    passes(
+        "move.rhai",
+        r#"
+let c = netns("c");
+veth(host(), "v-host", "v-tmp");
+move_link(host(), "v-tmp", c, "eth0");
+expect(!links(host()).some(|l| l.name == "v-tmp"), "gone from the host");
+expect_eq(link(c, "eth0").peer_ifindex, link(host(), "v-host").index, "eth0 in c is v-host's peer");
+let r = exec_in(c, "ip -o link show eth0");
+expect(r.stdout.contains("eth0@if"), "ip shows eth0@ifN");
+"#,
+    );
+}
+
+#[test]
+fn node_files_and_hostnames_are_per_node() {
+    let out = passes(
+        "etc.rhai",
+        r#"
+let a = netns("a"); let b = netns("b");
+resolv_conf(a, "nameserver 192.0.2.53");
+hosts_file(a, "192.0.2.10 web.lab");
+hostname(a, "alpha");
+expect(exec_in(a, "cat /etc/resolv.conf").stdout.contains("192.0.2.53"), "a's programs see a's resolv.conf");
+expect(!exec_in(b, "cat /etc/resolv.conf").stdout.contains("192.0.2.53"), "b does not see a's nameserver");
+expect(exec_in(a, "getent hosts web.lab").stdout.contains("192.0.2.10"), "a's /etc/hosts is used");
+expect_eq(exec_in(a, "hostname").stdout, "alpha\n", "a is alpha");
+expect(exec_in(b, "hostname").stdout != "alpha\n", "b is not");
+print(`host=${hostname(host())}`);
+"#,
+    );
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(out.contains(&format!("host={}", machine.trim())), "the host keeps the machine's name: {out}");
+    assert!(!std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default().contains("192.0.2.53"));
+}
+
+#[test]
+fn servers_record_their_clients() {
+    passes(
+        "srv.rhai",
+        r#"
+let a = netns("a"); let b = netns("b");
+veth(a, "x", b, "y"); addr(a, "x", "10.9.0.1/24"); addr(b, "y", "10.9.0.2/24"); up(a, "x"); up(b, "y");
+let web = http_server(b, "10.9.0.2:8080", "hello");
+let dns = dns_server(b, "10.9.0.2:53", #{"svc.lab": "10.9.0.2"});
+resolv_conf(a, "nameserver 10.9.0.2");
+expect_resolve(a, "svc.lab");
+expect_no_resolve(a, "other.lab");
+expect_http(a, "http://svc.lab:8080/path", #{body: "hello"});
+expect_eq(web.clients(), ["10.9.0.1"], "the server saw a");
+expect_eq(web.requests()[0].path, "/path", "and the path");
+expect(dns.requests().some(|q| q.name == "svc.lab"), "the DNS server saw the query");
+expect_eq(listening(b).map(|s| s.local), ["10.9.0.2:8080", "10.9.0.2:53"], "b listens on both");
+"#,
+    );
+}
+
+#[test]
+fn set_passes_constants_and_metrics_reach_the_results_line() {
+    let dir = std::env::temp_dir().join(format!("netlab-set-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("set.rhai");
+    std::fs::write(&lab, "step(\"setup\", || { metric(\"n\", n); metric(\"twice\", n * 2); });\n").unwrap();
+    let results = dir.join("results.txt");
+    let out = netlab().arg("run").arg(&lab).args(["--set", "n=21"]).env("NETLAB_RESULTS", &results).output().unwrap();
+    let (code, stdout, stderr) = decode(out);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = std::fs::read_to_string(&results).unwrap();
+    assert!(line.starts_with("impl=netlab n=21 setup_s="), "{line}");
+    assert!(line.contains(" twice=42") && line.contains(" teardown_s=") && line.contains(" exit=0"), "{line}");
+}
+
+#[test]
+fn check_lints_without_running() {
+    let (code, out, _) = decode(netlab().arg("check").arg(root().join("labs/bridge_nat.rhai")).output().unwrap());
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ok "), "{out}");
+    let dir = std::env::temp_dir().join(format!("netlab-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.rhai"), "netns(\"a\");\nbrige(host(), \"br0\");\n").unwrap();
+    let (code, _, err) = decode(netlab().arg("check").arg(dir.join("bad.rhai")).output().unwrap());
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown function brige()") && err.contains("did you mean bridge()?"), "{err}");
+}
+
+#[test]
+fn test_runs_labs_in_parallel_and_writes_junit() {
+    let before = machine_state();
+    let dir = std::env::temp_dir().join(format!("netlab-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("good.rhai"), "let a = netns(\"a\");\nup(a, \"lo\");\nexpect_ping(a, \"127.0.0.1\");\n")
+        .unwrap();
+    std::fs::write(dir.join("bad.rhai"), "let a = netns(\"a\");\nexpect_ping(a, \"127.0.0.1\", #{timeout: 0.2});\n")
+        .unwrap();
+    let junit = dir.join("junit.xml");
+    let out = netlab().arg("test").arg(&dir).args(["--jobs", "2", "--junit"]).arg(&junit).output().unwrap();
+    let (code, stdout, _) = decode(out);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+    assert!(xml.contains("bad.rhai") && xml.contains("<failure"), "{xml}");
+    assert_eq!(before, machine_state());
+}
