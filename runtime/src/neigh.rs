@@ -18,37 +18,33 @@ pub struct Neighbour {
 }
 
 impl Node {
-    /// Deletes the node's learned (not permanent) neighbour entries, like
-    /// `ip neigh flush all`.
-    pub async fn flush_neighbours(&self) -> Result<()> {
-        let msgs: Vec<NeighbourMessage> = self
-            .handle()?
+    async fn neighbour_messages(&self) -> Result<Vec<NeighbourMessage>> {
+        self.handle()?
             .neighbours()
             .get()
             .execute()
             .try_collect()
             .await
-            .map_err(|e| Error::kernel("listing neighbours", self.name.as_str(), "", nl_to_io(e)))?;
-        for msg in msgs {
+            .map_err(|e| Error::kernel("listing neighbours", self.name.as_str(), "", nl_to_io(e)))
+    }
+
+    /// Deletes the node's learned (not permanent) neighbour entries, like
+    /// `ip neigh flush all`.
+    pub async fn flush_neighbours(&self) -> Result<()> {
+        let handle = self.handle()?;
+        for msg in self.neighbour_messages().await? {
             if matches!(msg.header.state, NeighbourState::Permanent | NeighbourState::Noarp) {
                 continue;
             }
             // An entry that vanished meanwhile (garbage collected) is fine.
-            let _ = self.handle()?.neighbours().del(msg).execute().await;
+            let _ = handle.neighbours().del(msg).execute().await;
         }
         Ok(())
     }
 
+    /// The neighbour table (`ip neigh`).
     pub async fn neighbours(&self) -> Result<Vec<Neighbour>> {
-        let msgs: Vec<NeighbourMessage> = self
-            .handle()?
-            .neighbours()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::kernel("listing neighbours", self.name.as_str(), "", nl_to_io(e)))?;
-        Ok(msgs.iter().filter_map(neighbour).collect())
+        Ok(self.neighbour_messages().await?.iter().filter_map(neighbour).collect())
     }
 }
 
