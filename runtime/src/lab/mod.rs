@@ -290,7 +290,10 @@ impl Lab {
                 if live.iter().any(|p| p.port_state.as_deref() != Some("forwarding")) {
                     return Ok(false);
                 }
-                if !live.is_empty() && !bridge.carrier {
+                // Like a veth, a bridge drops what the host sends through it until
+                // linkwatch has attached its queue, which is when it turns oper-UP
+                // (this can take up to a second when the bridge was up before its ports).
+                if !live.is_empty() && !(bridge.carrier && bridge.oper == "UP") {
                     return Ok(false);
                 }
             }
