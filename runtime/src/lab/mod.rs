@@ -243,25 +243,48 @@ impl Lab {
         result
     }
 
+    /// Waits for the nodes that are not ready yet, woken by their link events
+    /// (RTNLGRP_LINK, subscribed inside each such node before it is looked at again,
+    /// so no change can slip between a look and the wait) rather than by polling.
     fn wait_until_inner(&self) -> Result<()> {
+        use futures::StreamExt;
         let deadline = Instant::now() + self.deadline(5.0);
-        let mut pause = Duration::from_millis(1);
         self.rt.block_on(async {
+            let mut watchers: std::collections::HashMap<String, LinkWatcher> = Default::default();
             loop {
-                if self.is_ready().await? || Instant::now() >= deadline {
-                    break;
+                let pending = self.pending_nodes().await?;
+                if pending.is_empty() || Instant::now() >= deadline {
+                    return Ok::<(), Error>(());
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(20));
+                let mut opened = false;
+                for node in &pending {
+                    if !watchers.contains_key(node.name.as_str()) {
+                        watchers.insert(node.name.to_string(), LinkWatcher::open(node, &self.home)?);
+                        opened = true;
+                    }
+                }
+                if opened {
+                    continue; // look again now that events cannot be missed
+                }
+                let names: std::collections::HashSet<&str> = pending.iter().map(|n| n.name.as_str()).collect();
+                let events = watchers
+                    .iter_mut()
+                    .filter(|(name, _)| names.contains(name.as_str()))
+                    .map(|(_, w)| Box::pin(w.events.next()))
+                    .collect::<Vec<_>>();
+                let left = deadline.saturating_duration_since(Instant::now());
+                // The timeout only bounds the wait; a ready lab is seen at its event.
+                let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), futures::future::select_all(events))
+                    .await;
             }
-            Ok::<(), Error>(())
         })
     }
 
-    async fn is_ready(&self) -> Result<bool> {
-        // A veth's carrier comes on synchronously when its second end goes up; what
-        // the kernel finishes later (linkwatch) is a bridge port reaching forwarding
-        // and the bridge's own carrier. So only nodes with a bridge are looked at.
+    /// The nodes whose links are not usable yet.
+    async fn pending_nodes(&self) -> Result<Vec<Rc<Node>>> {
+        // A veth's carrier comes on synchronously; what the kernel finishes later
+        // (linkwatch) is activating links and bridge ports. So only the nodes whose
+        // links changed, and those with a bridge, are looked at.
         let nodes: Vec<Rc<Node>> = if self.check_all.get() {
             self.nodes()
         } else {
@@ -272,33 +295,16 @@ impl Lab {
                 .collect()
         };
         let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
+        let mut pending = Vec::new();
         for (node, links) in nodes.iter().zip(&dumps) {
             if links.iter().any(|l| l.kind == "bridge") {
                 self.record_bridge(node);
             }
-        }
-        for links in &dumps {
-            // A veth with carrier passes packets only once linkwatch has activated it
-            // (until then its queue discipline drops them): that is when its
-            // operstate turns UP.
-            if links.iter().any(|l| l.kind == "veth" && l.admin_up && l.carrier && l.oper != "UP") {
-                return Ok(false);
-            }
-            for bridge in links.iter().filter(|l| l.kind == "bridge" && l.admin_up) {
-                let ports: Vec<&LinkState> = links.iter().filter(|l| l.master == Some(bridge.index)).collect();
-                let live: Vec<&&LinkState> = ports.iter().filter(|p| p.admin_up && p.carrier).collect();
-                if live.iter().any(|p| p.port_state.as_deref() != Some("forwarding")) {
-                    return Ok(false);
-                }
-                // Like a veth, a bridge drops what the host sends through it until
-                // linkwatch has attached its queue, which is when it turns oper-UP
-                // (this can take up to a second when the bridge was up before its ports).
-                if !live.is_empty() && !(bridge.carrier && bridge.oper == "UP") {
-                    return Ok(false);
-                }
+            if !links_ready(links) {
+                pending.push(node.clone());
             }
         }
-        Ok(true)
+        Ok(pending)
     }
 
     /// In-process ping from `node` to `dst`.
@@ -423,5 +429,53 @@ fn operstate_converged(l: &LinkState) -> bool {
         (true, "veth") => l.oper == "UP",
         (true, _) => l.oper == "UP" || l.oper == "UNKNOWN",
         (false, _) => l.oper != "UP",
+    }
+}
+
+/// Whether a node's links are usable.
+fn links_ready(links: &[LinkState]) -> bool {
+    // A veth with carrier passes packets only once linkwatch has activated it (until
+    // then its queue discipline drops them): that is when its operstate turns UP.
+    if links.iter().any(|l| l.kind == "veth" && l.admin_up && l.carrier && l.oper != "UP") {
+        return false;
+    }
+    for bridge in links.iter().filter(|l| l.kind == "bridge" && l.admin_up) {
+        let live: Vec<&LinkState> =
+            links.iter().filter(|l| l.master == Some(bridge.index) && l.admin_up && l.carrier).collect();
+        if live.iter().any(|p| p.port_state.as_deref() != Some("forwarding")) {
+            return false;
+        }
+        // Like a veth, a bridge drops what the host sends through it until linkwatch
+        // has attached its queue, which is when it turns oper-UP (this can take up to
+        // a second when the bridge was up before its ports).
+        if !live.is_empty() && !(bridge.carrier && bridge.oper == "UP") {
+            return false;
+        }
+    }
+    true
+}
+
+/// Link events of one node, from a multicast netlink socket opened inside it.
+struct LinkWatcher {
+    events: futures::channel::mpsc::UnboundedReceiver<(
+        rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+    task: tokio::task::JoinHandle<()>,
+    _handle: rtnetlink::Handle,
+}
+
+impl LinkWatcher {
+    fn open(node: &Node, home: &File) -> Result<LinkWatcher> {
+        let (conn, handle, events) = node
+            .enter(home, || rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link]))?
+            .map_err(|e| Error::io(format!("watching the links of {}", node.name), e))?;
+        Ok(LinkWatcher { events, task: tokio::spawn(conn), _handle: handle })
+    }
+}
+
+impl Drop for LinkWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
