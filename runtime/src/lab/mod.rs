@@ -448,7 +448,8 @@ fn links_ready(links: &[LinkState]) -> bool {
         // Like a veth, a bridge drops what the host sends through it until linkwatch
         // has attached its queue, which is when it turns oper-UP (this can take up to
         // a second when the bridge was up before its ports).
-        if !live.is_empty() && !(bridge.carrier && bridge.oper == "UP") {
+        let activated = bridge.carrier && bridge.oper == "UP";
+        if !live.is_empty() && !activated {
             return false;
         }
     }
