@@ -27,6 +27,9 @@ pub struct PingReport {
     /// Distinct errors the kernel returned on send ("Network is unreachable").
     pub errors: Vec<String>,
     pub elapsed: Duration,
+    /// The machine's neighbour table refused entries while this probe ran
+    /// ("neighbour table overflow"), so packets were dropped for that reason.
+    pub neigh_table_full: bool,
 }
 
 /// Creates the socket; call it from inside the node's namespace.

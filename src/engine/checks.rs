@@ -42,6 +42,13 @@ fn seen(report: &PingReport) -> String {
 
 /// Why a ping likely failed, from the node's real state.
 fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
+    if report.neigh_table_full {
+        return Some(format!(
+            "the machine's neighbour table was full (net.ipv4.neigh.default.gc_thresh3 = {}, shared by every \
+             namespace on the machine): is another large lab running? netlab never changes that limit",
+            netlab_runtime::neigh::capacity()
+        ));
+    }
     if report.errors.iter().any(|e| e.contains("unreachable")) {
         return Some(format!(
             "{} has no route to that address: give a link an address in its subnet, or add a route",

@@ -313,9 +313,13 @@ impl Lab {
         let sock = node
             .enter(&self.home, || ping::icmp_socket(dst))?
             .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
-        self.rt
+        let (_, fulls_before) = crate::neigh::arp_stats();
+        let mut report = self
+            .rt
             .block_on(ping::ping(sock, dst, mode, Duration::from_millis(100)))
-            .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))
+            .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))?;
+        report.neigh_table_full = crate::neigh::arp_stats().1 > fulls_before;
+        Ok(report)
     }
 
     /// Pings from many nodes at once (a bounded number in flight); returns each
