@@ -49,3 +49,27 @@ fn every_lab_is_listed() {
     listed.sort();
     assert_eq!(found, listed);
 }
+
+/// The benchmark workload runs as a lab too (small N here; the sizes that matter run
+/// in benches/), and reports what the harness reads.
+#[test]
+fn scale_w1_small() {
+    let dir = std::env::temp_dir().join(format!("netlab-w1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let results = dir.join("results.txt");
+    let before = machine_state();
+    let out = common::netlab()
+        .arg("run")
+        .arg(root().join("labs/scale/w1.rhai"))
+        .args(["--set", "n=3"])
+        .env("NETLAB_RESULTS", &results)
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = common::decode(out);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let line = std::fs::read_to_string(&results).unwrap();
+    for key in ["impl=netlab", "n=3", "setup_s=", "verify_s=", "ready_wait_s=", "teardown_s=", "ping_gw_ok=3", "ping_wan_ok=3"] {
+        assert!(line.contains(key), "{key} missing in {line}");
+    }
+    assert_eq!(before, machine_state());
+}
