@@ -68,7 +68,9 @@ fn scale_w1_small() {
     let (code, stdout, stderr) = common::decode(out);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = std::fs::read_to_string(&results).unwrap();
-    for key in ["impl=netlab", "n=3", "setup_s=", "verify_s=", "ready_wait_s=", "teardown_s=", "ping_gw_ok=3", "ping_wan_ok=3"] {
+    for key in
+        ["impl=netlab", "n=3", "setup_s=", "verify_s=", "ready_wait_s=", "teardown_s=", "ping_gw_ok=3", "ping_wan_ok=3"]
+    {
         assert!(line.contains(key), "{key} missing in {line}");
     }
     assert_eq!(before, machine_state());

@@ -135,7 +135,7 @@ impl Node {
 }
 
 /// How many nodes keep a netlink connection open at once.
-const OPEN_CONNECTIONS: usize = 128;
+const OPEN_CONNECTIONS: usize = 32;
 
 thread_local! {
     /// The lab host's namespace, which the main thread returns to after entering a node.

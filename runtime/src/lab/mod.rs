@@ -345,7 +345,11 @@ impl Lab {
         let limit = crate::neigh::capacity().saturating_sub(NEIGH_MARGIN);
         for chunk in sources.chunks(PING_CONCURRENCY * 4) {
             let cold = chunk.iter().filter(|n| !self.neigh_warm.borrow().contains(n.name.as_str())).count();
-            if crate::neigh::entries_in_use() + 2 * cold > limit {
+            // The kernel's count when it can be read (not from inside another tool's
+            // network namespace), and at least what our own pings since the last
+            // flush have added.
+            let in_use = crate::neigh::entries_in_use().max(2 * self.neigh_warm.borrow().len());
+            if in_use + 2 * cold > limit {
                 self.flush_neighbours()?;
                 flushes += 1;
             }
