@@ -2,10 +2,10 @@
 # benches/run.sh — W1 "bridge_nat": netlab side by side with the baselines of
 # /work/shared/bench, in the same run, every run in a fresh sandbox.
 #
-#   benches/run.sh --quick          N = 2 10 100, 3 runs, default tools     (~3 min)
-#   benches/run.sh                  N = 2 10 100 500 1000, 3 runs, default tools (~30 min)
+#   benches/run.sh --quick          N = 2 10 100, 3 runs, default tools -> benches/results/quick (~2 min)
+#   benches/run.sh                  N = 2 10 100 500 1000, 3 runs -> benches/results/full (~30 min)
 #   benches/run.sh --full           same N, default tools + bash tutorial + Mininet
-#   options: -r RUNS  -n "2 10 100"  -o OUTDIR (default benches/results)  [TOOL...]
+#   options: -r RUNS  -n "2 10 100"  -o OUTDIR  [TOOL...]
 #
 # Default tools (names as in the shared run_bench.sh, plus netlab's):
 #   netlab           netlab run labs/scale/w1.rhai --set n=N (IPv6 off in the containers,
@@ -42,12 +42,13 @@ LAB=$ROOT/labs/scale/w1.rhai
 
 RUNS=3
 NS="2 10 100 500 1000"
-OUT=$HERE/results
+OUT=
+QUICK=0
 TOOLS=(netlab netlab-seq netlab-direct floor-w1 floor-w1-noipv6 batch pyroute2-group)
 EXTRA=()
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --quick) NS="2 10 100"; shift ;;
+    --quick) NS="2 10 100"; QUICK=1; shift ;;
     --full) EXTRA=(bash mininet); shift ;;
     -r) RUNS=$2; shift 2 ;;
     -n) NS=$2; shift 2 ;;
@@ -59,6 +60,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $# -gt 0 ]] && TOOLS=("$@")
 TOOLS+=("${EXTRA[@]}")
+[[ -n $OUT ]] || { (( QUICK )) && OUT=$HERE/results/quick || OUT=$HERE/results/full; }
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 

@@ -84,7 +84,11 @@ static CAPACITY: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 static ARP_STATS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
 
 pub fn remember_capacity() {
-    if let Ok(f) = std::fs::File::open("/proc/net/stat/arp_cache") {
+    // From inside another tool's network namespace the file is missing; PID 1's view
+    // is the initial namespace's.
+    let stats =
+        std::fs::File::open("/proc/net/stat/arp_cache").or_else(|_| std::fs::File::open("/proc/1/net/stat/arp_cache"));
+    if let Ok(f) = stats {
         let _ = ARP_STATS.set(f);
     }
     let value = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
