@@ -294,7 +294,12 @@ impl Lab {
                 .filter(|n| bridges.contains(n.name.as_str()) || touched.contains(n.name.as_str()))
                 .collect()
         };
-        let dumps = futures::future::try_join_all(nodes.iter().map(|n| n.links())).await?;
+        // A few at a time: each dump may (re)open that node's netlink connection,
+        // and a thousand of them at once would hold a thousand socket buffers.
+        use futures::StreamExt;
+        let dumps: Vec<Result<Vec<LinkState>>> =
+            futures::stream::iter(nodes.iter().map(|n| n.links())).buffered(8).collect().await;
+        let dumps = dumps.into_iter().collect::<Result<Vec<_>>>()?;
         let mut pending = Vec::new();
         for (node, links) in nodes.iter().zip(&dumps) {
             if links.iter().any(|l| l.kind == "bridge") {
