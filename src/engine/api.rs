@@ -60,7 +60,7 @@ docs! {
     "exec_in": "exec_in(node, \"cmd args\")  or  exec_in(node, \"cmd\", #{timeout: 5})" => "`ip netns exec node cmd args`: runs a real program in the node; returns #{code, stdout, stderr}.";
     "step": "step(\"title\", || { ... })" => "A named group of actions and checks; the report shows each step with its result and time.";
     "expect_ping": "expect_ping(node, \"10.0.0.2\")  or  expect_ping(node, \"10.0.0.2\", #{timeout: 3})" => "Passes on the first echo reply; retries until the timeout (3 s).";
-    "expect_no_ping": "expect_no_ping(node, \"10.0.0.2\")  or  expect_no_ping(node, \"10.0.0.2\", #{window: 0.3})" => "Passes if no echo reply comes during the window (0.3 s; at once if the node has no route).";
+    "expect_no_ping": "expect_no_ping(node, \"10.0.0.2\")  or  expect_no_ping(node, \"10.0.0.2\", #{window: 0.3, error: \"Network is unreachable\"})" => "Passes if no echo reply comes during the window (0.3 s; at once if the node has no route). `error`: the reason must be that error (\"\" = plain silence, no error).";
     "expect": "expect(condition, \"what is claimed\")" => "Passes when the condition is true.";
     "expect_eq": "expect_eq(actual, expected, \"what is claimed\")" => "Passes when both values are equal.";
 }

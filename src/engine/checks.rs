@@ -121,12 +121,27 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
 
         let (l, r) = (lab.clone(), rep.clone());
         let negative = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
-            check_options(&ctx, &opts, &["window"])?;
+            check_options(&ctx, &opts, &["window", "error"])?;
             let node = node_arg(&ctx, &l, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
             let window = l.deadline(seconds(&ctx, &opts, "window", 0.3)?);
+            // The reason the tutorial shows, e.g. "Network is unreachable" (none: silence).
+            let want_error = super::values::opt_str(&ctx, &opts, "error")?;
             let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::Watch { window }))?;
             let title = format!("{} cannot ping {dst}", node.name);
+            let wrong_reason = match &want_error {
+                Some(e) if e.is_empty() => {
+                    (!report.errors.is_empty()).then(|| "expected no error, only silence".to_string())
+                }
+                Some(e) if !report.errors.iter().any(|seen| seen.contains(e.as_str())) => {
+                    Some(format!("expected the error {e:?}"))
+                }
+                _ => None,
+            };
+            if let (0, Some(why)) = (report.received, wrong_reason) {
+                let detail = format!("no reply, but for another reason{}: {why}", seen(&report));
+                return Err(fail_check(&ctx, &r, title, detail, None));
+            }
             if report.received == 0 {
                 let detail = format!(
                     "no reply to {} requests in {}{}",

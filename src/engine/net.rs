@@ -35,28 +35,19 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
 
     // veth(node_a, name_a, node_b, name_b) and veth(node, name_a, name_b).
     let l = lab.clone();
-    engine.register_fn(
-        "veth",
-        move |ctx: NativeCallContext, a: Dynamic, a_name: &str, b: Dynamic, b_name: &str| -> RhaiResult<()> {
-            let (a, b) = (node_arg(&ctx, &l, &a)?, node_arg(&ctx, &l, &b)?);
-            let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
-            to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &b, &b_name)))?;
-            l.mark_node(&a);
-            l.mark_node(&b);
-            Ok(())
-        },
-    );
-    let l = lab.clone();
-    engine.register_fn(
-        "veth",
-        move |ctx: NativeCallContext, a: Dynamic, a_name: &str, b_name: &str| -> RhaiResult<()> {
-            let a = node_arg(&ctx, &l, &a)?;
-            let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
-            to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &a, &b_name)))?;
-            l.mark_node(&a);
-            Ok(())
-        },
-    );
+    let veth = move |ctx: NativeCallContext, a: Dynamic, a_name: &str, b: Dynamic, b_name: &str| -> RhaiResult<()> {
+        let (a, b) = (node_arg(&ctx, &l, &a)?, node_arg(&ctx, &l, &b)?);
+        let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
+        to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &b, &b_name)))?;
+        l.mark_node(&a);
+        l.mark_node(&b);
+        Ok(())
+    };
+    let v = veth.clone();
+    engine.register_fn("veth", move |ctx: NativeCallContext, a: Dynamic, a_name: &str, b_name: &str| {
+        v(ctx, a.clone(), a_name, a, b_name)
+    });
+    engine.register_fn("veth", veth);
 
     let l = lab.clone();
     engine.register_fn("bridge", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {

@@ -15,15 +15,7 @@ impl Lab {
         let mut next = node.firewall.borrow().clone();
         change(&mut next);
         let text = next.render_nft();
-        let out = self.run_tool(node, "nft -f -", Some(text.as_bytes()))?;
-        if out.code != Some(0) {
-            return Err(Error::kernel(
-                "applying nftables rules",
-                node.name.as_str(),
-                "netlab's tables",
-                std::io::Error::other(out.stderr.trim().to_string()),
-            ));
-        }
+        self.nft(node, "nft -f -", Some(text.as_bytes()), "applying nftables rules", "netlab's tables")?;
         *node.firewall.borrow_mut() = next;
         self.mark_changed();
         Ok(())
@@ -31,21 +23,20 @@ impl Lab {
 
     /// `nft list ruleset` inside the node: the kernel's real rules.
     pub fn nft_ruleset(&self, node: &Node) -> Result<String> {
-        let out = self.run_tool(node, "nft list ruleset", None)?;
-        if out.code != Some(0) {
-            return Err(Error::kernel(
-                "listing nftables rules",
-                node.name.as_str(),
-                "ruleset",
-                std::io::Error::other(out.stderr.trim().to_string()),
-            ));
-        }
-        Ok(out.stdout)
+        self.nft(node, "nft list ruleset", None, "listing nftables rules", "ruleset")
     }
 
-    fn run_tool(&self, node: &Node, line: &str, input: Option<&[u8]>) -> Result<exec::ExecOutput> {
+    /// Runs an nft command line in the node; its stdout, or nft's own complaint as
+    /// the error.
+    fn nft(&self, node: &Node, line: &str, input: Option<&[u8]>, op: &'static str, object: &str) -> Result<String> {
         let cmd = CommandLine::parse(line).map_err(|e| Error::io(line.to_string(), std::io::Error::other(e)))?;
         let binds = self.bind_mounts(node);
-        self.block_on(exec::exec_in(node, &cmd, &binds, input, self.deadline(10.0).max(Duration::from_secs(10))))
+        let timeout = self.deadline(10.0).max(Duration::from_secs(10));
+        let out = self.block_on(exec::exec_in(node, &cmd, &binds, input, timeout))?;
+        if out.code != Some(0) {
+            let why = std::io::Error::other(out.stderr.trim().to_string());
+            return Err(Error::kernel(op, node.name.as_str(), object, why));
+        }
+        Ok(out.stdout)
     }
 }

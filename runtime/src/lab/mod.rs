@@ -50,9 +50,8 @@ pub struct Lab {
     touched: RefCell<std::collections::BTreeSet<String>>,
     /// A program ran in a node and may have made bridges: check every node once.
     check_all: Cell<bool>,
-    /// Something changed since the last readiness wait for probes / for state queries.
+    /// Something changed since the last readiness wait.
     dirty: Cell<bool>,
-    dirty_state: Cell<bool>,
     /// Time spent in readiness waits, for the benchmark line.
     ready_wait: Cell<Duration>,
     /// Built-in servers; they stop when the lab ends.
@@ -93,7 +92,6 @@ impl Lab {
             touched: Default::default(),
             check_all: Cell::new(false),
             dirty: Cell::new(false),
-            dirty_state: Cell::new(false),
             ready_wait: Default::default(),
             servers: Default::default(),
             options,
@@ -140,7 +138,6 @@ impl Lab {
 
     pub fn mark_changed(&self) {
         self.dirty.set(true);
-        self.dirty_state.set(true);
     }
 
     /// `ip netns add NAME`.
@@ -188,18 +185,25 @@ impl Lab {
             .map_err(|e| Error::BadSysctl { key: key.to_string(), reason: format!("{e} (in {})", node.name) })
     }
 
-    /// Waits until what the lab brought up is usable: veth pairs with both ends up
-    /// have carrier, bridge ports with carrier are forwarding, bridges with a
-    /// forwarding port have carrier. Bounded by a deadline; never a blind sleep.
-    /// Carrier (IFF_LOWER_UP) is what lets packets through; the RFC 2863 operstate
-    /// follows later from the kernel's linkwatch worker, up to a second later for a
-    /// veth whose ifindex equals its peer's (a "non-urgent" event), so waiting for it
-    /// would only add time.
+    /// Waits until what the lab brought up is usable: every veth with carrier and
+    /// every bridge with a live port has been activated by the kernel's linkwatch
+    /// worker (until then its queue drops packets; that is when its operstate turns
+    /// UP), and bridge ports with carrier are forwarding. Only the nodes whose links
+    /// changed, and those with a bridge, are looked at. Bounded by a deadline.
     pub fn settle(&self) -> Result<()> {
         if !self.dirty.get() {
             return Ok(());
         }
-        self.wait_until()?;
+        let nodes: Vec<Rc<Node>> = if self.check_all.get() {
+            self.nodes()
+        } else {
+            let (bridges, touched) = (self.bridge_nodes.borrow(), self.touched.borrow());
+            self.nodes()
+                .into_iter()
+                .filter(|n| bridges.contains(n.name.as_str()) || touched.contains(n.name.as_str()))
+                .collect()
+        };
+        self.wait_links(nodes, links_ready, 5.0)?;
         self.dirty.set(false);
         self.check_all.set(false);
         self.touched.borrow_mut().clear();
@@ -208,51 +212,31 @@ impl Lab {
 
     /// Before reading link state back (link(), links()): like settle(), and also wait
     /// until the operstate of the node's links (or of one link) agrees with its
-    /// carrier, so a lab that checks "veth0 is UP" sees what `ip link` shows once the
-    /// kernel is done. Only the links asked about are waited for.
-    pub fn settle_links(&self, node: &Node, link: Option<&str>) -> Result<()> {
+    /// carrier, so a lab that checks "veth0 is DOWN" sees what `ip link` shows once
+    /// the kernel is done. Only the links asked about are waited for.
+    pub fn settle_links(&self, node: &Rc<Node>, link: Option<&str>) -> Result<()> {
         self.settle()?;
-        if !self.dirty_state.get() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let deadline = started + self.deadline(3.0);
-        let mut pause = Duration::from_millis(1);
-        let result = self.rt.block_on(async {
-            loop {
-                let links = node.links().await?;
-                let pending = links
-                    .iter()
-                    .filter(|l| link.is_none_or(|name| l.name == name))
-                    .any(|l| l.kind != "loopback" && !operstate_converged(l));
-                if !pending || Instant::now() >= deadline {
-                    return Ok::<(), Error>(());
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-        });
-        self.ready_wait.set(self.ready_wait.get() + started.elapsed());
-        result
+        let converged = |links: &[LinkState]| {
+            links
+                .iter()
+                .filter(|l| link.is_none_or(|name| l.name == name))
+                .all(|l| l.kind == "loopback" || operstate_converged(l))
+        };
+        self.wait_links(vec![node.clone()], converged, 3.0)
     }
 
-    fn wait_until(&self) -> Result<()> {
-        let started = Instant::now();
-        let result = self.wait_until_inner();
-        self.ready_wait.set(self.ready_wait.get() + started.elapsed());
-        result
-    }
-
-    /// Waits for the nodes that are not ready yet, woken by their link events
-    /// (RTNLGRP_LINK, subscribed inside each such node before it is looked at again,
-    /// so no change can slip between a look and the wait) rather than by polling.
-    fn wait_until_inner(&self) -> Result<()> {
+    /// Waits until `ready` holds for the links of each of `nodes`, woken by their link
+    /// events (RTNLGRP_LINK, subscribed inside each pending node before it is looked
+    /// at again, so no change can slip between a look and the wait), not by polling.
+    fn wait_links(&self, nodes: Vec<Rc<Node>>, ready: impl Fn(&[LinkState]) -> bool, seconds: f64) -> Result<()> {
         use futures::StreamExt;
-        let deadline = Instant::now() + self.deadline(5.0);
-        self.rt.block_on(async {
+        let started = Instant::now();
+        let deadline = started + self.deadline(seconds);
+        let result = self.rt.block_on(async {
             let mut watchers: std::collections::HashMap<String, LinkWatcher> = Default::default();
+            let mut pending = nodes;
             loop {
-                let pending = self.pending_nodes().await?;
+                pending = self.not_ready(pending, &ready).await?;
                 if pending.is_empty() || Instant::now() >= deadline {
                     return Ok::<(), Error>(());
                 }
@@ -273,39 +257,29 @@ impl Lab {
                     .map(|(_, w)| Box::pin(w.events.next()))
                     .collect::<Vec<_>>();
                 let left = deadline.saturating_duration_since(Instant::now());
-                // The timeout only bounds the wait; a ready lab is seen at its event.
+                // The timeout only bounds the wait; a ready node is seen at its event.
                 let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), futures::future::select_all(events))
                     .await;
             }
-        })
+        });
+        self.ready_wait.set(self.ready_wait.get() + started.elapsed());
+        result
     }
 
-    /// The nodes whose links are not usable yet.
-    async fn pending_nodes(&self) -> Result<Vec<Rc<Node>>> {
-        // A veth's carrier comes on synchronously; what the kernel finishes later
-        // (linkwatch) is activating links and bridge ports. So only the nodes whose
-        // links changed, and those with a bridge, are looked at.
-        let nodes: Vec<Rc<Node>> = if self.check_all.get() {
-            self.nodes()
-        } else {
-            let (bridges, touched) = (self.bridge_nodes.borrow(), self.touched.borrow());
-            self.nodes()
-                .into_iter()
-                .filter(|n| bridges.contains(n.name.as_str()) || touched.contains(n.name.as_str()))
-                .collect()
-        };
+    /// Those of `nodes` whose links do not satisfy `ready` yet.
+    async fn not_ready(&self, nodes: Vec<Rc<Node>>, ready: &impl Fn(&[LinkState]) -> bool) -> Result<Vec<Rc<Node>>> {
         // A few at a time: each dump may (re)open that node's netlink connection,
         // and a thousand of them at once would hold a thousand socket buffers.
         use futures::StreamExt;
         let dumps: Vec<Result<Vec<LinkState>>> =
             futures::stream::iter(nodes.iter().map(|n| n.links())).buffered(8).collect().await;
-        let dumps = dumps.into_iter().collect::<Result<Vec<_>>>()?;
         let mut pending = Vec::new();
-        for (node, links) in nodes.iter().zip(&dumps) {
+        for (node, links) in nodes.iter().zip(dumps) {
+            let links = links?;
             if links.iter().any(|l| l.kind == "bridge") {
                 self.record_bridge(node);
             }
-            if !links_ready(links) {
+            if !ready(&links) {
                 pending.push(node.clone());
             }
         }
