@@ -6,6 +6,7 @@
 
 mod cli;
 mod engine;
+mod proof;
 mod report;
 
 fn main() {

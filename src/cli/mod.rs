@@ -1,5 +1,6 @@
-//! Command line: `netlab run`, `netlab check`, `netlab test`, `netlab functions`.
+//! Command line: `netlab run`, `netlab check`, `netlab test`, `netlab prove`, `netlab functions`.
 
+mod prove;
 mod run;
 mod test;
 
@@ -41,6 +42,9 @@ enum Command {
     },
     /// Run many labs in parallel, each in its own sandbox.
     Test(test::TestArgs),
+    /// Show that every check of a lab can fail: run it with each `// break:` tag
+    /// removed and each `// fix:` applied early.
+    Prove(prove::ProveArgs),
     /// List the functions a lab can call.
     Functions {
         /// Print Markdown (for the book's reference).
@@ -77,6 +81,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&args),
         Command::Check { labs } => run::check(&labs),
         Command::Test(args) => test::test(&args),
+        Command::Prove(args) => prove::prove(&args),
         Command::Functions { markdown } => {
             print_functions(markdown);
             0

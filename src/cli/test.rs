@@ -32,14 +32,17 @@ struct LabResult {
     took: Duration,
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Lab files named on the command line, and the *.rhai files in folders (recursively).
+pub(super) fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if path.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         entries.sort();
         for e in entries {
-            collect(&e, out)?;
+            if e.is_dir() || e.extension().is_some_and(|x| x == "rhai") {
+                collect(&e, out)?;
+            }
         }
-    } else if path.extension().is_some_and(|e| e == "rhai") || path.is_file() {
+    } else if path.is_file() {
         out.push(path.to_path_buf());
     } else {
         return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} does not exist", path.display())));

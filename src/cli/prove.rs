@@ -1,0 +1,186 @@
+//! `netlab prove`: shows that every check of a lab can fail. Each `// break:` tag
+//! and each `// fix:` line (see proof.rs) becomes a mutated copy of the lab, run by
+//! `netlab run` in its own sandbox; the case is proven when that run fails a check
+//! (exit 1) exactly where the markers say.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::proof::{code_part, Case, Proofs};
+use crate::report::fmt_duration;
+
+#[derive(clap::Args)]
+pub struct ProveArgs {
+    /// Lab files or directories (searched recursively for *.rhai).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Mutated labs run at the same time (default: number of CPUs).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// Passed on to every `netlab run`.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    slow_factor: f64,
+}
+
+struct Job<'a> {
+    lab: &'a Path,
+    text: &'a str,
+    proofs: &'a Proofs,
+    case: Case,
+}
+
+/// How a mutated run ended: its exit code and the original line it stopped at.
+fn verdict(job: &Job, code: i32, stdout: &str, origin: &[usize]) -> Result<String, String> {
+    let line = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.rsplit_once(" at line ").map(|(_, n)| n))
+        .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok());
+    let original = line.and_then(|l| origin.get(l.wrapping_sub(1))).copied();
+    let shown = |l: usize| job.text.lines().nth(l.wrapping_sub(1)).map(|s| code_part(s).trim()).unwrap_or("").to_string();
+    match (code, original) {
+        (0, _) => Err(match &job.case {
+            Case::Break { tag } => format!("the lab still passes without the lines of {tag:?}"),
+            Case::Fix { line, .. } => format!("the check at line {line} still passes with the fix: it cannot fail"),
+        }),
+        (1, Some(l)) if job.proofs.expected_failure(&job.case, l) => Ok(format!("fails at line {l}: {}", shown(l))),
+        (1, Some(l)) => Err(format!(
+            "failed at line {l} ({}), expected {}",
+            shown(l),
+            match &job.case {
+                Case::Break { tag } => format!("a check marked `needs: {tag}` (lines {:?})", job.proofs.needing(tag)),
+                Case::Fix { line, .. } => format!("line {line}"),
+            }
+        )),
+        (c, _) => Err(format!("exit code {c}, expected a failed check (exit 1):\n{stdout}")),
+    }
+}
+
+fn run_case(exe: &Path, dir: &Path, index: usize, job: &Job, slow_factor: f64) -> Result<String, String> {
+    let (text, origin) = Proofs::mutate(job.text, &job.case);
+    let stem = job.lab.file_stem().and_then(|s| s.to_str()).unwrap_or("lab");
+    let path = dir.join(format!("{stem}.case{index}.rhai"));
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let out = Command::new(exe)
+        .arg("run")
+        .arg(&path)
+        .arg("--slow-factor")
+        .arg(slow_factor.to_string())
+        .output()
+        .map_err(|e| format!("cannot start netlab: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = verdict(job, out.status.code().unwrap_or(128), &stdout, &origin);
+    result.map_err(|e| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).take(12).collect();
+        if tail.is_empty() {
+            e
+        } else {
+            format!("{e}\n      {}", tail.join("\n      "))
+        }
+    })
+}
+
+pub fn prove(args: &ProveArgs) -> i32 {
+    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
+        eprintln!("netlab: --slow-factor must be a positive number");
+        return 2;
+    }
+    let mut labs = Vec::new();
+    for p in &args.paths {
+        if let Err(e) = super::test::collect(p, &mut labs) {
+            eprintln!("netlab: {}: {e}", p.display());
+            return 2;
+        }
+    }
+    let mut texts = Vec::new();
+    for lab in &labs {
+        match std::fs::read_to_string(lab) {
+            Ok(t) => texts.push(t),
+            Err(e) => {
+                eprintln!("netlab: cannot read {}: {e}", lab.display());
+                return 2;
+            }
+        }
+    }
+    let proofs: Vec<Proofs> = texts.iter().map(|t| Proofs::read(t)).collect();
+    let mut code = 0;
+    for (lab, p) in labs.iter().zip(&proofs) {
+        for (line, problem) in &p.problems {
+            let at = if *line > 0 { format!(":{line}") } else { String::new() };
+            eprintln!("netlab: {}{at}: {problem}", lab.display());
+            code = 2;
+        }
+    }
+    let jobs: Vec<Job> = labs
+        .iter()
+        .zip(&texts)
+        .zip(&proofs)
+        .flat_map(|((lab, text), proofs)| {
+            proofs.cases.iter().map(move |case| Job { lab, text, proofs, case: case.clone() })
+        })
+        .collect();
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("netlab: cannot find my own executable: {e}");
+            return 3;
+        }
+    };
+    let dir = match tempfile::Builder::new().prefix("netlab-prove-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("netlab: cannot make a temporary folder: {e}");
+            return 3;
+        }
+    };
+    let started = Instant::now();
+    let workers = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<String, String>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1).min(jobs.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(i) else { break };
+                let r = run_case(&exe, dir.path(), i, job, args.slow_factor);
+                if let Ok(mut all) = results.lock() {
+                    all.push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    let mut unproven = 0;
+    let mut current: Option<&Path> = None;
+    for (i, result) in &results {
+        let job = &jobs[*i];
+        if current != Some(job.lab) {
+            println!("{}", job.lab.display());
+            current = Some(job.lab);
+        }
+        match result {
+            Ok(how) => println!("  ✓ {}: {how}", job.case.describe()),
+            Err(why) => {
+                unproven += 1;
+                println!("  ✗ {}: {why}", job.case.describe());
+            }
+        }
+    }
+    println!(
+        "{} of {} cases proven in {} labs ({})",
+        results.len() - unproven,
+        results.len(),
+        labs.len(),
+        fmt_duration(started.elapsed())
+    );
+    if unproven > 0 {
+        code = code.max(1);
+    }
+    code
+}
