@@ -10,6 +10,7 @@ pub mod names;
 pub mod neigh;
 pub mod node;
 pub mod nsenter;
+pub mod outcome;
 pub mod ping;
 pub mod route;
 pub mod sandbox;

@@ -42,6 +42,17 @@ impl Node {
         Ok(())
     }
 
+    /// Deletes the entries still being resolved or that failed (INCOMPLETE, FAILED).
+    pub async fn forget_unresolved_neighbours(&self) -> Result<()> {
+        let handle = self.handle()?;
+        for msg in self.neighbour_messages().await? {
+            if matches!(msg.header.state, NeighbourState::Incomplete | NeighbourState::Failed) {
+                let _ = handle.neighbours().del(msg).execute().await;
+            }
+        }
+        Ok(())
+    }
+
     /// The neighbour table (`ip neigh`).
     pub async fn neighbours(&self) -> Result<Vec<Neighbour>> {
         Ok(self.neighbour_messages().await?.iter().filter_map(neighbour).collect())

@@ -1,13 +1,21 @@
 //! In-process ping: an unprivileged ICMP datagram socket created inside the node
 //! (no `ping` binary, no process per probe). The kernel picks the echo id and
 //! fills the checksum; we match replies by sequence number and a per-probe token.
+//! With IP_RECVERR the ICMP errors that come back (and the kernel's own
+//! "Destination Host Unreachable" when ARP fails) are read from the socket's error
+//! queue, so a probe says how it failed, as `ping` prints it.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::outcome::Reason;
 
 /// How long a probe runs and what ends it.
 #[derive(Debug, Clone, Copy)]
@@ -24,8 +32,9 @@ pub struct PingReport {
     pub received: u32,
     /// Time from the first request to the first reply.
     pub first_reply: Option<Duration>,
-    /// Distinct errors the kernel returned on send ("Network is unreachable").
-    pub errors: Vec<String>,
+    /// Distinct reasons the kernel gave for undelivered requests (on send, or as
+    /// ICMP errors on the socket's error queue); empty when it said nothing.
+    pub reasons: Vec<Reason>,
     pub elapsed: Duration,
     /// The machine's neighbour table refused entries while this probe ran
     /// ("neighbour table overflow"), so packets were dropped for that reason.
@@ -39,7 +48,50 @@ pub fn icmp_socket(dst: IpAddr) -> io::Result<Socket> {
         IpAddr::V6(_) => Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::ICMPV6))?,
     };
     sock.set_nonblocking(true)?;
+    match dst {
+        IpAddr::V4(_) => setsockopt(&sock, sockopt::Ipv4RecvErr, &true),
+        IpAddr::V6(_) => setsockopt(&sock, sockopt::Ipv6RecvErr, &true),
+    }
+    .map_err(io::Error::from)?;
     Ok(sock)
+}
+
+impl PingReport {
+    fn note(&mut self, reason: Reason) {
+        if !self.reasons.contains(&reason) {
+            self.reasons.push(reason);
+        }
+    }
+}
+
+/// Reads every queued ICMP error off the socket's error queue.
+fn drain_errors(sock: &Socket, v6: bool, report: &mut PingReport) {
+    loop {
+        let mut data = [0u8; 64];
+        let mut iov = [io::IoSliceMut::new(&mut data)];
+        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+        let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+        let Ok(msg) = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) else {
+            return;
+        };
+        let Ok(cmsgs) = msg.cmsgs() else { return };
+        for c in cmsgs {
+            let (err, from) = match c {
+                ControlMessageOwned::Ipv4RecvErr(e, from) => {
+                    (e, from.map(|a| IpAddr::from(std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)))))
+                }
+                ControlMessageOwned::Ipv6RecvErr(e, from) => {
+                    (e, from.map(|a| IpAddr::from(std::net::Ipv6Addr::from(a.sin6_addr.s6_addr))))
+                }
+                _ => continue,
+            };
+            let reason = match err.ee_origin {
+                libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6 => Reason::from_icmp(v6, err.ee_type, err.ee_code, from),
+                _ => Reason::from_errno(err.ee_errno as i32, &io::Error::from_raw_os_error(err.ee_errno as i32).to_string()),
+            };
+            report.note(reason);
+        }
+    }
 }
 
 fn echo_request(v6: bool, seq: u16, token: u64) -> [u8; 16] {
@@ -83,10 +135,7 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    let text = strip_os_error(&e);
-                    if !report.errors.contains(&text) {
-                        report.errors.push(text);
-                    }
+                    report.note(Reason::from_errno(e.raw_os_error().unwrap_or(0), &strip_os_error(&e)));
                     // No route: the kernel refuses at once, and nothing in the paused lab
                     // can change that during a window, so a watch can end here.
                     if !stop_at_first && e.raw_os_error() == Some(libc::ENETUNREACH) {
@@ -99,9 +148,10 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
             next_send += interval;
         }
         let wake = next_send.min(end);
-        let readable = tokio::time::timeout_at(wake.into(), fd.readable()).await;
-        if let Ok(guard) = readable {
+        let ready = tokio::time::timeout_at(wake.into(), fd.ready(Interest::READABLE | Interest::ERROR)).await;
+        if let Ok(guard) = ready {
             let mut guard = guard?;
+            drain_errors(guard.get_inner(), v6, &mut report);
             loop {
                 match guard.get_inner().recv(&mut buf) {
                     Ok(n) => {
@@ -116,13 +166,9 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
                         guard.clear_ready();
                         break;
                     }
-                    Err(e) => {
-                        // ICMP errors queued on the socket (e.g. host unreachable).
-                        let text = strip_os_error(&e);
-                        if !report.errors.contains(&text) {
-                            report.errors.push(text);
-                        }
-                    }
+                    // The pending socket error of an ICMP error already read off the
+                    // error queue above (or one that raced in: read it now).
+                    Err(_) => drain_errors(guard.get_inner(), v6, &mut report),
                 }
             }
         }

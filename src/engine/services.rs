@@ -16,6 +16,11 @@ use super::values::{
 };
 use crate::report::{fmt_duration, Reporter};
 
+/// How long expect_no_http / expect_no_resolve wait by default: a connection or a
+/// query whose first packet gets no answer in this time gets none (neighbour
+/// resolution in a lab node takes at most 30 ms; see Lab::tune_neighbours).
+const NEGATIVE_HTTP_WINDOW: f64 = 0.3;
+
 /// A server handle as scripts see it (type name "Server").
 #[derive(Clone)]
 pub struct ServerRef(pub Rc<Server>);
@@ -218,6 +223,9 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
         let node = node_arg(&ctx, &l, &node)?;
         let timeout = l.deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
         let reply = to_rhai(&ctx, curl_once(&l, &node, url, timeout))?;
+        if let Err(mistake) = reply.as_ref().map_err(|e| e.reasons()).err().transpose() {
+            return Err(runtime_error(&ctx, mistake));
+        }
         Ok(http_reply_map(&reply))
     };
     let c = curl.clone();
@@ -240,6 +248,9 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
         loop {
             let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
             let reply = to_rhai(&ctx, curl_once(&l, &node, url, left))?;
+            if let Err(mistake) = reply.as_ref().map_err(|e| e.reasons()).err().transpose() {
+                return Err(runtime_error(&ctx, mistake));
+            }
             let problem = match &reply {
                 Ok(rep) if rep.status as i64 != want_status => {
                     format!("status {} (expected {want_status})", rep.status)
@@ -275,12 +286,19 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
 
     let (l, r) = (lab.clone(), rep.clone());
     let expect_no_http = move |ctx: NativeCallContext, node: Dynamic, url: &str, opts: Map| -> RhaiResult<()> {
-        reject_unknown(&ctx, &opts, &["window"])?;
+        reject_unknown(&ctx, &opts, &["window", "error"])?;
         let node = node_arg(&ctx, &l, &node)?;
-        let window = l.deadline(opt_seconds(&ctx, &opts, "window", 1.0)?);
+        let window = l.deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
+        let wanted = super::checks::wanted_reason(&ctx, &opts)?;
         let title = format!("{} cannot curl {url}", node.name);
+        to_rhai(&ctx, l.forget_unresolved_neighbours())?;
         match to_rhai(&ctx, curl_once(&l, &node, url, window))? {
             Err(e) => {
+                let reasons = e.reasons().map_err(|mistake| runtime_error(&ctx, mistake))?;
+                if let Some(w) = wanted.filter(|w| !w.satisfied_by(&reasons)) {
+                    let detail = format!("no answer, but not for the reason {w}: {e}");
+                    return Err(check_failure(&ctx, &r, title, detail, None));
+                }
                 r.borrow_mut().check_passed(&format!("{title}: {e}"));
                 Ok(())
             }
@@ -303,42 +321,59 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
     engine.register_fn("resolve", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Array> {
         let node = node_arg(&ctx, &l, &node)?;
         let found = to_rhai(&ctx, l.resolve(&node, name, l.deadline(2.0)))?;
+        if let Err(mistake) = found.as_ref().map_err(|e| e.reasons()).err().transpose() {
+            return Err(runtime_error(&ctx, mistake));
+        }
         Ok(found.unwrap_or_default().iter().map(|ip| Dynamic::from(ip.to_string())).collect())
     });
-    for positive in [true, false] {
-        let (l, r) = (lab.clone(), rep.clone());
-        let name_fn = if positive { "expect_resolve" } else { "expect_no_resolve" };
-        engine.register_fn(name_fn, move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let found = to_rhai(&ctx, l.resolve(&node, name, l.deadline(2.0)))?;
-            match (positive, found) {
-                (true, Ok(ips)) => {
-                    let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-                    r.borrow_mut().check_passed(&format!("{} resolves {name}: {}", node.name, ips.join(", ")));
-                    Ok(())
-                }
-                (false, Err(e)) => {
-                    r.borrow_mut().check_passed(&format!("{} cannot resolve {name}: {e}", node.name));
-                    Ok(())
-                }
-                (true, Err(e)) => Err(check_failure(
-                    &ctx,
-                    &r,
-                    format!("{} resolves {name}", node.name),
-                    e.to_string(),
-                    Some(format!("the node's resolv.conf decides: see resolv_conf({})", node.name)),
-                )),
-                (false, Ok(ips)) => Err(check_failure(
-                    &ctx,
-                    &r,
-                    format!("{} cannot resolve {name}", node.name),
-                    format!("it resolved to {}", ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")),
-                    None,
-                )),
+    let (l, r) = (lab.clone(), rep.clone());
+    engine.register_fn("expect_resolve", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
+        let node = node_arg(&ctx, &l, &node)?;
+        match to_rhai(&ctx, l.resolve(&node, name, l.deadline(2.0)))? {
+            Ok(ips) => {
+                let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+                r.borrow_mut().check_passed(&format!("{} resolves {name}: {}", node.name, ips.join(", ")));
+                Ok(())
             }
-        });
-    }
-    let _ = runtime_error;
+            Err(e) => {
+                e.reasons().map_err(|mistake| runtime_error(&ctx, mistake))?;
+                let hint = Some(format!("the node's resolv.conf decides: see resolv_conf({})", node.name));
+                Err(check_failure(&ctx, &r, format!("{} resolves {name}", node.name), e.to_string(), hint))
+            }
+        }
+    });
+    let (l, r) = (lab.clone(), rep.clone());
+    let expect_no_resolve = move |ctx: NativeCallContext, node: Dynamic, name: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["window", "error"])?;
+        let node = node_arg(&ctx, &l, &node)?;
+        let window = l.deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
+        let wanted = super::checks::wanted_reason(&ctx, &opts)?;
+        let title = format!("{} cannot resolve {name}", node.name);
+        to_rhai(&ctx, l.forget_unresolved_neighbours())?;
+        match to_rhai(&ctx, l.resolve(&node, name, window))? {
+            Err(e) => {
+                let reasons = e.reasons().map_err(|mistake| runtime_error(&ctx, mistake))?;
+                if let Some(w) = wanted.filter(|w| !w.satisfied_by(&reasons)) {
+                    let detail = format!("not resolved, but not for the reason {w}: {e}");
+                    return Err(check_failure(&ctx, &r, title, detail, None));
+                }
+                r.borrow_mut().check_passed(&format!("{title}: {e}"));
+                Ok(())
+            }
+            Ok(ips) => Err(check_failure(
+                &ctx,
+                &r,
+                title,
+                format!("it resolved to {}", ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")),
+                None,
+            )),
+        }
+    };
+    let e = expect_no_resolve.clone();
+    engine.register_fn("expect_no_resolve", move |ctx: NativeCallContext, node: Dynamic, name: &str| {
+        e(ctx, node, name, Map::new())
+    });
+    engine.register_fn("expect_no_resolve", expect_no_resolve);
 }
 
 fn short(body: &str) -> String {

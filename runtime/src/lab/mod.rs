@@ -56,11 +56,18 @@ pub struct Lab {
     ready_wait: Cell<Duration>,
     /// Built-in servers; they stop when the lab ends.
     servers: RefCell<Vec<Rc<Server>>>,
+    /// A probe went unanswered since the last flush of unresolved neighbour entries.
+    unanswered: Cell<bool>,
+    /// Links whose neighbour timing netlab has set: (node, ifindex, name).
+    tuned: RefCell<std::collections::HashSet<(String, u32, String)>>,
     pub options: LabOptions,
 }
 
 pub const HOST: &str = "host";
 
+/// ARP/ND retransmit time inside the lab (see tune_neighbours); the kernel's
+/// floor is 10 ms (HZ/100).
+const NEIGH_RETRANS_MS: &str = "10";
 /// Pings in flight at once in a batch (see ping_many).
 const PING_CONCURRENCY: usize = 8;
 /// Neighbour-table entries left free for everything else on the machine.
@@ -94,6 +101,8 @@ impl Lab {
             dirty: Cell::new(false),
             ready_wait: Default::default(),
             servers: Default::default(),
+            tuned: Default::default(),
+            unanswered: Cell::new(false),
             options,
         })
     }
@@ -204,6 +213,11 @@ impl Lab {
                 .collect()
         };
         self.wait_links(nodes, links_ready, 5.0)?;
+        // A probe made before this change may have left entries that the kernel
+        // would only retry later: the network changed, so start afresh.
+        if self.unanswered.get() {
+            self.forget_unresolved_neighbours()?;
+        }
         self.dirty.set(false);
         self.check_all.set(false);
         self.touched.borrow_mut().clear();
@@ -276,6 +290,7 @@ impl Lab {
         let mut pending = Vec::new();
         for (node, links) in nodes.iter().zip(dumps) {
             let links = links?;
+            self.tune_neighbours(node, &links)?;
             if links.iter().any(|l| l.kind == "bridge") {
                 self.record_bridge(node);
             }
@@ -286,18 +301,83 @@ impl Lab {
         Ok(pending)
     }
 
-    /// In-process ping from `node` to `dst`.
+    /// Gives every new link of `node` a fast neighbour resolution: ARP/ND probes
+    /// every 10 ms instead of every second (`net.ipv4.neigh.LINK.retrans_time_ms`,
+    /// per link and per namespace, so nothing outside the lab changes). A link
+    /// brought up after a failed probe is then usable at once, instead of after
+    /// the kernel's next retry up to a second later, and a negative probe's short
+    /// window covers a full resolution (3 probes, then FAILED).
+    fn tune_neighbours(&self, node: &Node, links: &[LinkState]) -> Result<()> {
+        let fresh: Vec<&LinkState> = {
+            let tuned = self.tuned.borrow();
+            links
+                .iter()
+                .filter(|l| l.kind != "loopback")
+                .filter(|l| !tuned.contains(&(node.name.to_string(), l.index, l.name.clone())))
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        node.enter(&self.home, || {
+            for l in &fresh {
+                // A dot in a link name is a slash in the sysctl path (eth0.10 -> eth0/10).
+                let dir = l.name.replace('.', "/");
+                for family in ["ipv4", "ipv6"] {
+                    let path = format!("/proc/sys/net/{family}/neigh/{dir}/retrans_time_ms");
+                    // IPv6 may be off for the link (no neigh directory): nothing to tune.
+                    let _ = std::fs::write(path, NEIGH_RETRANS_MS);
+                }
+            }
+        })?;
+        self.tuned.borrow_mut().extend(fresh.iter().map(|l| (node.name.to_string(), l.index, l.name.clone())));
+        Ok(())
+    }
+
+    /// Deletes the neighbour entries of every node that are still being resolved
+    /// or have failed (INCOMPLETE, FAILED), so that a negative probe meets the
+    /// state a fresh command would, not the leftovers of netlab's earlier probes.
+    pub fn forget_unresolved_neighbours(&self) -> Result<()> {
+        self.unanswered.set(false);
+        let nodes = self.nodes();
+        self.rt.block_on(async {
+            for node in &nodes {
+                node.forget_unresolved_neighbours().await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A probe got no answer: it may have left INCOMPLETE/FAILED neighbour
+    /// entries behind, which the next change of the network clears.
+    pub fn note_unanswered(&self) {
+        self.unanswered.set(true);
+    }
+
+    /// In-process ping from `node` to `dst`: one request every 100 ms until the
+    /// first reply, or, watching a window, one every 20 ms from a clean neighbour
+    /// state (see forget_unresolved_neighbours).
     pub fn ping(&self, node: &Node, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
         self.settle()?;
+        let interval = match mode {
+            PingMode::UntilReply { .. } => Duration::from_millis(100),
+            PingMode::Watch { .. } => {
+                self.forget_unresolved_neighbours()?;
+                Duration::from_millis(20)
+            }
+        };
         let sock = node
             .enter(&self.home, || ping::icmp_socket(dst))?
             .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
         let (_, fulls_before) = crate::neigh::arp_stats();
         let mut report = self
             .rt
-            .block_on(ping::ping(sock, dst, mode, Duration::from_millis(100)))
+            .block_on(ping::ping(sock, dst, mode, interval))
             .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))?;
         report.neigh_table_full = crate::neigh::arp_stats().1 > fulls_before;
+        if report.received < report.sent {
+            self.note_unanswered();
+        }
         Ok(report)
     }
 
@@ -345,6 +425,9 @@ impl Lab {
                 }
             }
             self.neigh_warm.borrow_mut().extend(chunk.iter().map(|n| n.name.to_string()));
+            if done.iter().any(|r| r.received == 0) {
+                self.note_unanswered();
+            }
             reports.extend(done);
         }
         Ok((reports, flushes))

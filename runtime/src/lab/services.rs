@@ -122,7 +122,11 @@ impl Lab {
     ) -> Result<std::result::Result<HttpReply, CurlError>> {
         let resolver = self.resolver(node);
         let url = url.to_string();
-        self.probe_in(node, async move { service::http_get(&url, resolver, timeout).await })
+        let reply = self.probe_in(node, async move { service::http_get(&url, resolver, timeout).await })?;
+        if reply.is_err() {
+            self.note_unanswered();
+        }
+        Ok(reply)
     }
 
     /// Looks a name up as the node's programs would.
@@ -134,7 +138,11 @@ impl Lab {
     ) -> Result<std::result::Result<Vec<IpAddr>, LookupError>> {
         let resolver = self.resolver(node).with_query_timeout(timeout);
         let name = name.to_string();
-        self.probe_in(node, async move { resolver.lookup(&name).await })
+        let found = self.probe_in(node, async move { resolver.lookup(&name).await })?;
+        if found.is_err() {
+            self.note_unanswered();
+        }
+        Ok(found)
     }
 
     /// Listening TCP sockets and bound UDP sockets of the node, from /proc/net.

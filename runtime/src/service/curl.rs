@@ -19,6 +19,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::net::UdpSocket;
 
 use super::dns::canonical;
+use crate::outcome::Reason;
 use super::lock;
 
 /// glibc reads at most this many `nameserver` lines (MAXNS).
@@ -59,14 +60,91 @@ pub enum CurlError {
     Resolve(LookupError),
     #[error("Failed to connect to {host} port {port}: Connection refused")]
     Refused { host: String, port: u16 },
-    /// `reason` is the kernel's: "Network is unreachable" (no route) or
-    /// "No route to host" (a route, but no neighbour answers).
-    #[error("Failed to connect to {host} port {port}: {reason}")]
-    Unreachable { host: String, port: u16, reason: String },
+    /// `reason` is the kernel's: no route ("Network is unreachable"), or a route
+    /// but no neighbour answers ("No route to host"), or a firewall's reject.
+    #[error("Failed to connect to {host} port {port}: {}", curl_wording(reason))]
+    Unreachable { host: String, port: u16, reason: Reason },
+    #[error("Recv failure: Connection reset by peer")]
+    Reset,
     #[error("{}", timeout_message(*stage, host, *port, *after))]
     Timeout { host: String, port: u16, after: Duration, stage: Stage },
     #[error("{0}")]
     Other(String),
+}
+
+/// How curl words the kernel's connect errors.
+fn curl_wording(reason: &Reason) -> String {
+    match reason {
+        Reason::NetUnreachable { .. } => "Network is unreachable".into(),
+        Reason::HostUnreachable { .. } => "No route to host".into(),
+        Reason::Prohibited { .. } => "Permission denied".into(),
+        other => other.to_string(),
+    }
+}
+
+impl CurlError {
+    /// Why no HTTP answer came, or `Err` with the lab's own mistake (a malformed
+    /// URL or host name), which is never a reason for a negative check to pass.
+    pub fn reasons(&self) -> Result<Vec<Reason>, String> {
+        match self {
+            CurlError::BadUrl(why) => Err(format!("URL rejected: {why}")),
+            CurlError::Resolve(e) => e.reasons(),
+            CurlError::Refused { .. } => Ok(vec![Reason::Refused]),
+            CurlError::Unreachable { reason, .. } => Ok(vec![reason.clone()]),
+            CurlError::Reset => Ok(vec![Reason::Reset]),
+            CurlError::Timeout { stage: Stage::Receiving { .. }, .. } => Ok(vec![Reason::Other(self.to_string())]),
+            CurlError::Timeout { .. } => Ok(vec![Reason::Silence]),
+            CurlError::Other(text) => Ok(vec![Reason::Other(text.clone())]),
+        }
+    }
+}
+
+impl LookupError {
+    /// Why the name did not resolve, or `Err` for a name that is not a valid
+    /// host name (the lab's mistake).
+    pub fn reasons(&self) -> Result<Vec<Reason>, String> {
+        match self {
+            LookupError::InvalidName { host, reason } => Err(format!("{host:?} is not a valid host name: {reason}")),
+            LookupError::NotFound { tried, .. } if tried.is_empty() => Ok(vec![Reason::NoNameserver]),
+            LookupError::NotFound { tried, .. } => {
+                let mut reasons = Vec::new();
+                for (_, outcome) in tried {
+                    let r = match outcome {
+                        NameserverOutcome::NxDomain | NameserverOutcome::NoAddress => Reason::NoSuchName,
+                        NameserverOutcome::Timeout(_) => Reason::Silence,
+                        NameserverOutcome::Refused => Reason::Refused,
+                        NameserverOutcome::Unreachable(r) => r.clone(),
+                        other => Reason::Other(other.to_string()),
+                    };
+                    if !reasons.contains(&r) {
+                        reasons.push(r);
+                    }
+                }
+                Ok(reasons)
+            }
+        }
+    }
+}
+
+/// A host name as resolvers accept it (RFC 1123 labels; `_` allowed as DNS does):
+/// 1 to 63 letters, digits, `-` or `_` per label, at most 253 in all.
+pub fn check_host_name(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.len() > 253 {
+        return Err("a host name has 1 to 253 characters".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?}: each dot-separated part has 1 to 63 characters"));
+        }
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+            return Err(format!("{c:?} is not allowed in a host name"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
 }
 
 fn timeout_message(stage: Stage, host: &str, port: u16, after: Duration) -> String {
@@ -110,7 +188,9 @@ pub enum NameserverOutcome {
     /// The reply was cut short (TC) with no address in it; DNS over TCP is
     /// not attempted.
     Truncated,
-    /// The query could not be sent or received (unreachable network, ...).
+    /// The kernel could not deliver the query (no route, no neighbour, a reject).
+    Unreachable(Reason),
+    /// The query could not be sent or received for another reason.
     Io(String),
 }
 
@@ -123,6 +203,7 @@ impl std::fmt::Display for NameserverOutcome {
             Self::Refused => f.write_str("connection refused, no DNS server listening"),
             Self::Rcode(code) => write!(f, "answered {code}"),
             Self::Truncated => f.write_str("reply truncated and TCP fallback not supported"),
+            Self::Unreachable(r) => write!(f, "{r}"),
             Self::Io(e) => f.write_str(e),
         }
     }
@@ -229,6 +310,7 @@ impl NodeResolver {
             return Ok(vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]);
         }
 
+        check_host_name(host).map_err(|reason| LookupError::InvalidName { host: host.to_owned(), reason })?;
         let mut name = Name::from_utf8(host)
             .map_err(|e| LookupError::InvalidName { host: host.to_owned(), reason: e.to_string() })?;
         // No search domains: the name is taken as complete. Marking it so
@@ -350,6 +432,11 @@ async fn query(
 fn io_outcome(e: &std::io::Error) -> NameserverOutcome {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => NameserverOutcome::Refused,
+        std::io::ErrorKind::NetworkUnreachable
+        | std::io::ErrorKind::HostUnreachable
+        | std::io::ErrorKind::PermissionDenied => {
+            NameserverOutcome::Unreachable(Reason::from_errno(e.raw_os_error().unwrap_or(0), &e.to_string()))
+        }
         _ => NameserverOutcome::Io(e.to_string()),
     }
 }
@@ -385,7 +472,7 @@ pub async fn http_get(url: &str, resolver: NodeResolver, timeout: Duration) -> R
     let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
     let url = reqwest::Url::parse(&url).map_err(|e| CurlError::BadUrl(format!("{url}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(CurlError::Other(format!("Protocol \"{}\" not supported", url.scheme())));
+        return Err(CurlError::BadUrl(format!("{url}: Protocol \"{}\" not supported", url.scheme())));
     }
     // curl names an IPv6 host without its URL brackets.
     let host = url.host_str().unwrap_or_default();
@@ -430,7 +517,7 @@ pub async fn http_get(url: &str, resolver: NodeResolver, timeout: Duration) -> R
 /// Finds the root cause in reqwest's error chain: our own lookup failure, or
 /// the kernel's answer to connect().
 fn classify(err: &reqwest::Error, host: String, port: u16) -> CurlError {
-    let unreachable = |reason: &str| CurlError::Unreachable { host: host.clone(), port, reason: reason.to_owned() };
+    let unreachable = |reason: Reason| CurlError::Unreachable { host: host.clone(), port, reason };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(lookup) = e.downcast_ref::<LookupError>() {
@@ -441,10 +528,10 @@ fn classify(err: &reqwest::Error, host: String, port: u16) -> CurlError {
                 std::io::ErrorKind::ConnectionRefused => {
                     return CurlError::Refused { host, port };
                 }
-                std::io::ErrorKind::NetworkUnreachable => {
-                    return unreachable("Network is unreachable");
-                }
-                std::io::ErrorKind::HostUnreachable => return unreachable("No route to host"),
+                std::io::ErrorKind::NetworkUnreachable => return unreachable(Reason::NetUnreachable { from: None }),
+                std::io::ErrorKind::HostUnreachable => return unreachable(Reason::HostUnreachable { from: None }),
+                std::io::ErrorKind::PermissionDenied => return unreachable(Reason::Prohibited { from: None }),
+                std::io::ErrorKind::ConnectionReset => return CurlError::Reset,
                 _ => {}
             }
         }

@@ -1,0 +1,106 @@
+//! Negative checks cannot pass by accident: they start from a clean neighbour
+//! state, watch long enough for a full neighbour resolution, say how they failed,
+//! can require that reason, and treat a malformed URL, name or reason as the lab's
+//! mistake (exit 2), never as a passing check.
+
+mod common;
+
+use common::run_text;
+
+const PAIR: &str = r#"
+let a = netns("a");
+let b = netns("b");
+veth(a, "x", b, "y");
+addr(a, "x", "10.0.0.1/24");
+addr(b, "y", "10.0.0.2/24");
+"#;
+
+fn lab(body: &str) -> String {
+    format!("{PAIR}{body}")
+}
+
+/// The false pass the issue measured: a probe while one end is down leaves an
+/// INCOMPLETE neighbour entry; once the other end is up the path works, and a
+/// negative check must see that (exit 1), not the stale entry's silence.
+#[test]
+fn one_end_up_probe_other_end_up_then_the_negative_check_fails() {
+    let text = lab(r#"
+up(a, "x");
+expect_no_ping(a, "10.0.0.2");
+up(b, "y");
+expect_no_ping(a, "10.0.0.2");
+"#);
+    let (code, out, err) = run_text("false_pass.rhai", &text);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let last = out.lines().last().unwrap_or("");
+    assert!(last.contains("at line 11"), "{out}");
+    assert!(err.contains("requests were answered"), "{err}");
+}
+
+/// And the first positive ping after such a probe answers at once: no ~700 ms
+/// wait for the kernel's next ARP retry.
+#[test]
+fn first_ping_after_a_failed_probe_is_prompt() {
+    let text = lab(r#"
+up(a, "x");
+expect_no_ping(a, "10.0.0.2");
+up(b, "y");
+let t = timestamp();
+expect_ping(a, "10.0.0.2");
+expect(t.elapsed < 0.1, `the first reply came within 100 ms (took ${t.elapsed})`);
+"#);
+    let (code, out, err) = run_text("prompt.rhai", &text);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+#[test]
+fn each_negative_probe_says_why_and_can_require_it() {
+    let text = lab(r#"
+up(a, "x"); up(b, "y"); up(a, "lo");
+expect_no_ping(a, "10.0.0.9", #{error: "host-unreachable"});
+expect_no_ping(a, "10.9.0.9", #{error: "unreachable"});
+expect_no_ping(a, "10.9.0.9", #{error: "Network is unreachable"});
+expect_no_http(a, "http://10.0.0.2/", #{error: "refused"});
+expect_no_http(a, "http://10.0.0.9/", #{error: "host-unreachable"});
+expect_no_http(a, "http://example.com/", #{error: "no-nameserver"});
+expect_no_resolve(a, "example.com", #{error: "no-nameserver"});
+resolv_conf(a, "nameserver 10.0.0.2");
+expect_no_resolve(a, "example.com", #{error: "refused"});
+let dns = dns_server(b, "10.0.0.2:53", #{"x.test": "10.0.0.7"});
+expect_no_resolve(a, "example.com", #{error: "no-such-name"});
+expect_no_http(a, "http://nosuch.test/", #{error: "resolve"});
+forward_policy(b, "drop");
+"#);
+    let (code, out, err) = run_text("reasons.rhai", &text);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Destination Host Unreachable (from 10.0.0.1)"), "{out}");
+    assert!(out.contains("no nameserver configured"), "{out}");
+}
+
+/// Requiring a reason that is not the one seen fails the check (exit 1).
+#[test]
+fn the_wrong_reason_fails_the_check() {
+    let text = lab(r#"
+up(a, "x"); up(b, "y");
+expect_no_ping(a, "10.9.0.9", #{error: "silence"});
+"#);
+    let (code, out, err) = run_text("wrong_reason.rhai", &text);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("not for the reason silence: Network is unreachable"), "{err}");
+}
+
+#[test]
+fn malformed_inputs_are_the_labs_mistake() {
+    for (name, call, message) in [
+        ("bad_scheme.rhai", r#"expect_no_http(a, "htp://10.0.0.2/");"#, r#"Protocol "htp" not supported"#),
+        ("bad_url.rhai", r#"expect_no_http(a, "http://[::1/");"#, "URL rejected"),
+        ("bad_name.rhai", r#"expect_no_resolve(a, "goo gle.com");"#, "not a valid host name"),
+        ("bad_name_http.rhai", r#"expect_no_http(a, "http://a..b/");"#, "not a valid host name"),
+        ("bad_reason.rhai", r#"expect_no_ping(a, "10.0.0.2", #{error: "unreachble"});"#, "unknown reason"),
+        ("bad_ip.rhai", r#"expect_no_ping(a, "10.0.0.256");"#, "10.0.0.256"),
+    ] {
+        let (code, out, err) = run_text(name, &lab(call));
+        assert_eq!(code, 2, "{call}: {out}\n{err}");
+        assert!(err.contains(message), "{call}: {err}");
+    }
+}
