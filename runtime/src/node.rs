@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -14,7 +14,7 @@ use nix::sched::{unshare, CloneFlags};
 use crate::error::{Error, Result};
 use crate::names::NodeName;
 use crate::nsenter::{current_netns, in_netns_file};
-use crate::sandbox::{NETNS_DIR, NODE_ETC_DIR};
+use crate::sandbox::NETNS_DIR;
 use crate::sysctl;
 
 pub struct Node {
@@ -120,17 +120,6 @@ impl Node {
     /// Runs `f` inside this node's network namespace.
     pub fn enter<T>(&self, home: &File, f: impl FnOnce() -> T) -> Result<T> {
         in_netns_file(home, &self.ns, f)
-    }
-
-    /// Directory holding this node's own /etc files (resolv.conf, hosts).
-    pub fn etc_dir(&self) -> PathBuf {
-        PathBuf::from(NODE_ETC_DIR).join(self.name.as_str())
-    }
-
-    pub fn ensure_etc_dir(&self) -> Result<PathBuf> {
-        let dir = self.etc_dir();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        Ok(dir)
     }
 }
 

@@ -86,8 +86,13 @@ fn drain_errors(sock: &Socket, v6: bool, report: &mut PingReport) {
                 _ => continue,
             };
             let reason = match err.ee_origin {
-                libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6 => Reason::from_icmp(v6, err.ee_type, err.ee_code, from),
-                _ => Reason::from_errno(err.ee_errno as i32, &io::Error::from_raw_os_error(err.ee_errno as i32).to_string()),
+                libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6 => {
+                    Reason::from_icmp(v6, err.ee_type, err.ee_code, from)
+                }
+                _ => Reason::from_errno(
+                    err.ee_errno as i32,
+                    &io::Error::from_raw_os_error(err.ee_errno as i32).to_string(),
+                ),
             };
             report.note(reason);
         }

@@ -22,8 +22,26 @@ use crate::error::{Error, Result};
 
 /// Where named namespaces are bind-mounted, like `ip netns add` does.
 pub const NETNS_DIR: &str = "/run/netns";
-/// Per-node files (resolv.conf, hosts) live under here.
+/// Where per-node files (resolv.conf, hosts) live when /etc cannot be overlaid
+/// (see `etc_overlaid`): a private folder only netlab's exec_in applies.
 pub const NODE_ETC_DIR: &str = "/run/netlab/etc";
+/// Where `ip netns exec NAME` looks for a namespace's own /etc files.
+pub const ETC_NETNS_DIR: &str = "/etc/netns";
+/// The writable layer of the sandbox's /etc (on the /run tmpfs).
+const ETC_UPPER: &str = "/run/netlab/etc-layer";
+
+/// What every program in the sandbox sees as /etc/resolv.conf unless its node has
+/// its own: no nameserver, so nothing in a lab ever resolves a real name.
+pub const NO_NAMESERVER: &str = "# netlab: no nameserver until the lab sets one with resolv_conf()\n";
+
+static ETC_OVERLAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the sandbox's /etc is an overlay with a tmpfs upper layer: then
+/// /etc/netns/NAME/ exists as for `ip netns`, and nothing written to /etc inside
+/// the sandbox reaches the machine.
+pub fn etc_overlaid() -> bool {
+    ETC_OVERLAID.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Set in the environment of the sandbox, so child processes can tell.
 pub const SANDBOX_ENV: &str = "NETLAB_SANDBOX";
@@ -77,9 +95,33 @@ pub fn enter() -> Result<()> {
     for dir in [NETNS_DIR, NODE_ETC_DIR] {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
     }
+    ETC_OVERLAID.store(overlay_etc().is_ok(), std::sync::atomic::Ordering::Relaxed);
     // SAFETY: no other thread exists yet (enter() runs first thing in main).
     unsafe { std::env::set_var(SANDBOX_ENV, "1") };
     Ok(())
+}
+
+/// Puts an overlay on /etc whose upper layer is on our /run tmpfs: the tutorials'
+/// `mkdir -p /etc/netns/NAME` and `echo ... > /etc/netns/NAME/resolv.conf` then work
+/// unchanged, the real `ip netns exec NAME` sees those files, and nothing reaches
+/// the machine's /etc. Without the overlay (an old kernel, some rootless setups)
+/// netlab keeps per-node files in NODE_ETC_DIR and only its own exec_in applies them.
+fn overlay_etc() -> std::io::Result<()> {
+    let (upper, work) = (format!("{ETC_UPPER}/upper"), format!("{ETC_UPPER}/work"));
+    fs::create_dir_all(&upper)?;
+    fs::create_dir_all(&work)?;
+    let options = format!("lowerdir=/etc,upperdir={upper},workdir={work}");
+    mount(Some("netlab-etc"), "/etc", Some("overlay"), MsFlags::empty(), Some(options.as_str()))?;
+    let prepared = (|| {
+        // A symlink (to systemd-resolved's stub, say) is replaced, not followed.
+        let _ = fs::remove_file("/etc/resolv.conf");
+        fs::write("/etc/resolv.conf", NO_NAMESERVER)?;
+        fs::create_dir_all(ETC_NETNS_DIR)
+    })();
+    if prepared.is_err() {
+        let _ = nix::mount::umount2("/etc", nix::mount::MntFlags::MNT_DETACH);
+    }
+    prepared
 }
 
 fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {

@@ -41,7 +41,8 @@ fn verdict(job: &Job, code: i32, stdout: &str, origin: &[usize]) -> Result<Strin
         .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse::<usize>().ok());
     let original = line.and_then(|l| origin.get(l.wrapping_sub(1))).copied();
-    let shown = |l: usize| job.text.lines().nth(l.wrapping_sub(1)).map(|s| code_part(s).trim()).unwrap_or("").to_string();
+    let shown =
+        |l: usize| job.text.lines().nth(l.wrapping_sub(1)).map(|s| code_part(s).trim()).unwrap_or("").to_string();
     match (code, original) {
         (0, _) => Err(match &job.case {
             Case::Break { tag } => format!("the lab still passes without the lines of {tag:?}"),

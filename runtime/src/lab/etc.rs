@@ -1,6 +1,10 @@
 //! Per-node /etc files and hostnames, like `/etc/netns/NAME/` and a UTS namespace.
-//! Everything lives under the sandbox's private /run; the machine's /etc is never
-//! written.
+//!
+//! Inside the sandbox /etc is an overlay with a tmpfs upper layer (sandbox.rs), so
+//! a node's files live where `ip netns exec` looks for them, /etc/netns/NAME/, and
+//! the lab's host (the tutorials' default namespace) has /etc itself. The machine's
+//! /etc is never written. Where the overlay is not possible, the files live in a
+//! private folder that only netlab's exec_in applies.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -12,46 +16,82 @@ use super::Lab;
 use crate::error::{Error, Result};
 use crate::exec::BindMounts;
 use crate::node::Node;
-use crate::sandbox::NODE_ETC_DIR;
+use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NODE_ETC_DIR, NO_NAMESERVER};
 
 /// The files a node can have its own copy of.
 pub const NODE_FILES: &[&str] = &["resolv.conf", "hosts"];
 
-/// What a node sees as /etc/resolv.conf until the lab gives it one: no nameserver,
-/// so nothing ever tries to resolve a name outside the lab.
-const DEFAULT_RESOLV_CONF: &str = "# netlab: no nameserver until the lab sets one with resolv_conf()\n";
-
-fn default_file(file: &str) -> PathBuf {
-    PathBuf::from(NODE_ETC_DIR).join("_default").join(file)
-}
-
 impl Lab {
-    /// Writes the node's own copy of /etc/FILE (resolv.conf or hosts).
+    fn is_host(&self, node: &Node) -> bool {
+        std::ptr::eq(node, &*self.host)
+    }
+
+    /// The folder of the node's own files: /etc/netns/NAME (the host: /etc).
+    fn node_etc_dir(&self, node: &Node) -> PathBuf {
+        match (etc_overlaid(), self.is_host(node)) {
+            (true, true) => PathBuf::from("/etc"),
+            (true, false) => PathBuf::from(ETC_NETNS_DIR).join(node.name.as_str()),
+            (false, _) => PathBuf::from(NODE_ETC_DIR).join(node.name.as_str()),
+        }
+    }
+
+    /// The file programs of the node see as /etc/FILE when it has none of its own.
+    fn shared_file(file: &str) -> PathBuf {
+        if etc_overlaid() {
+            PathBuf::from("/etc").join(file)
+        } else {
+            PathBuf::from(NODE_ETC_DIR).join("_default").join(file)
+        }
+    }
+
+    /// Writes the node's own copy of /etc/FILE (resolv.conf or hosts), like
+    /// `echo ... > /etc/netns/NAME/FILE`.
     pub fn set_node_file(&self, node: &Node, file: &str, text: &str) -> Result<()> {
         if !NODE_FILES.contains(&file) {
             return Err(Error::io(format!("/etc/{file} per node"), std::io::ErrorKind::Unsupported.into()));
         }
-        let path = node.ensure_etc_dir()?.join(file);
+        let dir = self.node_etc_dir(node);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let path = dir.join(file);
         let mut text = text.to_string();
         if !text.ends_with('\n') {
             text.push('\n');
         }
+        // Not through a symlink the machine's /etc may hold (the overlay keeps it).
+        let _ = std::fs::remove_file(&path);
         std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 
-    /// The node's /etc/FILE as its programs see it.
+    /// The node's /etc/FILE as its programs see it, read from the file system
+    /// (so files a program wrote, e.g. the tutorial's `echo > /etc/netns/...`, count).
     pub fn node_file(&self, node: &Node, file: &str) -> Option<String> {
-        let own = node.etc_dir().join(file);
-        let path = if own.exists() { own } else { default_file(file) };
+        let own = self.node_etc_dir(node).join(file);
+        let path = if own.exists() { own } else { Self::shared_file(file) };
         std::fs::read_to_string(path).ok()
     }
 
-    /// Files to mount over the machine's /etc inside a node's programs.
+    /// Files to mount over /etc for a node's programs: every file in its
+    /// /etc/netns/NAME, as `ip netns exec` does.
     pub(super) fn bind_mounts(&self, node: &Node) -> BindMounts {
+        if etc_overlaid() {
+            if self.is_host(node) {
+                return Vec::new();
+            }
+            let dir = self.node_etc_dir(node);
+            let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+            let mut binds: BindMounts = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| (e.path(), PathBuf::from("/etc").join(e.file_name())))
+                .filter(|(_, dst)| dst.exists())
+                .collect();
+            binds.sort();
+            return binds;
+        }
         let mut binds = Vec::new();
         for file in NODE_FILES {
-            let own = node.etc_dir().join(file);
-            let src = if own.exists() { own } else { default_file(file) };
+            let own = self.node_etc_dir(node).join(file);
+            let src = if own.exists() { own } else { Self::shared_file(file) };
             if src.exists() {
                 binds.push((src, PathBuf::from("/etc").join(file)));
             }
@@ -59,13 +99,17 @@ impl Lab {
         binds
     }
 
-    /// Prepares the defaults once, right after the sandbox exists.
+    /// Prepares the shared default once, right after the sandbox exists (with the
+    /// overlay, sandbox.rs has already written it to /etc/resolv.conf).
     pub(super) fn prepare_etc() -> Result<()> {
-        let dir = default_file("resolv.conf");
-        if let Some(parent) = dir.parent() {
+        if etc_overlaid() {
+            return Ok(());
+        }
+        let path = Self::shared_file("resolv.conf");
+        if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("creating the default /etc files", e))?;
         }
-        std::fs::write(&dir, DEFAULT_RESOLV_CONF).map_err(|e| Error::io("writing the default resolv.conf", e))?;
+        std::fs::write(&path, NO_NAMESERVER).map_err(|e| Error::io("writing the default resolv.conf", e))?;
         Ok(())
     }
 
@@ -82,7 +126,7 @@ impl Lab {
             nix::unistd::sethostname(name)
                 .map_err(|e| Error::io(format!("setting hostname of {}", node.name), e.into()))
         };
-        if std::ptr::eq(node, &*self.host) {
+        if self.is_host(node) {
             return set();
         }
         let home = File::open("/proc/thread-self/ns/uts").map_err(|e| Error::io("opening the UTS namespace", e))?;

@@ -19,8 +19,8 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::net::UdpSocket;
 
 use super::dns::canonical;
-use crate::outcome::Reason;
 use super::lock;
+use crate::outcome::Reason;
 
 /// glibc reads at most this many `nameserver` lines (MAXNS).
 const MAX_NAMESERVERS: usize = 3;
