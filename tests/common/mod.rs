@@ -59,31 +59,3 @@ pub fn machine_state() -> String {
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default()
     )
 }
-
-/// Runs `labs/<lab>` with every line tagged `// break: <tag>` removed, and asserts
-/// that it fails with exit 1 at a check whose source line contains `failing_line`.
-/// Tagged lines are the lab's load-bearing steps (the MASQUERADE rule, the route...).
-pub fn assert_breaks(lab: &str, tag: &str, failing_line: &str) {
-    let text = std::fs::read_to_string(root().join("labs").join(lab)).expect("lab exists");
-    let marker = format!("// break: {tag}");
-    assert!(text.contains(&marker), "{lab} has no line tagged {marker:?}");
-    let broken: String = text.lines().filter(|l| !l.contains(&marker)).map(|l| format!("{l}\n")).collect();
-    let name = format!("{}-without-{tag}.rhai", lab.trim_end_matches(".rhai"));
-    let before = machine_state();
-    let (code, out, err) = run_text(&name, &broken);
-    assert_eq!(code, 1, "{lab} without {tag:?} must fail a check (exit 1)\nstdout:\n{out}\nstderr:\n{err}");
-    assert!(err.contains("netlab::check_failed"), "{err}");
-    let line_no: usize = out
-        .lines()
-        .last()
-        .and_then(|l| l.rsplit_once(" at line ").map(|(_, n)| n))
-        .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no failing line in the summary:\n{out}"));
-    let line = broken.lines().nth(line_no - 1).unwrap_or("");
-    assert!(
-        line.contains(failing_line),
-        "{lab} without {tag:?} failed at line {line_no} {line:?}, expected a line with {failing_line:?}\n{out}\n{err}"
-    );
-    assert_eq!(before, machine_state(), "{lab} changed the machine");
-}
