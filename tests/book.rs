@@ -273,3 +273,56 @@ fn book_examples_run() {
         }
     }
 }
+
+/// (e) Every lab chapter has a `## Claims` table: the tutorial's sentence, the check
+/// that proves it (`labs/FILE.rhai:LINE`, a line that calls a check) and its polarity
+/// (a positive claim is never checked by an expect_no_* call).
+#[test]
+fn claims_tables_point_at_checks() {
+    let mut problems = Vec::new();
+    for name in lab_names() {
+        let chapter = book_src().join("labs").join(format!("{name}.md"));
+        let Ok(text) = fs::read_to_string(&chapter) else { continue };
+        let Some(at) = text.find("\n## Claims") else {
+            problems.push(format!("book/src/labs/{name}.md has no \"## Claims\" section"));
+            continue;
+        };
+        let section = &text[at + 1..];
+        let section = section[3..].find("\n## ").map(|e| &section[..e + 3]).unwrap_or(section);
+        let mut rows = 0;
+        for row in section.lines().filter(|l| l.starts_with('|') && l.contains("labs/")) {
+            // A `\|` inside a cell is a pipe of the quoted command, not a column.
+            let row = row.replace("\\|", "¦");
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(|c| c.trim()).collect();
+            let (Some(reference), Some(polarity)) = (cells.get(1), cells.get(2)) else {
+                problems.push(format!("{name}.md: a claims row needs 3 cells: {row}"));
+                continue;
+            };
+            rows += 1;
+            for r in reference.split(',').map(|r| r.trim().trim_matches('`')) {
+                let Some((file, line)) = r.rsplit_once(':') else {
+                    problems.push(format!("{name}.md: {r:?} is not labs/FILE.rhai:LINE"));
+                    continue;
+                };
+                let lab = fs::read_to_string(root().join(file)).unwrap_or_default();
+                let code = line
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| lab.lines().nth(n.wrapping_sub(1)))
+                    .map(|l| l.split(" //").next().unwrap_or(""))
+                    .unwrap_or("");
+                if !code.contains("expect") {
+                    problems.push(format!("{name}.md: {r} is not a check line: {code:?}"));
+                } else if *polarity == "positive" && code.contains("expect_no_") {
+                    problems.push(format!("{name}.md: {r} is marked positive but is a negative check"));
+                } else if *polarity != "positive" && *polarity != "negative" {
+                    problems.push(format!("{name}.md: polarity is positive or negative, not {polarity:?}"));
+                }
+            }
+        }
+        if rows == 0 {
+            problems.push(format!("book/src/labs/{name}.md: the claims table has no rows"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
