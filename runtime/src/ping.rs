@@ -180,6 +180,11 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
         if (stop_at_first && report.received > 0) || Instant::now() >= end {
             break;
         }
+        // A watch can also end once a whole neighbour resolution has failed (the
+        // kernel reports it only after its last ARP/ND probe): nothing answers there.
+        if !stop_at_first && report.received == 0 && report.reasons.iter().any(|r| r.is("host-unreachable")) {
+            break;
+        }
     }
     report.elapsed = start.elapsed();
     Ok(report)

@@ -74,9 +74,11 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
 }
 
 /// How long expect_no_ping watches by default: a full neighbour resolution in a
-/// lab node (3 probes 10 ms apart, see Lab::tune_neighbours) and a round trip, with
-/// room to spare.
-const NEGATIVE_PING_WINDOW: f64 = 0.1;
+/// lab node (6 probes 10 ms apart, see Lab::tune_neighbours, then FAILED, which
+/// ends the watch early) and a round trip between namespaces (microseconds), with
+/// room to spare. Readiness (links activated, bridge ports forwarding) is waited
+/// for before the window opens.
+const NEGATIVE_PING_WINDOW: f64 = 0.08;
 
 /// The `error` option of a negative check: a reason keyword or text to find.
 pub(super) fn wanted_reason(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<Option<Wanted>> {

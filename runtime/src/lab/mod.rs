@@ -306,7 +306,8 @@ impl Lab {
     /// per link and per namespace, so nothing outside the lab changes). A link
     /// brought up after a failed probe is then usable at once, instead of after
     /// the kernel's next retry up to a second later, and a negative probe's short
-    /// window covers a full resolution (3 probes, then FAILED).
+    /// window covers a full resolution (ucast_solicit + mcast_solicit = 6 probes,
+    /// 60 ms, then FAILED).
     fn tune_neighbours(&self, node: &Node, links: &[LinkState]) -> Result<()> {
         let fresh: Vec<&LinkState> = {
             let tuned = self.tuned.borrow();
@@ -355,7 +356,7 @@ impl Lab {
     }
 
     /// In-process ping from `node` to `dst`: one request every 100 ms until the
-    /// first reply, or, watching a window, one every 20 ms from a clean neighbour
+    /// first reply, or, watching a window, one every 10 ms from a clean neighbour
     /// state (see forget_unresolved_neighbours).
     pub fn ping(&self, node: &Node, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
         self.settle()?;
@@ -363,7 +364,7 @@ impl Lab {
             PingMode::UntilReply { .. } => Duration::from_millis(100),
             PingMode::Watch { .. } => {
                 self.forget_unresolved_neighbours()?;
-                Duration::from_millis(20)
+                Duration::from_millis(10)
             }
         };
         let sock = node
