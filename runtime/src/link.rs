@@ -67,6 +67,17 @@ fn port_state_name(state: &BridgePortState) -> String {
     .to_string()
 }
 
+/// A locally administered unicast MAC derived from the node's and the link's
+/// names (FNV-1a), so a lab's bridges have the same address on every run.
+pub fn stable_mac(node: &str, link: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.bytes().chain([0]).chain(link.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [(b[0] & 0xfe) | 0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
 pub fn format_mac(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
@@ -223,10 +234,17 @@ impl Node {
         Ok(())
     }
 
-    /// `ip link add NAME type bridge`.
+    /// `ip link add NAME type bridge`, with a MAC address of its own from the start,
+    /// as systemd-udev's `MACAddressPolicy=persistent` gives it on today's
+    /// distributions. Without one, the bridge takes its first port's address when
+    /// the port joins, and that change is a non-urgent link event the kernel handles
+    /// up to a second later, leaving the bridge DOWN meanwhile.
     pub async fn create_bridge(&self, name: &LinkName) -> Result<()> {
         loop {
-            let msg = LinkBridge::new(name.as_str()).index(next_ifindex(1)).build();
+            let msg = LinkBridge::new(name.as_str())
+                .index(next_ifindex(1))
+                .address(stable_mac(self.name.as_str(), name.as_str()).to_vec())
+                .build();
             match self.handle()?.link().add(msg).execute().await.map_err(nl_to_io) {
                 Ok(()) => return Ok(()),
                 Err(io) if io.raw_os_error() == Some(libc::EBUSY) => continue,

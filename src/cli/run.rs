@@ -123,6 +123,7 @@ pub fn run(args: &RunArgs) -> i32 {
     lab.teardown();
     if let Some(path) = std::env::var_os("NETLAB_RESULTS") {
         let line = rep.results_line(&[
+            ("lab", name.replace(char::is_whitespace, "_")),
             ("ready_wait_s", format!("{:.4}", lab.ready_wait().as_secs_f64())),
             ("teardown_s", format!("{:.4}", teardown_started.elapsed().as_secs_f64())),
             ("total_s", format!("{:.4}", started.elapsed().as_secs_f64())),
