@@ -37,8 +37,10 @@ expect_no_ping(a, "10.0.0.2");
     assert!(err.contains("requests were answered"), "{err}");
 }
 
-/// And the first positive ping after such a probe answers at once: no ~700 ms
-/// wait for the kernel's next ARP retry.
+/// And the first positive ping after such a probe is answered by the first echo
+/// request: it does not wait ~700 ms for the kernel's next ARP retry. (The bound is
+/// loose on purpose: the old behaviour took 0.7 to 1 s, one request lost takes 0.1 s
+/// more; timing targets live in benches/.)
 #[test]
 fn first_ping_after_a_failed_probe_is_prompt() {
     let text = lab(r#"
@@ -47,7 +49,7 @@ expect_no_ping(a, "10.0.0.2");
 up(b, "y");
 let t = timestamp();
 expect_ping(a, "10.0.0.2");
-expect(t.elapsed < 0.1, `the first reply came within 100 ms (took ${t.elapsed})`);
+expect(t.elapsed < 0.5, `the first reply came well before the old ARP retry (took ${t.elapsed})`);
 "#);
     let (code, out, err) = run_text("prompt.rhai", &text);
     assert_eq!(code, 0, "{out}\n{err}");
