@@ -241,7 +241,9 @@ impl Node {
     /// up to a second later, leaving the bridge DOWN meanwhile.
     pub async fn create_bridge(&self, name: &LinkName) -> Result<()> {
         loop {
-            let msg = LinkBridge::new(name.as_str())
+            // Not LinkBridge::new, which also sets the bridge up: `ip link add` leaves
+            // it down, and the tutorials' `ip link set br0 up` is a step of its own.
+            let msg = LinkMessageBuilder::<LinkBridge>::new(name.as_str())
                 .index(next_ifindex(1))
                 .address(stable_mac(self.name.as_str(), name.as_str()).to_vec())
                 .build();
