@@ -133,68 +133,6 @@ impl Firewall {
         }
         s
     }
-
-    /// The rules as `iptables -S` / `iptables -t nat -S` would print them.
-    pub fn render_iptables(&self, table: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        match table {
-            "nat" => {
-                out.extend(
-                    ["-P PREROUTING ACCEPT", "-P INPUT ACCEPT", "-P OUTPUT ACCEPT", "-P POSTROUTING ACCEPT"]
-                        .map(String::from),
-                );
-                for pf in &self.port_forwards {
-                    let iif = pf.in_link.as_ref().map(|l| format!(" -i {l}")).unwrap_or_default();
-                    let p = pf.proto.name();
-                    out.push(format!(
-                        "-A PREROUTING{iif} -p {p} -m {p} --dport {} -j DNAT --to-destination {}",
-                        pf.port, pf.to
-                    ));
-                }
-                for pf in self.port_forwards.iter().filter(|p| p.local) {
-                    let p = pf.proto.name();
-                    out.push(format!(
-                        "-A OUTPUT -m addrtype --dst-type LOCAL -p {p} -m {p} --dport {} -j DNAT --to-destination {}",
-                        pf.port, pf.to
-                    ));
-                }
-                for m in &self.masquerades {
-                    let mut rule = format!("-A POSTROUTING -s {}", m.source);
-                    if let Some(out) = &m.out {
-                        let _ = write!(rule, " -o {out}");
-                    }
-                    if let Some(not_out) = &m.not_out {
-                        let _ = write!(rule, " ! -o {not_out}");
-                    }
-                    out.push(rule + " -j MASQUERADE");
-                }
-            }
-            _ => {
-                let policy = match self.forward_policy {
-                    Some(Policy::Drop) => "DROP",
-                    _ => "ACCEPT",
-                };
-                out.extend(["-P INPUT ACCEPT".to_string(), format!("-P FORWARD {policy}"), "-P OUTPUT ACCEPT".into()]);
-                for a in &self.forward_accepts {
-                    let mut rule = "-A FORWARD".to_string();
-                    if let Some(s) = &a.source {
-                        let _ = write!(rule, " -s {s}");
-                    }
-                    if let Some(d) = &a.destination {
-                        let _ = write!(rule, " -d {d}");
-                    }
-                    if let Some(i) = &a.in_link {
-                        let _ = write!(rule, " -i {i}");
-                    }
-                    if let Some(o) = &a.out_link {
-                        let _ = write!(rule, " -o {o}");
-                    }
-                    out.push(rule + " -j ACCEPT");
-                }
-            }
-        }
-        out
-    }
 }
 
 /// The match part of an accept rule. For bridged frames "in"/"out" name the bridge
@@ -240,10 +178,6 @@ mod tests {
         let nft = fw.render_nft();
         assert!(nft.contains("ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade"), "{nft}");
         assert!(nft.contains("delete table ip netlab_nat"), "{nft}");
-        assert_eq!(
-            fw.render_iptables("nat").last().unwrap(),
-            "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"
-        );
     }
 
     #[test]
@@ -261,9 +195,6 @@ mod tests {
         let nft = fw.render_nft();
         assert!(nft.contains("iifname \"eth0\" tcp dport 80 dnat to 192.168.15.2:80"), "{nft}");
         assert!(nft.contains("fib daddr type local tcp dport 80 dnat to 192.168.15.2:80"), "{nft}");
-        assert!(fw.render_iptables("nat").contains(
-            &"-A PREROUTING -i eth0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.15.2:80".to_string()
-        ));
     }
 
     #[test]
@@ -275,7 +206,6 @@ mod tests {
         assert!(nft.contains("iifname \"br0\" oifname \"br0\" accept"), "{nft}");
         assert!(nft.contains("meta ibrname \"br0\" meta obrname \"br0\" accept"), "{nft}");
         assert!(nft.contains("meta protocol { ip, ip6 } drop"), "{nft}");
-        assert_eq!(fw.render_iptables("filter")[1], "-P FORWARD DROP");
         fw.forward_policy = Some(Policy::Accept);
         assert!(!fw.render_nft().contains("meta protocol { ip, ip6 } drop"));
     }

@@ -4,6 +4,7 @@ pub mod addr;
 pub mod error;
 pub mod exec;
 pub mod firewall;
+pub mod iptables;
 pub mod lab;
 pub mod link;
 pub mod names;

@@ -41,7 +41,7 @@ docs! {
     "forward_policy": "forward_policy(node, \"drop\" | \"accept\")" => "`iptables --policy FORWARD DROP|ACCEPT`, for routed and bridged IPv4/IPv6 traffic.";
     "forward_accept": "forward_accept(node, #{in: \"br0\", out: \"eth0\", src: \"10.0.0.0/24\", dst: \"...\"})" => "`iptables -A FORWARD ... -j ACCEPT` (for bridged traffic in/out name the bridge).";
     "nft_ruleset": "nft_ruleset(node)" => "`nft list ruleset` inside the node.";
-    "iptables_rules": "iptables_rules(node, \"nat\" | \"filter\")" => "netlab's rules of the node as `iptables -S` would print them, an array of strings.";
+    "iptables_rules": "iptables_rules(node, \"nat\" | \"filter\")" => "the node's rules as `iptables -S` prints them, read from the kernel: every rule in the node, not only netlab's; an array of strings.";
     "resolv_conf": "resolv_conf(node, \"nameserver 198.51.100.53\")  or  resolv_conf(node)" => "Writes (or reads) /etc/netns/NAME/resolv.conf, where `ip netns exec NAME` finds it (the host's: /etc/resolv.conf), inside the sandbox only. Nodes start with no nameserver.";
     "hosts_file": "hosts_file(node, \"203.0.113.10 web\")  or  hosts_file(node)" => "Writes (or reads) the node's /etc/netns/NAME/hosts, as `ip netns exec` applies it.";
     "hostname": "hostname(node, \"name\")  or  hostname(node)" => "Set (or read) the node's hostname in its own UTS namespace.";

@@ -4,6 +4,7 @@ use std::rc::Rc;
 
 use netlab_runtime::addr::{parse_cidr, parse_prefix};
 use netlab_runtime::firewall::{ForwardAccept, Masquerade, Policy, PortForward, Proto};
+use netlab_runtime::iptables::IptTable;
 use netlab_runtime::{Error, Lab, LinkName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
@@ -112,13 +113,13 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         "iptables_rules",
         move |ctx: NativeCallContext, node: Dynamic, table: &str| -> RhaiResult<Array> {
             let node = node_arg(&ctx, &l, &node)?;
-            if table != "nat" && table != "filter" {
+            let Some(table) = IptTable::parse(table) else {
                 return Err(super::values::runtime_error(
                     &ctx,
                     format!("iptables_rules: table is \"nat\" or \"filter\", not {table:?}"),
                 ));
-            }
-            let rules = node.firewall.borrow().render_iptables(table);
+            };
+            let rules = to_rhai(&ctx, l.iptables_rules(&node, table))?;
             Ok(rules.into_iter().map(Dynamic::from).collect())
         },
     );
