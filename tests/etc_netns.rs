@@ -87,3 +87,28 @@ fn keep_shell_sees_the_nodes_resolv_conf() {
     assert!(last.starts_with("nameserver 198.51.100.53"), "the shell printed {last:?}:\n{stdout}");
     assert_eq!(before, machine_etc());
 }
+
+/// Where /etc cannot be overlaid (forced here with NETLAB_ETC_OVERLAY=0), a node's
+/// files still work through exec_in, and the sandbox's /etc is read-only: a lab can
+/// never write the machine's /etc, on any kernel.
+#[test]
+fn without_the_overlay_etc_is_read_only() {
+    let before = machine_etc();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lab = dir.path().join("ro.rhai");
+    std::fs::write(
+        &lab,
+        r#"
+let c4 = netns("container4");
+resolv_conf(c4, "nameserver 198.51.100.53");
+expect_eq(exec_in(c4, "cat /etc/resolv.conf").stdout, "nameserver 198.51.100.53\n", "exec_in sees the node's file");
+let r = exec_in(host(), "sh -c 'mkdir -p /etc/netns/container4'");
+expect(r.code != 0 && r.stderr.contains("Read-only file system"), "the machine's /etc is read-only");
+"#,
+    )
+    .expect("write lab");
+    let out = netlab().arg("run").arg(&lab).env("NETLAB_ETC_OVERLAY", "0").output().expect("netlab runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(before, machine_etc());
+}

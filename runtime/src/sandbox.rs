@@ -95,7 +95,17 @@ pub fn enter() -> Result<()> {
     for dir in [NETNS_DIR, NODE_ETC_DIR] {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
     }
-    ETC_OVERLAID.store(overlay_etc().is_ok(), std::sync::atomic::Ordering::Relaxed);
+    // NETLAB_ETC_OVERLAY=0 forces the fallback, so tests can check it on any kernel.
+    let overlay = if std::env::var_os("NETLAB_ETC_OVERLAY").is_some_and(|v| v == "0") {
+        Err(std::io::ErrorKind::Unsupported.into())
+    } else {
+        overlay_etc()
+    };
+    match overlay {
+        Ok(()) => ETC_OVERLAID.store(true, std::sync::atomic::Ordering::Relaxed),
+        // No overlay: then at least nothing in the lab may write the machine's /etc.
+        Err(_) => protect_etc().map_err(|e| sandbox_err("making /etc read-only in the sandbox", e))?,
+    }
     // SAFETY: no other thread exists yet (enter() runs first thing in main).
     unsafe { std::env::set_var(SANDBOX_ENV, "1") };
     Ok(())
@@ -122,6 +132,14 @@ fn overlay_etc() -> std::io::Result<()> {
         let _ = nix::mount::umount2("/etc", nix::mount::MntFlags::MNT_DETACH);
     }
     prepared
+}
+
+/// A read-only bind of /etc over itself: a program of the lab that tries to write
+/// there (`echo ... > /etc/netns/X/resolv.conf`) gets "Read-only file system".
+fn protect_etc() -> nix::Result<()> {
+    mount(Some("/etc"), "/etc", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mount(None::<&str>, "/etc", None::<&str>, flags, None::<&str>)
 }
 
 fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {
