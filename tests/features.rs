@@ -131,3 +131,44 @@ fn test_runs_labs_in_parallel_and_writes_junit() {
     assert!(xml.contains("bad.rhai") && xml.contains("<failure"), "{xml}");
     assert_eq!(before, machine_state());
 }
+
+/// `ip netns delete`: the name goes, the namespace's veths take their peers along at
+/// once, the old handle is refused with a hint, and the name can be used again.
+#[test]
+fn del_netns_deletes_the_namespace_and_its_links() {
+    let out = passes(
+        "del_netns.rhai",
+        r#"
+let c4 = netns("container4");
+veth(host(), "brid4", c4, "veth4");
+del_netns(c4);
+expect(!links(host()).some(|l| l.name == "brid4"), "brid4 went with container4");
+expect(!exec_in(host(), "ip netns list").stdout.contains("container4"), "ip netns list no longer shows it");
+let again = netns("container4");
+expect_eq(links(again).map(|l| l.name), ["lo"], "netns() makes a fresh container4");
+"#,
+    );
+    assert!(out.contains("brid4 went with container4"), "{out}");
+    let (code, _, err) = run_text("del_netns_old_handle.rhai", "let c = netns(\"c\");\ndel_netns(c);\nlinks(c);\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("c was deleted (del_netns)"), "{err}");
+    let (code, _, err) = run_text("del_host.rhai", "del_netns(host());\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be deleted"), "{err}");
+}
+
+/// Like nginx's `listen 80; listen [::]:80;`: an IPv6 server is IPv6-only, so both
+/// listen at once, as `ss -tln` shows.
+#[test]
+fn ipv4_and_ipv6_servers_share_a_port() {
+    passes(
+        "v6only.rhai",
+        r#"
+let d = netns("d");
+http_server(d, "0.0.0.0:80", "v4");
+http_server(d, "[::]:80", "v6");
+let ss = exec_in(d, "ss -Htln").stdout;
+expect(ss.contains("0.0.0.0:80") && ss.contains("[::]:80"), "ss -tln: both sockets");
+"#,
+    );
+}

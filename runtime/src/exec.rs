@@ -105,7 +105,7 @@ pub async fn exec_in(
             c
         }
     };
-    let netns_fd = node.ns.as_raw_fd();
+    let netns_fd = node.ns()?.as_raw_fd();
     let uts_fd = node.uts.borrow().as_ref().map(|f| f.as_raw_fd());
     let binds = binds.iter().map(|(src, dst)| Ok((cstring(src)?, cstring(dst)?))).collect::<Result<Vec<_>>>()?;
     command

@@ -196,7 +196,7 @@ impl Node {
             let index = next_ifindex(2);
             let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str()).index(index + 1);
             if !std::ptr::eq(self, peer_node) {
-                peer_msg = peer_msg.setns_by_fd(peer_node.ns.as_raw_fd());
+                peer_msg = peer_msg.setns_by_fd(peer_node.ns()?.as_raw_fd());
             }
             let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
                 .name(name.as_str())
@@ -218,7 +218,7 @@ impl Node {
 
     /// `ip link set NAME netns TARGET [name NEW]`: moves a link into another node.
     pub async fn move_link(&self, name: &LinkName, target: &Node, new_name: &LinkName) -> Result<()> {
-        let msg = LinkUnspec::new_with_name(name.as_str()).setns_by_fd(target.ns.as_raw_fd()).build();
+        let msg = LinkUnspec::new_with_name(name.as_str()).setns_by_fd(target.ns()?.as_raw_fd()).build();
         match self.handle()?.link().set(msg).execute().await {
             Ok(()) => {}
             Err(e) => return Err(self.link_error("moving", name, e).await),

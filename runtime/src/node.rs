@@ -19,8 +19,9 @@ use crate::sysctl;
 
 pub struct Node {
     pub name: NodeName,
-    /// Handle on the namespace; keeps it alive as long as the lab runs.
-    pub ns: File,
+    /// Handle on the namespace; keeps it alive until the lab ends or deletes the
+    /// node (None then).
+    ns: RefCell<Option<File>>,
     /// This node's rtnetlink connection, opened on first use from inside the node and
     /// closed again when many nodes are open (see `handle()`).
     netlink: Rc<RefCell<Option<rtnetlink::Handle>>>,
@@ -46,7 +47,7 @@ impl Node {
         setup_defaults(&name)?;
         Ok(Node {
             name,
-            ns,
+            ns: RefCell::new(Some(ns)),
             netlink: Rc::new(RefCell::new(Some(handle))),
             pinned: true,
             uts: Default::default(),
@@ -71,7 +72,7 @@ impl Node {
             setup_defaults(&name)?;
             Ok(Node {
                 name: name.clone(),
-                ns,
+                ns: RefCell::new(Some(ns)),
                 netlink: Default::default(),
                 pinned: false,
                 uts: Default::default(),
@@ -117,9 +118,29 @@ impl Node {
         Ok(handle)
     }
 
+    /// The namespace handle, unless the node was deleted.
+    pub fn ns(&self) -> Result<std::cell::Ref<'_, File>> {
+        std::cell::Ref::filter_map(self.ns.borrow(), |ns| ns.as_ref()).map_err(|_| Error::NoSuchNode {
+            name: self.name.to_string(),
+            help: Some(format!("{} was deleted (del_netns); netns(\"{}\") makes a new one", self.name, self.name)),
+        })
+    }
+
+    /// Whether del_netns() released this node.
+    pub fn is_deleted(&self) -> bool {
+        self.ns.borrow().is_none()
+    }
+
+    /// Drops netlab's hold on the namespace (its handle and netlink connection), so
+    /// the kernel destroys it once nothing else holds it, as after `ip netns delete`.
+    pub fn release(&self) {
+        self.netlink.borrow_mut().take();
+        self.ns.borrow_mut().take();
+    }
+
     /// Runs `f` inside this node's network namespace.
     pub fn enter<T>(&self, home: &File, f: impl FnOnce() -> T) -> Result<T> {
-        in_netns_file(home, &self.ns, f)
+        in_netns_file(home, &*self.ns()?, f)
     }
 }
 

@@ -16,6 +16,7 @@ macro_rules! docs {
 docs! {
     "host": "host()" => "The lab's host: the sandbox's own network namespace (the tutorials' \"default namespace\").";
     "netns": "netns(\"name\")" => "`ip netns add name`: a new network namespace; returns its Node.";
+    "del_netns": "del_netns(node)" => "`ip netns delete NAME`: the name goes and the namespace with its links (a veth takes its peer in another node along); netns(\"NAME\") can make a new one.";
     "node": "node(\"name\")" => "The Node of an existing namespace, by name.";
     "veth": "veth(node_a, \"name_a\", node_b, \"name_b\")  or  veth(node, \"name_a\", \"name_b\")" => "`ip link add name_a type veth peer name name_b netns node_b`: a veth pair, each end created in its node.";
     "bridge": "bridge(node, \"br0\")" => "`ip link add br0 type bridge` in the node.";

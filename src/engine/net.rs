@@ -29,6 +29,11 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         to_rhai(&ctx, l.create_node(name)).map(NodeRef)
     });
     let l = lab.clone();
+    engine.register_fn("del_netns", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<()> {
+        let node = node_arg(&ctx, &l, &node)?;
+        to_rhai(&ctx, l.delete_node(&node))
+    });
+    let l = lab.clone();
     engine.register_fn("node", move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
         to_rhai(&ctx, l.node(name)).map(NodeRef)
     });

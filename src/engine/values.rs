@@ -55,6 +55,8 @@ pub fn to_rhai<T>(ctx: &NativeCallContext, r: Result<T, Error>) -> RhaiResult<T>
 /// A node argument: a Node handle or a node's name.
 pub fn node_arg(ctx: &NativeCallContext, lab: &Lab, value: &Dynamic) -> RhaiResult<Rc<Node>> {
     if let Some(node) = value.clone().try_cast::<NodeRef>() {
+        // A node deleted with del_netns() is gone, as after `ip netns delete`.
+        to_rhai(ctx, node.0.ns().map(|_| ()))?;
         return Ok(node.0);
     }
     if let Ok(name) = value.clone().into_immutable_string() {

@@ -22,7 +22,7 @@ use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NODE_ETC_DIR, NO_NAMESERVER};
 pub const NODE_FILES: &[&str] = &["resolv.conf", "hosts"];
 
 impl Lab {
-    fn is_host(&self, node: &Node) -> bool {
+    pub(crate) fn is_host(&self, node: &Node) -> bool {
         std::ptr::eq(node, &*self.host)
     }
 

@@ -160,6 +160,45 @@ impl Lab {
         Ok(node)
     }
 
+    /// `ip netns delete NAME`: the name goes from /run/netns and netlab lets go of
+    /// the namespace, so the kernel destroys it with its links. Its veths are
+    /// deleted first, taking their peers in other nodes with them at once (the
+    /// kernel would do that a little later, in the background). A server started
+    /// in the node keeps its socket, like a process keeps a deleted namespace alive.
+    pub fn delete_node(&self, node: &Rc<Node>) -> Result<()> {
+        if self.is_host(node) {
+            return Err(Error::BadNodeName {
+                name: node.name.to_string(),
+                reason: "the host is the sandbox's own namespace; it cannot be deleted".into(),
+            });
+        }
+        let veths: Vec<LinkName> = self
+            .rt
+            .block_on(node.links())?
+            .into_iter()
+            .filter(|l| l.kind == "veth")
+            .filter_map(|l| LinkName::new(&l.name).ok())
+            .collect();
+        for veth in &veths {
+            self.rt.block_on(node.delete_link(veth))?;
+        }
+        let path = std::path::Path::new(crate::sandbox::NETNS_DIR).join(node.name.as_str());
+        nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| Error::io(format!("unmounting {}", path.display()), e.into()))?;
+        std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        self.nodes.borrow_mut().remove(node.name.as_str());
+        let name = node.name.to_string();
+        self.bridge_nodes.borrow_mut().remove(&name);
+        self.touched.borrow_mut().remove(&name);
+        self.neigh_warm.borrow_mut().remove(&name);
+        self.tuned.borrow_mut().retain(|(n, _, _)| *n != name);
+        node.release();
+        // Peers elsewhere went with the veths: look at every node again.
+        self.mark_changed();
+        self.check_all.set(true);
+        Ok(())
+    }
+
     pub fn node(&self, name: &str) -> Result<Rc<Node>> {
         self.nodes.borrow().get(name).cloned().ok_or_else(|| Error::NoSuchNode {
             name: name.to_string(),

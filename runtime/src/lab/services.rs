@@ -32,6 +32,30 @@ pub struct Listening {
     pub local: SocketAddr,
 }
 
+/// A listening TCP socket as servers like nginx make it: SO_REUSEADDR, and an IPv6
+/// one only for IPv6 (IPV6_V6ONLY), so `[::]:80` and `0.0.0.0:80` can both listen,
+/// as `ss -tln` shows for nginx's two `listen` lines.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    Ok(sock.into())
+}
+
+/// A bound UDP socket; an IPv6 one only for IPv6, as for TCP.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
 impl Lab {
     fn bind_error(node: &Node, what: &str, addr: SocketAddr, e: std::io::Error) -> Error {
         let mut err = Error::kernel("binding", node.name.as_str(), format!("{what} on {addr}"), e);
@@ -50,7 +74,7 @@ impl Lab {
     /// An HTTP server in `node` answering every request with `status` and `body`.
     pub fn start_http_server(&self, node: &Node, addr: SocketAddr, body: &str, status: u16) -> Result<Rc<Server>> {
         let listener = node
-            .enter(&self.home, || std::net::TcpListener::bind(addr))?
+            .enter(&self.home, || tcp_listener(addr))?
             .map_err(|e| Self::bind_error(node, "HTTP server", addr, e))?;
         let http =
             self.rt.block_on(async { service::start_http(listener, body.to_string(), status) }).map_err(|e| {
@@ -68,9 +92,8 @@ impl Lab {
         addr: SocketAddr,
         records: Vec<(String, IpAddr)>,
     ) -> Result<Rc<Server>> {
-        let socket = node
-            .enter(&self.home, || std::net::UdpSocket::bind(addr))?
-            .map_err(|e| Self::bind_error(node, "DNS server", addr, e))?;
+        let socket =
+            node.enter(&self.home, || udp_socket(addr))?.map_err(|e| Self::bind_error(node, "DNS server", addr, e))?;
         let dns = self.rt.block_on(async { service::start_dns(socket, records) }).map_err(|e| {
             Error::io(format!("starting a DNS server in {}", node.name), std::io::Error::other(e.to_string()))
         })?;
@@ -93,7 +116,7 @@ impl Lab {
         F: std::future::Future<Output = T> + Send + 'static,
     {
         self.settle()?;
-        let ns = node.ns.try_clone().map_err(|e| Error::io("duplicating a namespace handle", e))?;
+        let ns = node.ns()?.try_clone().map_err(|e| Error::io("duplicating a namespace handle", e))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let run = || -> std::io::Result<T> {
