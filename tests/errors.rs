@@ -211,7 +211,14 @@ fn usage_errors_exit_2() {
 fn negative_check_with_the_wrong_reason_fails() {
     // No route at all: the kernel says "Network is unreachable", not silence.
     let text = "let a = netns(\"a\");\nexpect_no_ping(a, \"10.9.9.9\", #{error: \"\"});\n";
-    fails("reason.rhai", text, 1, "netlab::check_failed", "expect_no_ping(a, \"10.9.9.9\"", "not for the reason silence");
+    fails(
+        "reason.rhai",
+        text,
+        1,
+        "netlab::check_failed",
+        "expect_no_ping(a, \"10.9.9.9\"",
+        "not for the reason silence",
+    );
     let text = "let a = netns(\"a\");\nexpect_no_ping(a, \"10.9.9.9\", #{error: \"Network is unreachable\"});\n";
     let (code, out, err) = run_text("reason-ok.rhai", text);
     assert_eq!(code, 0, "{out}{err}");

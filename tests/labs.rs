@@ -1,5 +1,8 @@
-//! Every lab in labs/ runs in its own sandbox and exits 0, and leaves the machine as
-//! it found it.
+//! Every lab in labs/ runs in its own sandbox and exits 0, leaves the machine as it
+//! found it, and is proven: `netlab prove` runs it with each `// break:` tag removed (a
+//! check marked `// needs:` must fail) and each `// fix:` applied just before its
+//! negative check (that check must fail). prove also refuses a negative check without
+//! a fix and a tag without its counterpart, so no check or tag can go unproven.
 
 mod common;
 
@@ -15,9 +18,24 @@ fn lab_passes(name: &str) {
     assert_eq!(before, machine_state(), "{name} changed the machine");
 }
 
+fn proven(lab: &str) {
+    let before = machine_state();
+    let out = common::netlab().arg("prove").arg(root().join("labs").join(lab)).output().expect("netlab runs");
+    let (code, stdout, stderr) = common::decode(out);
+    assert_eq!(code, 0, "{lab} is not proven:\n{stdout}\n{stderr}");
+    assert!(!stdout.contains('✗'), "{stdout}");
+    assert!(stdout.contains('✓'), "{lab} has no proof cases:\n{stdout}");
+    assert_eq!(before, machine_state(), "proving {lab} changed the machine");
+}
+
 macro_rules! labs {
     ($($test:ident => $file:literal),* $(,)?) => {
-        $( #[test] fn $test() { lab_passes($file); } )*
+        mod passes {
+            $( #[test] fn $test() { super::lab_passes($file); } )*
+        }
+        mod proven {
+            $( #[test] fn $test() { super::proven($file); } )*
+        }
         const LISTED: &[&str] = &[$($file),*];
     };
 }

@@ -1,56 +1,9 @@
-//! Every check of every lab can fail: `netlab prove` runs each lab with each
-//! `// break:` tag removed (a positive check marked `// needs:` must fail) and each
-//! `// fix:` applied just before its negative check (that check must fail). It also
-//! rejects a negative check without a fix and a tag without its counterpart, so a
-//! new check or tag cannot go unproven.
+//! `netlab prove` itself: it refuses unmarked negative checks and unpaired tags, and
+//! catches a fix that changes nothing. (tests/labs.rs proves every lab in labs/.)
 
 mod common;
 
-use common::{machine_state, netlab, root};
-
-fn proven(lab: &str) {
-    let before = machine_state();
-    let out = netlab().arg("prove").arg(root().join("labs").join(lab)).output().expect("netlab runs");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{lab} is not proven:\n{stdout}\n{stderr}");
-    assert!(!stdout.contains('✗'), "{stdout}");
-    assert!(stdout.lines().filter(|l| l.contains('✓')).count() > 0, "{lab} has no proof cases:\n{stdout}");
-    assert_eq!(before, machine_state(), "proving {lab} changed the machine");
-}
-
-macro_rules! labs {
-    ($($test:ident => $file:literal),* $(,)?) => {
-        $( #[test] fn $test() { proven($file); } )*
-        const LISTED: &[&str] = &[$($file),*];
-    };
-}
-
-labs! {
-    netns_loopback => "netns_loopback.rhai",
-    veth_direct => "veth_direct.rhai",
-    bridge => "bridge.rhai",
-    bridge_nat => "bridge_nat.rhai",
-    red_blue => "red_blue.rhai",
-    red_blue_bridge => "red_blue_bridge.rhai",
-    docker0 => "docker0.rhai",
-    docker_modes => "docker_modes.rhai",
-    port_reuse => "port_reuse.rhai",
-}
-
-/// A new seed lab cannot be forgotten here.
-#[test]
-fn every_lab_is_listed() {
-    let mut found: Vec<String> = std::fs::read_dir(root().join("labs"))
-        .expect("labs/")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".rhai"))
-        .collect();
-    found.sort();
-    let mut listed: Vec<String> = LISTED.iter().map(|s| s.to_string()).collect();
-    listed.sort();
-    assert_eq!(found, listed);
-}
+use common::netlab;
 
 /// A lab whose negative check has no fix, or whose tags don't pair up, is refused
 /// with exit 2 and the line named.

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use netlab_runtime::lab::{Server, ServerKind};
+use netlab_runtime::outcome::{Reason, Wanted};
 use netlab_runtime::{Error, Lab, Node};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
@@ -294,15 +295,7 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
         let title = format!("{} cannot curl {url}", node.name);
         to_rhai(&ctx, l.forget_unresolved_neighbours())?;
         match to_rhai(&ctx, curl_once(&l, &node, url, window))? {
-            Err(e) => {
-                let reasons = e.reasons().map_err(|mistake| runtime_error(&ctx, mistake))?;
-                if let Some(w) = wanted.filter(|w| !w.satisfied_by(&reasons)) {
-                    let detail = format!("no answer, but not for the reason {w}: {e}");
-                    return Err(check_failure(&ctx, &r, title, detail, None));
-                }
-                r.borrow_mut().check_passed(&format!("{title}: {e}"));
-                Ok(())
-            }
+            Err(e) => nothing_got_through(&ctx, &r, title, &e, e.reasons(), wanted),
             Ok(rep) => Err(check_failure(
                 &ctx,
                 &r,
@@ -352,15 +345,7 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
         let title = format!("{} cannot resolve {name}", node.name);
         to_rhai(&ctx, l.forget_unresolved_neighbours())?;
         match to_rhai(&ctx, l.resolve(&node, name, window))? {
-            Err(e) => {
-                let reasons = e.reasons().map_err(|mistake| runtime_error(&ctx, mistake))?;
-                if let Some(w) = wanted.filter(|w| !w.satisfied_by(&reasons)) {
-                    let detail = format!("not resolved, but not for the reason {w}: {e}");
-                    return Err(check_failure(&ctx, &r, title, detail, None));
-                }
-                r.borrow_mut().check_passed(&format!("{title}: {e}"));
-                Ok(())
-            }
+            Err(e) => nothing_got_through(&ctx, &r, title, &e, e.reasons(), wanted),
             Ok(ips) => Err(check_failure(
                 &ctx,
                 &r,
@@ -375,6 +360,26 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
         e(ctx, node, name, Map::new())
     });
     engine.register_fn("expect_no_resolve", expect_no_resolve);
+}
+
+/// A negative probe got no answer: the check passes, unless the lab required a
+/// reason and this was not it, or the failure was the lab's own mistake (a malformed
+/// URL or name: a script error, never a pass).
+fn nothing_got_through(
+    ctx: &NativeCallContext,
+    rep: &RefCell<Reporter>,
+    title: String,
+    error: &dyn std::fmt::Display,
+    reasons: Result<Vec<Reason>, String>,
+    wanted: Option<Wanted>,
+) -> RhaiResult<()> {
+    let reasons = reasons.map_err(|mistake| runtime_error(ctx, mistake))?;
+    if let Some(w) = wanted.filter(|w| !w.satisfied_by(&reasons)) {
+        let detail = format!("nothing got through, but not for the reason {w}: {error}");
+        return Err(check_failure(ctx, rep, title, detail, None));
+    }
+    rep.borrow_mut().check_passed(&format!("{title}: {error}"));
+    Ok(())
 }
 
 fn short(body: &str) -> String {
