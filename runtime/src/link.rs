@@ -193,14 +193,17 @@ impl Node {
             // kernel's default every namespace's first link is 2, and a veth whose
             // ifindex equals its peer's gets its "link up" handled up to a second
             // late (a non-urgent linkwatch event), dropping the first packets.
+            // The peer gets the lower index, as with `ip link add NAME type veth peer
+            // name PEER` (the kernel registers the peer first), so listings are in the
+            // tutorials' order (veth1@veth0 before veth0@veth1).
             let index = next_ifindex(2);
-            let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str()).index(index + 1);
+            let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str()).index(index);
             if !std::ptr::eq(self, peer_node) {
                 peer_msg = peer_msg.setns_by_fd(peer_node.ns()?.as_raw_fd());
             }
             let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
                 .name(name.as_str())
-                .index(index)
+                .index(index + 1)
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
                 .build();
             let Err(e) = self.handle()?.link().add(msg).execute().await else { return Ok(()) };

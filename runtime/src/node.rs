@@ -29,8 +29,9 @@ pub struct Node {
     pinned: bool,
     /// The node's UTS namespace once it has a hostname of its own.
     pub uts: std::cell::RefCell<Option<File>>,
-    /// NAT and forwarding rules netlab keeps for this node (see firewall.rs).
-    pub firewall: std::cell::RefCell<crate::firewall::Firewall>,
+    /// The forwarding filter for bridged frames netlab keeps for this node (see
+    /// firewall.rs); its iptables rules live in the kernel only.
+    pub bridge_filter: std::cell::RefCell<crate::firewall::BridgeFilter>,
 }
 
 impl std::fmt::Debug for Node {
@@ -51,7 +52,7 @@ impl Node {
             netlink: Rc::new(RefCell::new(Some(handle))),
             pinned: true,
             uts: Default::default(),
-            firewall: Default::default(),
+            bridge_filter: Default::default(),
         })
     }
 
@@ -76,7 +77,7 @@ impl Node {
                 netlink: Default::default(),
                 pinned: false,
                 uts: Default::default(),
-                firewall: Default::default(),
+                bridge_filter: Default::default(),
             })
         })();
         nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)

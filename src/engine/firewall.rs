@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use netlab_runtime::addr::{parse_cidr, parse_prefix};
-use netlab_runtime::firewall::{ForwardAccept, Masquerade, Policy, PortForward, Proto};
+use netlab_runtime::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
 use netlab_runtime::iptables::IptTable;
 use netlab_runtime::{Error, Lab, LinkName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
@@ -22,7 +22,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
         let source = to_rhai(&ctx, parse_prefix(source))?.unwrap_or_else(|| "0.0.0.0/0".parse().expect("valid"));
         let rule =
             Masquerade { source, out: link_opt(&ctx, &opts, "out")?, not_out: link_opt(&ctx, &opts, "not_out")? };
-        to_rhai(&ctx, l.update_firewall(&node, |fw| fw.masquerades.push(rule)))
+        to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::Masquerade(rule)))
     };
     let m = masq.clone();
     engine.register_fn("masquerade", move |ctx: NativeCallContext, node: Dynamic, source: &str| {
@@ -55,7 +55,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             Some(v) => v.as_bool().map_err(|_| super::values::type_error(&ctx, "true or false", v))?,
         };
         let rule = PortForward { proto, port, to, in_link: link_opt(&ctx, &opts, "in")?, local };
-        to_rhai(&ctx, l.update_firewall(&node, |fw| fw.port_forwards.push(rule)))
+        to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::PortForward(rule)))
     };
     let f = forward.clone();
     engine.register_fn("port_forward", move |ctx: NativeCallContext, node: Dynamic, port: i64, to: &str| {
@@ -83,7 +83,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
                     )
                 }
             };
-            to_rhai(&ctx, l.update_firewall(&node, |fw| fw.forward_policy = Some(policy)))
+            to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::ForwardPolicy(policy)))
         },
     );
 
@@ -100,7 +100,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             source: net("src")?,
             destination: net("dst")?,
         };
-        to_rhai(&ctx, l.update_firewall(&node, |fw| fw.forward_accepts.push(rule)))
+        to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::ForwardAccept(rule)))
     });
 
     let l = lab.clone();

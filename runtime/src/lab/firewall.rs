@@ -1,26 +1,49 @@
-//! Applying a node's NAT and forwarding rules: one `nft -f -` inside the node; and
-//! reading every rule of the node back from the kernel.
+//! Applying a node's NAT and forwarding rules (`iptables-restore --noflush` inside
+//! the node, and netlab's bridge table with `nft -f -`); and reading every rule of
+//! the node back from the kernel.
 
 use std::time::Duration;
 
 use super::Lab;
 use crate::error::{Error, Result};
 use crate::exec::{self, CommandLine};
-use crate::firewall::Firewall;
+use crate::firewall::FirewallChange;
 use crate::iptables::{IptTable, Ruleset};
 use crate::node::Node;
 
 impl Lab {
-    /// Changes the node's rules with `change`, then applies the whole ruleset. On
-    /// failure the rules are left as they were.
-    pub fn update_firewall(&self, node: &Node, change: impl FnOnce(&mut Firewall)) -> Result<()> {
-        let mut next = node.firewall.borrow().clone();
-        change(&mut next);
-        let text = next.render_nft();
-        self.nft(node, "nft -f -", Some(text.as_bytes()), "applying nftables rules", "netlab's tables")?;
-        *node.firewall.borrow_mut() = next;
+    /// Applies one change to the node's firewall, as the tutorial's iptables command
+    /// would (appended to iptables' own tables), and keeps netlab's bridge table in
+    /// step with the FORWARD policy. Each family's change is one transaction.
+    pub fn apply_firewall(&self, node: &Node, change: &FirewallChange) -> Result<()> {
+        let input = change.restore_input();
+        for (tool, text) in [("iptables-restore", &input.v4), ("ip6tables-restore", &input.v6)] {
+            if let Some(text) = text {
+                let line = format!("{tool} --noflush");
+                self.nft(node, &line, Some(text.as_bytes()), "applying iptables rules", text.trim())?;
+            }
+        }
+        let next = change.apply_to(&node.bridge_filter.borrow());
+        if let Some(next) = next {
+            // With br_netfilter active, bridged frames meet iptables' FORWARD chain
+            // itself, as in the tutorials; netlab's bridge table only stands in for it.
+            if !self.bridged_traffic_meets_iptables(node) {
+                let text = next.render_nft();
+                self.nft(node, "nft -f -", Some(text.as_bytes()), "applying nftables rules", "netlab's bridge table")?;
+            }
+            *node.bridge_filter.borrow_mut() = next;
+        }
         self.mark_changed();
         Ok(())
+    }
+
+    /// Whether br_netfilter passes the node's bridged IPv4 and IPv6 frames through
+    /// iptables (`net.bridge.bridge-nf-call-ip{,6}tables` = 1; the keys exist only
+    /// while the module is loaded).
+    fn bridged_traffic_meets_iptables(&self, node: &Node) -> bool {
+        ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
+            .iter()
+            .all(|key| self.get_sysctl(node, key).is_ok_and(|v| v.trim() == "1"))
     }
 
     /// `nft list ruleset` inside the node: the kernel's real rules.
