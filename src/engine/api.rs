@@ -37,7 +37,7 @@ docs! {
     "addrs": "addrs(node)" => "`ip addr`: an array of maps {dev, cidr, ip, prefix, broadcast}.";
     "routes": "routes(node)" => "`ip route`: an array of maps {dst, via, dev, scope}.";
     "neighbors": "neighbors(node)" => "`ip neigh` / `arp`: an array of maps {ip, mac, dev, state}.";
-    "masquerade": "masquerade(node, \"10.0.0.0/24\")  or  masquerade(node, \"172.17.0.0/16\", #{not_out: \"docker0\"} | #{out: \"eth0\"})" => "`iptables -t nat -A POSTROUTING -s SRC [! -o IF] -j MASQUERADE`, as nftables in the node.";
+    "masquerade": "masquerade(node, \"10.0.0.0/24\")  or  masquerade(node, \"172.17.0.0/16\", #{not_out: \"docker0\"} | #{out: \"eth0\"})" => "`iptables -t nat -A POSTROUTING -s SRC [! -o IF] -j MASQUERADE` in the node: appended to iptables' own nat table, so `iptables -t nat -S` there lists it.";
     "port_forward": "port_forward(node, 80, \"192.168.15.2:80\")  or  port_forward(node, 8080, \"10.0.0.2:80\", #{in: \"eth0\", proto: \"tcp\", local: true})" => "DNAT: `iptables -t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination ...`; `local` (default true) also forwards connections the node makes to its own addresses.";
     "forward_policy": "forward_policy(node, \"drop\" | \"accept\")" => "`iptables --policy FORWARD DROP|ACCEPT`, for routed and bridged IPv4/IPv6 traffic.";
     "forward_accept": "forward_accept(node, #{in: \"br0\", out: \"eth0\", src: \"10.0.0.0/24\", dst: \"...\"})" => "`iptables -A FORWARD ... -j ACCEPT` (for bridged traffic in/out name the bridge).";
