@@ -180,9 +180,14 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
         if (stop_at_first && report.received > 0) || Instant::now() >= end {
             break;
         }
-        // A watch can also end once a whole neighbour resolution has failed (the
-        // kernel reports it only after its last ARP/ND probe): nothing answers there.
-        if !stop_at_first && report.received == 0 && report.reasons.iter().any(|r| r.is("host-unreachable")) {
+        // A watch can also end at the first ICMP error that says where the path ends:
+        // a router without a route, a whole neighbour resolution that failed (the
+        // kernel reports that only after its last ARP/ND probe), a reject rule. Nothing
+        // in the paused lab can change those while the window runs.
+        let definitive = |r: &Reason| {
+            matches!(r, Reason::NetUnreachable { .. } | Reason::HostUnreachable { .. } | Reason::Prohibited { .. })
+        };
+        if !stop_at_first && report.received == 0 && report.reasons.iter().any(definitive) {
             break;
         }
     }
