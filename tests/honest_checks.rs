@@ -106,3 +106,18 @@ fn malformed_inputs_are_the_labs_mistake() {
         assert!(err.contains(message), "{call}: {err}");
     }
 }
+
+/// A watch ends early only when nothing can still come back: while a neighbour
+/// resolution is in progress (the peer end is down, so ARP is never answered) it
+/// lasts until the kernel gives up on it, a whole resolution (6 probes 10 ms apart).
+#[test]
+fn a_watch_lasts_while_a_neighbour_resolution_is_in_progress() {
+    let text = lab(r#"
+up(a, "x");
+let t = timestamp();
+expect_no_ping(a, "10.0.0.2");
+expect(t.elapsed >= 0.045, `the watch lasted a whole neighbour resolution (${t.elapsed} s)`);
+"#);
+    let (code, out, err) = run_text("watch_resolution.rhai", &text);
+    assert_eq!(code, 0, "{out}\n{err}");
+}

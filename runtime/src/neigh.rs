@@ -53,6 +53,11 @@ impl Node {
         Ok(())
     }
 
+    /// Whether an entry is being resolved (INCOMPLETE): packets wait for it.
+    pub async fn resolving_neighbours(&self) -> Result<bool> {
+        Ok(self.neighbour_messages().await?.iter().any(|m| m.header.state == NeighbourState::Incomplete))
+    }
+
     /// The neighbour table (`ip neigh`).
     pub async fn neighbours(&self) -> Result<Vec<Neighbour>> {
         Ok(self.neighbour_messages().await?.iter().filter_map(neighbour).collect())

@@ -41,6 +41,9 @@ pub struct PingReport {
     pub neigh_table_full: bool,
 }
 
+/// How often a watch asks whether anything can still arrive.
+const QUIET_CHECK_EVERY: Duration = Duration::from_millis(10);
+
 /// Creates the socket; call it from inside the node's namespace.
 pub fn icmp_socket(dst: IpAddr) -> io::Result<Socket> {
     let sock = match dst {
@@ -119,6 +122,22 @@ fn parse_reply(v6: bool, buf: &[u8], token: u64) -> Option<u16> {
 }
 
 pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration) -> io::Result<PingReport> {
+    ping_until_quiet(sock, dst, mode, interval, None::<(Duration, fn() -> std::future::Ready<bool>)>).await
+}
+
+/// Like `ping`; a watch also ends, after `quiet.0` has passed, once `quiet.1` says
+/// nothing can still arrive (asked every 10 ms).
+pub async fn ping_until_quiet<Q, F>(
+    sock: Socket,
+    dst: IpAddr,
+    mode: PingMode,
+    interval: Duration,
+    mut quiet: Option<(Duration, Q)>,
+) -> io::Result<PingReport>
+where
+    Q: FnMut() -> F,
+    F: std::future::Future<Output = bool>,
+{
     let v6 = dst.is_ipv6();
     let target = SockAddr::from(SocketAddr::new(dst, 0));
     // SAFETY: we own the socket and it stays open as long as the AsyncFd holds it.
@@ -131,6 +150,7 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
     };
     let mut report = PingReport::default();
     let mut next_send = start;
+    let mut next_quiet_check = start;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
     loop {
         let now = Instant::now();
@@ -189,6 +209,15 @@ pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration)
         };
         if !stop_at_first && report.received == 0 && report.reasons.iter().any(definitive) {
             break;
+        }
+        if let Some((after, is_quiet)) = quiet.as_mut() {
+            let now = Instant::now();
+            if !stop_at_first && now >= start + *after && now >= next_quiet_check {
+                if is_quiet().await {
+                    break;
+                }
+                next_quiet_check = now + QUIET_CHECK_EVERY;
+            }
         }
     }
     report.elapsed = start.elapsed();

@@ -73,11 +73,11 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
     None
 }
 
-/// How long expect_no_ping watches by default: a full neighbour resolution in a
-/// lab node (6 probes 10 ms apart, see Lab::tune_neighbours, then FAILED, which
-/// ends the watch early) and a round trip between namespaces (microseconds), with
-/// room to spare. Readiness (links activated, bridge ports forwarding) is waited
-/// for before the window opens.
+/// How long expect_no_ping watches at most by default: a full neighbour resolution
+/// in a lab node (6 probes 10 ms apart, see Lab::tune_neighbours, then FAILED) and a
+/// round trip between namespaces (microseconds), with room to spare. It ends sooner
+/// when nothing can still come back (Lab::ping). Readiness (links activated, bridge
+/// ports forwarding) is waited for before the window opens.
 const NEGATIVE_PING_WINDOW: f64 = 0.08;
 
 /// The `error` option of a negative check: a reason keyword or text to find.

@@ -65,6 +65,10 @@ pub struct Lab {
 
 pub const HOST: &str = "host";
 
+/// The shortest watch of a negative ping: far beyond a round trip between the
+/// lab's namespaces (microseconds), and long enough for every hop of the path to
+/// have started resolving its next hop if it has to (see Lab::ping).
+const QUIET_AFTER: Duration = Duration::from_millis(30);
 /// ARP/ND retransmit time inside the lab (see tune_neighbours); the kernel's
 /// floor is 10 ms (HZ/100).
 const NEIGH_RETRANS_MS: &str = "10";
@@ -388,6 +392,17 @@ impl Lab {
         })
     }
 
+    /// Whether any node is resolving a neighbour (an INCOMPLETE entry): a packet
+    /// may be waiting for it, and its answer may still come.
+    async fn resolution_in_progress(&self, nodes: &[Rc<Node>]) -> Result<bool> {
+        for node in nodes {
+            if node.resolving_neighbours().await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A probe got no answer: it may have left INCOMPLETE/FAILED neighbour
     /// entries behind, which the next change of the network clears.
     pub fn note_unanswered(&self) {
@@ -410,9 +425,14 @@ impl Lab {
             .enter(&self.home, || ping::icmp_socket(dst))?
             .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
         let (_, fulls_before) = crate::neigh::arp_stats();
+        // A watch needs to last only while something can still come back: once no
+        // neighbour resolution is in progress anywhere in the lab (none INCOMPLETE),
+        // a request is answered within microseconds or not at all.
+        let nodes = self.nodes();
+        let quiet = || async { !self.resolution_in_progress(&nodes).await.unwrap_or(true) };
         let mut report = self
             .rt
-            .block_on(ping::ping(sock, dst, mode, interval))
+            .block_on(ping::ping_until_quiet(sock, dst, mode, interval, Some((QUIET_AFTER, quiet))))
             .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))?;
         report.neigh_table_full = crate::neigh::arp_stats().1 > fulls_before;
         if report.received < report.sent {
