@@ -169,6 +169,7 @@ http_server(d, "0.0.0.0:80", "v4");
 http_server(d, "[::]:80", "v6");
 let ss = exec_in(d, "ss -Htln").stdout;
 expect(ss.contains("0.0.0.0:80") && ss.contains("[::]:80"), "ss -tln: both sockets");
+expect_eq(listening(d).map(|s| `${s.proto} ${s.local}`), ["tcp 0.0.0.0:80", "tcp [::]:80"], "listening() sees both, as ss does");
 "#,
     );
 }

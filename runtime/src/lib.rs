@@ -16,6 +16,7 @@ pub mod ping;
 pub mod route;
 pub mod sandbox;
 pub mod service;
+pub mod sockets;
 pub mod sysctl;
 
 pub use error::{Error, ErrorClass, Result};

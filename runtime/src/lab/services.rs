@@ -1,7 +1,7 @@
 //! Built-in servers in nodes (HTTP, DNS), curl-like and resolver probes made from
 //! inside a node, and the node's listening sockets (what `ss -tulpn` shows).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Duration;
@@ -25,12 +25,7 @@ pub struct Server {
     pub kind: ServerKind,
 }
 
-/// One listening socket.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Listening {
-    pub proto: &'static str,
-    pub local: SocketAddr,
-}
+pub use crate::sockets::Listening;
 
 /// A listening TCP socket as servers like nginx make it: SO_REUSEADDR, and an IPv6
 /// one only for IPv6 (IPV6_V6ONLY), so `[::]:80` and `0.0.0.0:80` can both listen,
@@ -168,67 +163,9 @@ impl Lab {
         Ok(found)
     }
 
-    /// Listening TCP sockets and bound UDP sockets of the node, from /proc/net.
+    /// Listening TCP sockets and bound UDP sockets of the node (sock_diag, as `ss`).
     pub fn listening(&self, node: &Node) -> Result<Vec<Listening>> {
-        let read = || -> std::io::Result<Vec<Listening>> {
-            let mut all = Vec::new();
-            for (file, proto, listen_only) in
-                [("tcp", "tcp", true), ("tcp6", "tcp", true), ("udp", "udp", false), ("udp6", "udp", false)]
-            {
-                let text = match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
-                    Ok(t) => t,
-                    // No IPv6 in this kernel: nothing to list.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                all.extend(parse_proc_net(&text, proto, listen_only));
-            }
-            all.sort_by_key(|s| (s.proto, s.local.port(), s.local.ip()));
-            Ok(all)
-        };
-        node.enter(&self.home, read)?.map_err(|e| Error::io(format!("reading the sockets of {}", node.name), e))
-    }
-}
-
-/// Parses /proc/net/{tcp,udp}[6]: "sl local_address rem_address st ...".
-fn parse_proc_net(text: &str, proto: &'static str, listen_only: bool) -> Vec<Listening> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (local, state) = (fields.get(1)?, fields.get(3)?);
-            if listen_only && *state != "0A" {
-                return None;
-            }
-            let (ip, port) = local.split_once(':')?;
-            let port = u16::from_str_radix(port, 16).ok()?;
-            let ip = match ip.len() {
-                8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes())),
-                32 => {
-                    let mut bytes = [0u8; 16];
-                    for i in 0..4 {
-                        let word = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok()?;
-                        bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-                    }
-                    IpAddr::V6(Ipv6Addr::from(bytes))
-                }
-                _ => return None,
-            };
-            Some(Listening { proto, local: SocketAddr::new(ip, port) })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_net_lines() {
-        let tcp = "  sl  local_address rem_address   st\n   0: 0100007F:0050 00000000:0000 0A 0\n   1: 0100007F:0051 0100007F:1234 01 0\n";
-        let got = parse_proc_net(tcp, "tcp", true);
-        assert_eq!(got, vec![Listening { proto: "tcp", local: "127.0.0.1:80".parse().unwrap() }]);
-        let tcp6 = "  sl  local_address rem_address st\n   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0\n";
-        assert_eq!(parse_proc_net(tcp6, "tcp", true)[0].local, "[::]:80".parse().unwrap());
+        node.enter(&self.home, crate::sockets::listening)?
+            .map_err(|e| Error::io(format!("reading the sockets of {}", node.name), e))
     }
 }
