@@ -78,6 +78,17 @@ pub enum Error {
     #[diagnostic(code(netlab::bad_sysctl), help("only net.* keys can be set per node, e.g. \"net.ipv4.ip_forward\""))]
     BadSysctl { key: String, reason: String },
 
+    /// A sysctl that exists only while a kernel module is loaded (net.bridge.* needs
+    /// br_netfilter): the machine lacks it, the lab is not wrong.
+    #[error("sysctl {key:?} does not exist here: {module} is not loaded")]
+    #[diagnostic(code(netlab::missing_kernel_module))]
+    MissingModule {
+        key: String,
+        module: &'static str,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("program {program:?} not found in PATH")]
     #[diagnostic(code(netlab::program_not_found))]
     ProgramNotFound {
@@ -114,7 +125,9 @@ pub enum Error {
 impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted => ErrorClass::Environment,
+            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted | Error::MissingModule { .. } => {
+                ErrorClass::Environment
+            }
             Error::ProgramNotFound { program, .. } if crate::exec::package_for(program).is_some() => {
                 ErrorClass::Environment
             }

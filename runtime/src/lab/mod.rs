@@ -223,6 +223,9 @@ impl Lab {
     pub fn set_sysctl(&self, node: &Node, key: &str, value: &str) -> Result<()> {
         sysctl::path_for(key)?;
         node.enter(&self.home, || sysctl::write_current(key, value))?.map_err(|e| {
+            if let Some(missing) = missing_module(key, &e) {
+                return missing;
+            }
             let reason =
                 if e.kind() == std::io::ErrorKind::NotFound { "no such sysctl".to_string() } else { e.to_string() };
             Error::BadSysctl { key: key.to_string(), reason: format!("{reason} (in {})", node.name) }
@@ -233,8 +236,10 @@ impl Lab {
 
     pub fn get_sysctl(&self, node: &Node, key: &str) -> Result<String> {
         sysctl::path_for(key)?;
-        node.enter(&self.home, || sysctl::read_current(key))?
-            .map_err(|e| Error::BadSysctl { key: key.to_string(), reason: format!("{e} (in {})", node.name) })
+        node.enter(&self.home, || sysctl::read_current(key))?.map_err(|e| {
+            missing_module(key, &e)
+                .unwrap_or_else(|| Error::BadSysctl { key: key.to_string(), reason: format!("{e} (in {})", node.name) })
+        })
     }
 
     /// Waits until what the lab brought up is usable: every veth with carrier and
@@ -543,6 +548,31 @@ impl Lab {
     }
 }
 
+/// A missing key of a family that exists only with its kernel module loaded.
+fn missing_module(key: &str, e: &std::io::Error) -> Option<Error> {
+    missing_module_in(key, e, |dir| std::path::Path::new(dir).exists())
+}
+
+fn missing_module_in(key: &str, e: &std::io::Error, dir_exists: impl Fn(&str) -> bool) -> Option<Error> {
+    if e.kind() != std::io::ErrorKind::NotFound {
+        return None;
+    }
+    let (module, dir) = match key {
+        k if k.starts_with("net.bridge.") => ("br_netfilter", "/proc/sys/net/bridge"),
+        k if k.starts_with("net.netfilter.") => ("nf_conntrack", "/proc/sys/net/netfilter"),
+        _ => return None,
+    };
+    // With the module loaded its folder exists: then the key itself is wrong.
+    if dir_exists(dir) {
+        return None;
+    }
+    Some(Error::MissingModule {
+        key: key.to_string(),
+        module,
+        help: Some(format!("load it on the machine (modprobe {module}); netlab never loads kernel modules")),
+    })
+}
+
 /// Each node holds a namespace handle and a netlink socket, and a batch ping one
 /// ICMP socket per node: raise the soft limit on open files to the hard limit.
 fn raise_fd_limit() {
@@ -608,5 +638,22 @@ impl LinkWatcher {
 impl Drop for LinkWatcher {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_module_is_the_machines_lack_and_a_typo_the_labs() {
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let err = missing_module_in("net.bridge.bridge-nf-call-iptables", &gone, |_| false).expect("module missing");
+        assert_eq!(err.class(), crate::ErrorClass::Environment);
+        assert!(err.to_string().contains("br_netfilter is not loaded"), "{err}");
+        assert!(missing_module_in("net.bridge.bridge-nf-call-nope", &gone, |_| true).is_none());
+        assert!(missing_module_in("net.ipv4.nope", &gone, |_| false).is_none());
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(missing_module_in("net.bridge.bridge-nf-call-iptables", &denied, |_| false).is_none());
     }
 }
