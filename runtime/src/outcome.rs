@@ -141,9 +141,10 @@ impl Wanted {
         if value.is_empty() {
             return Ok(Wanted::Keyword("silence".into()));
         }
-        let looks_like_keyword = value.chars().all(|c| c.is_ascii_lowercase() || c == '-');
-        if KEYWORDS.iter().any(|(k, _)| *k == value) {
-            Ok(Wanted::Keyword(value.into()))
+        let lower = value.to_ascii_lowercase();
+        let looks_like_keyword = value.chars().all(|c| c.is_ascii_alphabetic() || c == '-' || c == '_');
+        if let Some((k, _)) = KEYWORDS.iter().find(|(k, _)| *k == lower.replace('_', "-")) {
+            Ok(Wanted::Keyword(k.to_string()))
         } else if looks_like_keyword {
             let known: Vec<&str> = KEYWORDS.iter().map(|(k, _)| *k).collect();
             Err(format!("unknown reason {value:?}; the reasons are {}", known.join(", ")))
@@ -192,6 +193,9 @@ mod tests {
         assert!(Wanted::parse("").unwrap().satisfied_by(&[]));
         assert!(Wanted::parse("resolve").unwrap().satisfied_by(&[Reason::NoNameserver]));
         assert!(Wanted::parse("unreachble").unwrap_err().contains("unknown reason"));
+        assert_eq!(Wanted::parse("Silence").unwrap(), Wanted::Keyword("silence".into()));
+        assert_eq!(Wanted::parse("no_nameserver").unwrap(), Wanted::Keyword("no-nameserver".into()));
+        assert!(Wanted::parse("Timeout").unwrap_err().contains("unknown reason"));
     }
 
     #[test]
