@@ -38,3 +38,21 @@ fn a_fix_that_changes_nothing_is_caught() {
     assert!(stdout.contains("✗ fix before line 7"), "{stdout}");
     assert!(stdout.contains("still passes with the fix"), "{stdout}");
 }
+
+/// A fix statement that does not parse is the lab's mistake (exit 2), not an
+/// unproven check.
+#[test]
+fn a_fix_that_does_not_parse_is_a_marker_mistake() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lab = dir.path().join("typo.rhai");
+    std::fs::write(
+        &lab,
+        "let a = netns(\"a\");\nlet b = netns(\"b\");\nveth(a, \"x\", b, \"y\");\naddr(a, \"x\", \"10.0.0.1/24\");\n\
+         addr(b, \"y\", \"10.0.0.2/24\");\nup(a, \"x\");\nexpect_no_ping(a, \"10.0.0.2\");   // fix: up(b, \"y\"\n",
+    )
+    .expect("write");
+    let out = netlab().arg("prove").arg(&lab).output().expect("netlab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("✗ fix before line 7: up(b, \"y\": marker mistake"), "{stdout}");
+}

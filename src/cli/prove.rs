@@ -25,6 +25,11 @@ pub struct ProveArgs {
     slow_factor: f64,
 }
 
+/// How a case whose mutated lab is a script error starts its message: the marker
+/// itself is wrong (a `fix:` statement that does not parse, a `break:` on a line
+/// whose removal leaves an unknown variable), which is the lab's mistake.
+const MARKER_MISTAKE: &str = "marker mistake";
+
 struct Job<'a> {
     lab: &'a Path,
     text: &'a str,
@@ -57,6 +62,7 @@ fn verdict(job: &Job, code: i32, stdout: &str, origin: &[usize]) -> Result<Strin
                 Case::Fix { line, .. } => format!("line {line}"),
             }
         )),
+        (2, _) => Err(format!("{MARKER_MISTAKE}: the lab with this case is not a valid lab (exit 2):\n{stdout}")),
         (c, _) => Err(format!("exit code {c}, expected a failed check (exit 1):\n{stdout}")),
     }
 }
@@ -158,6 +164,7 @@ pub fn prove(args: &ProveArgs) -> i32 {
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);
     let mut unproven = 0;
+    let mut mistakes = 0;
     let mut current: Option<&Path> = None;
     for (i, result) in &results {
         let job = &jobs[*i];
@@ -169,6 +176,9 @@ pub fn prove(args: &ProveArgs) -> i32 {
             Ok(how) => println!("  ✓ {}: {how}", job.case.describe()),
             Err(why) => {
                 unproven += 1;
+                if why.starts_with(MARKER_MISTAKE) {
+                    mistakes += 1;
+                }
                 println!("  ✗ {}: {why}", job.case.describe());
             }
         }
@@ -180,7 +190,9 @@ pub fn prove(args: &ProveArgs) -> i32 {
         labs.len(),
         fmt_duration(started.elapsed())
     );
-    if unproven > 0 {
+    if mistakes > 0 {
+        code = 2;
+    } else if unproven > 0 {
         code = code.max(1);
     }
     code
