@@ -3,7 +3,7 @@
 
 Reads RESULTS_DIR/raw/ (written by the shared run_bench.sh through benches/run.sh)
 with the shared summarize.py's own loader, so medians are computed exactly as in
-/work/shared/bench/RESULTS.md.  Prints, per N, one row per tool with the median
+../shared/bench/RESULTS.md.  Prints, per N, one row per tool with the median
 of each phase, and a table of ratios netlab / floor.  Standard library only.
 """
 import importlib.util
@@ -12,7 +12,7 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BASELINES = os.environ.get('BASELINES', '/work/shared/bench')
+BASELINES = os.environ.get('BASELINES', os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'bench'))
 
 
 def load_summarize():

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # benches/run.sh — W1 "bridge_nat": netlab side by side with the baselines of
-# /work/shared/bench, in the same run, every run in a fresh sandbox.
+# ../shared/bench, in the same run, every run in a fresh sandbox.
 #
 #   benches/run.sh --quick          N = 2 10 100, 3 runs, default tools -> benches/results/quick (~2 min)
 #   benches/run.sh                  N = 2 10 100 500 1000, 3 runs -> benches/results/full (~30 min)
@@ -24,7 +24,7 @@
 # How: the shared scripts are used unchanged.  target/bench/ holds symlinks to every
 # file of $BASELINES plus the floor binary built there (benches/setup.sh), so the
 # shared run_bench.sh (which cd's to its own directory and wants ./floor) runs from
-# there without writing into /work/shared.  run_bench.sh is called once per N with
+# there without writing into ../shared.  run_bench.sh is called once per N with
 # all tools, so the tools alternate at each size.  Each (tool, N) is hyperfine with
 # --runs RUNS (+1 warmup for N <= 100), ./settle.sh before every run, every run in a
 # fresh ./sandbox.sh; netlab additionally sandboxes itself (new net/mount/UTS/PID
@@ -35,7 +35,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-BASELINES=${BASELINES:-/work/shared/bench}
+BASELINES=${BASELINES:-$(cd "$(dirname "$0")/../../shared/bench" 2>/dev/null && pwd)}
 FARM=${BUILD:-$ROOT/target/bench}
 NETLAB=${NETLAB:-$ROOT/target/release/netlab}
 LAB=$ROOT/labs/scale/w1.rhai

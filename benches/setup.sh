@@ -5,11 +5,11 @@
 #   benches/setup.sh            # netlab + floor + ip -batch + pyroute2 baselines
 #   benches/setup.sh --full     # also Mininet (pip package + Debian mnexec, brctl)
 #
-# The C floor is compiled from /work/shared/bench/floor.c (or $BASELINES/floor.c)
+# The C floor is compiled from ../shared/bench/floor.c (or $BASELINES/floor.c)
 # into $BUILD (default: target/bench, not committed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASELINES=${BASELINES:-/work/shared/bench}
+BASELINES=${BASELINES:-$(cd "$(dirname "$0")/../../shared/bench" 2>/dev/null && pwd)}
 BUILD=${BUILD:-$PWD/target/bench}
 FULL=0
 [[ ${1:-} == --full ]] && FULL=1
