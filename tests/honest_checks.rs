@@ -121,3 +121,18 @@ expect(t.elapsed >= 0.045, `the watch lasted a whole neighbour resolution (${t.e
     let (code, out, err) = run_text("watch_resolution.rhai", &text);
     assert_eq!(code, 0, "{out}\n{err}");
 }
+
+/// The same false pass with the stale entry left by a real program (the
+/// tutorial's own `ping` through exec_in) instead of netlab's probe.
+#[test]
+fn a_real_pings_leftovers_do_not_hide_a_connected_path() {
+    let text = lab(r#"
+up(a, "x");
+exec_in(a, "ping -c1 -W0.05 10.0.0.2");
+up(b, "y");
+expect_no_ping(a, "10.0.0.2");
+"#);
+    let (code, out, err) = run_text("false_pass_real_ping.rhai", &text);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("requests were answered"), "{err}");
+}

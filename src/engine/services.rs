@@ -293,7 +293,7 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
         let window = l.deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
         let wanted = super::checks::wanted_reason(&ctx, &opts)?;
         let title = format!("{} cannot curl {url}", node.name);
-        to_rhai(&ctx, l.forget_unresolved_neighbours())?;
+        to_rhai(&ctx, l.clear_probe_leftovers())?;
         match to_rhai(&ctx, curl_once(&l, &node, url, window))? {
             Err(e) => nothing_got_through(&ctx, &r, title, &e, e.reasons(), wanted),
             Ok(rep) => Err(check_failure(
@@ -343,7 +343,7 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
         let window = l.deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
         let wanted = super::checks::wanted_reason(&ctx, &opts)?;
         let title = format!("{} cannot resolve {name}", node.name);
-        to_rhai(&ctx, l.forget_unresolved_neighbours())?;
+        to_rhai(&ctx, l.clear_probe_leftovers())?;
         match to_rhai(&ctx, l.resolve(&node, name, window))? {
             Err(e) => nothing_got_through(&ctx, &r, title, &e, e.reasons(), wanted),
             Ok(ips) => Err(check_failure(

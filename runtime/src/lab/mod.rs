@@ -122,9 +122,7 @@ impl Lab {
     pub fn teardown(&self) {
         self.servers.borrow_mut().clear();
         for name in self.nodes.borrow().keys().filter(|n| n.as_str() != HOST) {
-            let path = std::path::Path::new(crate::sandbox::NETNS_DIR).join(name);
-            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_file(&path);
+            let _ = remove_netns_name(name);
         }
         self.nodes.borrow_mut().retain(|name, _| name == HOST);
         crate::node::close_connections();
@@ -186,10 +184,7 @@ impl Lab {
         for veth in &veths {
             self.rt.block_on(node.delete_link(veth))?;
         }
-        let path = std::path::Path::new(crate::sandbox::NETNS_DIR).join(node.name.as_str());
-        nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
-            .map_err(|e| Error::io(format!("unmounting {}", path.display()), e.into()))?;
-        std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        remove_netns_name(node.name.as_str())?;
         self.nodes.borrow_mut().remove(node.name.as_str());
         let name = node.name.to_string();
         self.bridge_nodes.borrow_mut().remove(&name);
@@ -263,9 +258,7 @@ impl Lab {
         self.wait_links(nodes, links_ready, 5.0)?;
         // A probe made before this change may have left entries that the kernel
         // would only retry later: the network changed, so start afresh.
-        if self.unanswered.get() {
-            self.forget_unresolved_neighbours()?;
-        }
+        self.clear_probe_leftovers()?;
         self.dirty.set(false);
         self.check_all.set(false);
         self.touched.borrow_mut().clear();
@@ -383,10 +376,19 @@ impl Lab {
         Ok(())
     }
 
+    /// Before a negative probe: the neighbour state a fresh command would meet, not
+    /// the leftovers of an earlier probe that went unanswered (settle() may already
+    /// have cleared them).
+    pub fn clear_probe_leftovers(&self) -> Result<()> {
+        if self.unanswered.get() {
+            self.forget_unresolved_neighbours()?;
+        }
+        Ok(())
+    }
+
     /// Deletes the neighbour entries of every node that are still being resolved
-    /// or have failed (INCOMPLETE, FAILED), so that a negative probe meets the
-    /// state a fresh command would, not the leftovers of netlab's earlier probes.
-    pub fn forget_unresolved_neighbours(&self) -> Result<()> {
+    /// or have failed (INCOMPLETE, FAILED).
+    fn forget_unresolved_neighbours(&self) -> Result<()> {
         self.unanswered.set(false);
         let nodes = self.nodes();
         self.rt.block_on(async {
@@ -422,7 +424,7 @@ impl Lab {
         let interval = match mode {
             PingMode::UntilReply { .. } => Duration::from_millis(100),
             PingMode::Watch { .. } => {
-                self.forget_unresolved_neighbours()?;
+                self.clear_probe_leftovers()?;
                 Duration::from_millis(10)
             }
         };
@@ -541,11 +543,21 @@ impl Lab {
         self.settle()?;
         let binds = self.bind_mounts(node);
         let out = self.rt.block_on(exec::exec_in(node, cmd, &binds, None, timeout));
-        // A program may have changed links or routes behind our back.
+        // A program may have changed links or routes behind our back, and probed
+        // addresses that do not answer (a failed `ping` leaves INCOMPLETE entries).
         self.mark_changed();
         self.check_all.set(true);
+        self.note_unanswered();
         out
     }
+}
+
+/// Undoes `ip netns add`'s name: the bind mount under /run/netns and its file.
+fn remove_netns_name(name: &str) -> Result<()> {
+    let path = std::path::Path::new(crate::sandbox::NETNS_DIR).join(name);
+    nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| Error::io(format!("unmounting {}", path.display()), e.into()))?;
+    std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))
 }
 
 /// A missing key of a family that exists only with its kernel module loaded.

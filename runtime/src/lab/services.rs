@@ -27,28 +27,30 @@ pub struct Server {
 
 pub use crate::sockets::Listening;
 
-/// A listening TCP socket as servers like nginx make it: SO_REUSEADDR, and an IPv6
-/// one only for IPv6 (IPV6_V6ONLY), so `[::]:80` and `0.0.0.0:80` can both listen,
-/// as `ss -tln` shows for nginx's two `listen` lines.
-fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-    sock.set_reuse_address(true)?;
+/// A socket bound the way servers like nginx bind theirs: a TCP one with
+/// SO_REUSEADDR (for UDP it would let two servers share a port), and an IPv6 one only
+/// for IPv6 (IPV6_V6ONLY), so `[::]:80` and `0.0.0.0:80` can both be bound, as
+/// `ss -tuln` shows for nginx's two `listen` lines.
+fn bound_socket(addr: SocketAddr, kind: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), kind, None)?;
+    if kind == socket2::Type::STREAM {
+        sock.set_reuse_address(true)?;
+    }
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
     sock.bind(&addr.into())?;
+    Ok(sock)
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let sock = bound_socket(addr, socket2::Type::STREAM)?;
     sock.listen(1024)?;
     Ok(sock.into())
 }
 
-/// A bound UDP socket; an IPv6 one only for IPv6, as for TCP.
 fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(true)?;
-    }
-    sock.bind(&addr.into())?;
-    Ok(sock.into())
+    Ok(bound_socket(addr, socket2::Type::DGRAM)?.into())
 }
 
 impl Lab {
