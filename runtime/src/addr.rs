@@ -63,13 +63,7 @@ pub fn parse_prefix(text: &str) -> Result<Option<IpNet>> {
     Ok(Some(net))
 }
 
-/// One address as `ip -br addr` shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AddrState {
-    pub link_index: u32,
-    pub cidr: IpNet,
-    pub broadcast: Option<IpAddr>,
-}
+pub use crate::model::state::AddrState;
 
 impl Node {
     /// `ip addr add CIDR dev LINK`; IPv6 addresses skip duplicate address detection

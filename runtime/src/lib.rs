@@ -1,12 +1,14 @@
 //! netlab-runtime: everything in netlab that touches the kernel. No Rhai in here.
 
 pub mod addr;
+pub mod backend;
 pub mod error;
 pub mod exec;
 pub mod firewall;
 pub mod iptables;
 pub mod lab;
 pub mod link;
+pub mod model;
 pub mod names;
 pub mod neigh;
 pub mod node;

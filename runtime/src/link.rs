@@ -13,58 +13,29 @@ use crate::error::{known_names_help, nl_to_io, Error, Result};
 use crate::names::LinkName;
 use crate::node::Node;
 
-/// What `ip -d link show` tells about one link.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkState {
-    pub index: u32,
-    pub name: String,
-    /// "veth", "bridge", "loopback" (for lo) or "" for others.
-    pub kind: String,
-    pub mac: String,
-    /// Administratively up (IFF_UP).
-    pub admin_up: bool,
-    /// RFC 2863 operational state: "UP", "DOWN", "UNKNOWN", "LOWERLAYERDOWN", ...
-    pub oper: String,
-    pub carrier: bool,
-    pub mtu: u32,
-    /// Index of the bridge this link is a port of.
-    pub master: Option<u32>,
-    /// For a veth: the peer's ifindex (in the peer's namespace), what `ethtool -S` calls peer_ifindex.
-    pub peer_index: Option<u32>,
-    /// For a bridge port: its STP state ("forwarding", "disabled", ...).
-    pub port_state: Option<String>,
-}
+pub use crate::model::state::{LinkKind, LinkState, OperState, PortState};
 
-impl LinkState {
-    pub fn is_oper_up(&self) -> bool {
-        self.oper == "UP" || (self.oper == "UNKNOWN" && self.carrier && self.admin_up)
-    }
-}
-
-fn oper_name(state: &State) -> String {
+fn oper_state(state: &State) -> OperState {
     match state {
-        State::Up => "UP",
-        State::Down => "DOWN",
-        State::Unknown => "UNKNOWN",
-        State::LowerLayerDown => "LOWERLAYERDOWN",
-        State::NotPresent => "NOTPRESENT",
-        State::Testing => "TESTING",
-        State::Dormant => "DORMANT",
-        _ => "OTHER",
+        State::Up => OperState::Up,
+        State::Down => OperState::Down,
+        State::LowerLayerDown => OperState::LowerLayerDown,
+        State::NotPresent => OperState::NotPresent,
+        State::Testing => OperState::Testing,
+        State::Dormant => OperState::Dormant,
+        _ => OperState::Unknown,
     }
-    .to_string()
 }
 
-fn port_state_name(state: &BridgePortState) -> String {
-    match state {
-        BridgePortState::Disabled => "disabled",
-        BridgePortState::Listening => "listening",
-        BridgePortState::Learning => "learning",
-        BridgePortState::Forwarding => "forwarding",
-        BridgePortState::Blocking => "blocking",
-        _ => "other",
-    }
-    .to_string()
+fn port_state(state: &BridgePortState) -> Option<PortState> {
+    Some(match state {
+        BridgePortState::Disabled => PortState::Disabled,
+        BridgePortState::Listening => PortState::Listening,
+        BridgePortState::Learning => PortState::Learning,
+        BridgePortState::Forwarding => PortState::Forwarding,
+        BridgePortState::Blocking => PortState::Blocking,
+        _ => return None,
+    })
 }
 
 /// A locally administered unicast MAC derived from the node's and the link's
@@ -87,10 +58,10 @@ impl From<&LinkMessage> for LinkState {
         let mut state = LinkState {
             index: msg.header.index,
             name: String::new(),
-            kind: String::new(),
+            kind: LinkKind::Other,
             mac: String::new(),
             admin_up: msg.header.flags.contains(LinkFlags::Up),
-            oper: "UNKNOWN".into(),
+            oper: OperState::Unknown,
             carrier: msg.header.flags.contains(LinkFlags::LowerUp),
             mtu: 0,
             master: None,
@@ -98,13 +69,13 @@ impl From<&LinkMessage> for LinkState {
             port_state: None,
         };
         if msg.header.flags.contains(LinkFlags::Loopback) {
-            state.kind = "loopback".into();
+            state.kind = LinkKind::Loopback;
         }
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => state.name = n.clone(),
                 LinkAttribute::Address(a) => state.mac = format_mac(a),
-                LinkAttribute::OperState(s) => state.oper = oper_name(s),
+                LinkAttribute::OperState(s) => state.oper = oper_state(s),
                 LinkAttribute::Carrier(c) => state.carrier = *c != 0,
                 LinkAttribute::Mtu(m) => state.mtu = *m,
                 LinkAttribute::Controller(m) => state.master = Some(*m),
@@ -112,11 +83,11 @@ impl From<&LinkMessage> for LinkState {
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
-                            LinkInfo::Kind(kind) => state.kind = kind.to_string(),
+                            LinkInfo::Kind(kind) => state.kind = LinkKind::from_kernel(&kind.to_string()),
                             LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
                                 for p in port {
                                     if let InfoBridgePort::State(s) = p {
-                                        state.port_state = Some(port_state_name(s));
+                                        state.port_state = port_state(s);
                                     }
                                 }
                             }
@@ -127,7 +98,7 @@ impl From<&LinkMessage> for LinkState {
                 _ => {}
             }
         }
-        if state.kind != "veth" {
+        if state.kind != LinkKind::Veth {
             state.peer_index = None;
         }
         state
@@ -274,12 +245,12 @@ impl Node {
         let msg = match bridge {
             Some(bridge) => {
                 let br = self.link(bridge).await?;
-                if br.kind != "bridge" {
+                if br.kind != LinkKind::Bridge {
                     return Err(Error::kernel(
                         "attaching to",
                         self.name.as_str(),
                         bridge.as_str(),
-                        std::io::Error::other(format!("{bridge} is not a bridge (kind {:?})", br.kind)),
+                        std::io::Error::other(format!("{bridge} is not a bridge (kind {})", br.kind)),
                     ));
                 }
                 msg.controller(br.index)

@@ -9,13 +9,7 @@ use crate::error::{nl_to_io, Error, Result};
 use crate::link::format_mac;
 use crate::node::Node;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Neighbour {
-    pub ip: IpAddr,
-    pub mac: Option<String>,
-    pub link_index: u32,
-    pub state: String,
-}
+pub use crate::model::state::{NeighState, Neighbour};
 
 impl Node {
     async fn neighbour_messages(&self) -> Result<Vec<NeighbourMessage>> {
@@ -76,17 +70,17 @@ fn neighbour(msg: &NeighbourMessage) -> Option<Neighbour> {
         }
     }
     let state = match msg.header.state {
-        NeighbourState::Incomplete => "INCOMPLETE",
-        NeighbourState::Reachable => "REACHABLE",
-        NeighbourState::Stale => "STALE",
-        NeighbourState::Delay => "DELAY",
-        NeighbourState::Probe => "PROBE",
-        NeighbourState::Failed => "FAILED",
-        NeighbourState::Noarp => "NOARP",
-        NeighbourState::Permanent => "PERMANENT",
-        _ => "NONE",
+        NeighbourState::Incomplete => NeighState::Incomplete,
+        NeighbourState::Reachable => NeighState::Reachable,
+        NeighbourState::Stale => NeighState::Stale,
+        NeighbourState::Delay => NeighState::Delay,
+        NeighbourState::Probe => NeighState::Probe,
+        NeighbourState::Failed => NeighState::Failed,
+        NeighbourState::Noarp => NeighState::Noarp,
+        NeighbourState::Permanent => NeighState::Permanent,
+        _ => NeighState::None,
     };
-    Some(Neighbour { ip: ip?, mac, link_index: msg.header.ifindex, state: state.into() })
+    Some(Neighbour { ip: ip?, mac, link_index: msg.header.ifindex, state })
 }
 
 /// The kernel's neighbour table is one table for the whole machine, all namespaces

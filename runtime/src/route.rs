@@ -8,26 +8,9 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage,
 use rtnetlink::RouteMessageBuilder;
 
 use crate::error::{nl_to_io, Error, Result};
-use crate::names::LinkName;
 use crate::node::Node;
 
-/// Where a route sends packets.
-#[derive(Debug, Clone)]
-pub enum NextHop {
-    Gateway(IpAddr),
-    Device(LinkName),
-}
-
-/// One route as `ip route` shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteState {
-    /// None for the default route.
-    pub destination: Option<IpNet>,
-    pub gateway: Option<IpAddr>,
-    pub device_index: Option<u32>,
-    pub scope: String,
-    pub table: u32,
-}
+pub use crate::model::state::{NextHop, RouteState, Scope};
 
 fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
     match addr {
@@ -150,7 +133,7 @@ fn route_state(msg: &RouteMessage) -> RouteState {
         destination: None,
         gateway: None,
         device_index: None,
-        scope: format!("{:?}", msg.header.scope).to_lowercase(),
+        scope: scope(msg.header.scope),
         table: u32::from(msg.header.table),
     };
     let mut dst = None;
@@ -168,4 +151,14 @@ fn route_state(msg: &RouteMessage) -> RouteState {
         state.destination = None;
     }
     state
+}
+
+fn scope(scope: RouteScope) -> Scope {
+    match scope {
+        RouteScope::Universe => Scope::Universe,
+        RouteScope::Site => Scope::Site,
+        RouteScope::Link => Scope::Link,
+        RouteScope::Host => Scope::Host,
+        _ => Scope::Nowhere,
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use netlab_runtime::addr::parse_ip;
 use netlab_runtime::exec::CommandLine;
+use netlab_runtime::model::LinkKind;
 use netlab_runtime::outcome::{describe, Wanted};
 use netlab_runtime::ping::{PingMode, PingReport};
 use netlab_runtime::{Error, Lab, Node};
@@ -58,13 +59,13 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
     }
     let links = lab.block_on(node.links()).ok()?;
     let down: Vec<String> =
-        links.iter().filter(|l| l.kind != "loopback" && !l.admin_up).map(|l| format!("{} is DOWN", l.name)).collect();
+        links.iter().filter(|l| l.kind != LinkKind::Loopback && !l.admin_up).map(|l| format!("{} is DOWN", l.name)).collect();
     if !down.is_empty() {
         return Some(format!("in {}: {}", node.name, down.join(", ")));
     }
     let no_carrier: Vec<String> = links
         .iter()
-        .filter(|l| l.kind != "loopback" && l.admin_up && !l.is_oper_up())
+        .filter(|l| l.kind != LinkKind::Loopback && l.admin_up && !l.is_oper_up())
         .map(|l| format!("{} has no carrier (is its peer up?)", l.name))
         .collect();
     if !no_carrier.is_empty() {

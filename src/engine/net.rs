@@ -264,7 +264,7 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
                 m.insert("dst".into(), r.destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into()).into());
                 m.insert("via".into(), r.gateway.map(|g| Dynamic::from(g.to_string())).unwrap_or(Dynamic::UNIT));
                 m.insert("dev".into(), r.device_index.map(|i| dev_name(&links, i)).unwrap_or(Dynamic::UNIT));
-                m.insert("scope".into(), r.scope.clone().into());
+                m.insert("scope".into(), r.scope.as_str().into());
                 Dynamic::from_map(m)
             })
             .collect())
@@ -282,7 +282,7 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
                 m.insert("ip".into(), n.ip.to_string().into());
                 m.insert("mac".into(), n.mac.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
                 m.insert("dev".into(), dev_name(&links, n.link_index));
-                m.insert("state".into(), n.state.clone().into());
+                m.insert("state".into(), n.state.as_str().into());
                 Dynamic::from_map(m)
             })
             .collect())

@@ -73,16 +73,16 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
     let mut m = Map::new();
     m.insert("name".into(), link.name.clone().into());
     m.insert("index".into(), (link.index as i64).into());
-    m.insert("kind".into(), link.kind.clone().into());
+    m.insert("kind".into(), link.kind.as_str().into());
     m.insert("mac".into(), link.mac.clone().into());
     m.insert("up".into(), link.admin_up.into());
-    m.insert("state".into(), link.oper.clone().into());
+    m.insert("state".into(), link.oper.as_str().into());
     m.insert("carrier".into(), link.carrier.into());
     m.insert("mtu".into(), (link.mtu as i64).into());
     let master = link.master.and_then(|i| links.iter().find(|l| l.index == i)).map(|l| l.name.clone());
     m.insert("master".into(), master.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     m.insert("peer_ifindex".into(), link.peer_index.map(|i| Dynamic::from(i as i64)).unwrap_or(Dynamic::UNIT));
-    m.insert("port_state".into(), link.port_state.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    m.insert("port_state".into(), link.port_state.map(|p| Dynamic::from(p.as_str())).unwrap_or(Dynamic::UNIT));
     m
 }
 

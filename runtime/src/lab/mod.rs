@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{known_names_help, Error, Result};
 use crate::exec::{self, CommandLine, ExecOutput};
-use crate::link::LinkState;
+use crate::model::{LinkKind, LinkState, OperState, PortState};
 use crate::names::{LinkName, NodeName};
 use crate::node::Node;
 use crate::ping::{self, PingMode, PingReport};
@@ -178,7 +178,7 @@ impl Lab {
             .rt
             .block_on(node.links())?
             .into_iter()
-            .filter(|l| l.kind == "veth")
+            .filter(|l| l.kind == LinkKind::Veth)
             .filter_map(|l| LinkName::new(&l.name).ok())
             .collect();
         for veth in &veths {
@@ -275,7 +275,7 @@ impl Lab {
             links
                 .iter()
                 .filter(|l| link.is_none_or(|name| l.name == name))
-                .all(|l| l.kind == "loopback" || operstate_converged(l))
+                .all(|l| l.kind == LinkKind::Loopback || operstate_converged(l))
         };
         self.wait_links(vec![node.clone()], converged, 3.0)
     }
@@ -332,7 +332,7 @@ impl Lab {
         for (node, links) in nodes.iter().zip(dumps) {
             let links = links?;
             self.tune_neighbours(node, &links)?;
-            if links.iter().any(|l| l.kind == "bridge") {
+            if links.iter().any(|l| l.kind == LinkKind::Bridge) {
                 self.record_bridge(node);
             }
             if !ready(&links) {
@@ -354,7 +354,7 @@ impl Lab {
             let tuned = self.tuned.borrow();
             links
                 .iter()
-                .filter(|l| l.kind != "loopback")
+                .filter(|l| l.kind != LinkKind::Loopback)
                 .filter(|l| !tuned.contains(&(node.name.to_string(), l.index, l.name.clone())))
                 .collect()
         };
@@ -597,10 +597,10 @@ fn raise_fd_limit() {
 /// With carrier the operstate becomes UP (a veth passes through UNKNOWN on the way;
 /// other devices may stay UNKNOWN when they report none); without, anything but UP.
 fn operstate_converged(l: &LinkState) -> bool {
-    match (l.admin_up && l.carrier, l.kind.as_str()) {
-        (true, "veth") => l.oper == "UP",
-        (true, _) => l.oper == "UP" || l.oper == "UNKNOWN",
-        (false, _) => l.oper != "UP",
+    match (l.admin_up && l.carrier, l.kind) {
+        (true, LinkKind::Veth) => l.oper == OperState::Up,
+        (true, _) => matches!(l.oper, OperState::Up | OperState::Unknown),
+        (false, _) => l.oper != OperState::Up,
     }
 }
 
@@ -608,19 +608,19 @@ fn operstate_converged(l: &LinkState) -> bool {
 fn links_ready(links: &[LinkState]) -> bool {
     // A veth with carrier passes packets only once linkwatch has activated it (until
     // then its queue discipline drops them): that is when its operstate turns UP.
-    if links.iter().any(|l| l.kind == "veth" && l.admin_up && l.carrier && l.oper != "UP") {
+    if links.iter().any(|l| l.kind == LinkKind::Veth && l.admin_up && l.carrier && l.oper != OperState::Up) {
         return false;
     }
-    for bridge in links.iter().filter(|l| l.kind == "bridge" && l.admin_up) {
+    for bridge in links.iter().filter(|l| l.kind == LinkKind::Bridge && l.admin_up) {
         let live: Vec<&LinkState> =
             links.iter().filter(|l| l.master == Some(bridge.index) && l.admin_up && l.carrier).collect();
-        if live.iter().any(|p| p.port_state.as_deref() != Some("forwarding")) {
+        if live.iter().any(|p| p.port_state != Some(PortState::Forwarding)) {
             return false;
         }
         // Like a veth, a bridge drops what the host sends through it until linkwatch
         // has attached its queue, which is when it turns oper-UP (this can take up to
         // a second when the bridge was up before its ports).
-        let activated = bridge.carrier && bridge.oper == "UP";
+        let activated = bridge.carrier && bridge.oper == OperState::Up;
         if !live.is_empty() && !activated {
             return false;
         }

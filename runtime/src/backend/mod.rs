@@ -1,0 +1,92 @@
+//! The seam between a lab and what it runs on. The bindings build ops, queries and
+//! probes; a backend answers them: the kernel one (`crate::lab::Lab`) over netlink
+//! inside the sandbox, the model one (`model::ModelBackend`) in memory, with no
+//! root and no kernel, for `netlab plan`, `check`, `graph` and `export`.
+
+pub mod model;
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::exec::{CommandLine, ExecOutput};
+use crate::iptables::IptTable;
+use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState};
+use crate::names::NodeName;
+use crate::ping::{PingMode, PingReport};
+use crate::service::{CurlError, HttpReply, LookupError};
+use crate::sockets::Listening;
+
+/// What one request to a built-in HTTP server looked like.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub peer: SocketAddr,
+    pub host: Option<String>,
+    pub path: String,
+}
+
+/// A built-in server as a lab sees it: what it was asked.
+pub trait ServerLog {
+    fn node(&self) -> &str;
+    fn addr(&self) -> SocketAddr;
+    /// HTTP requests (empty for a DNS server).
+    fn requests(&self) -> Vec<SeenRequest>;
+    /// DNS queries: the client and the name (empty for an HTTP server).
+    fn queries(&self) -> Vec<(SocketAddr, String)>;
+}
+
+/// What applying an op gave back.
+pub enum Applied {
+    Done,
+    Server(Rc<dyn ServerLog>),
+}
+
+pub trait Backend {
+    /// Whether probes and checks run for real (the kernel) or are only recorded (the model).
+    fn evaluates(&self) -> bool;
+
+    /// Applies one change. The backend does its own bookkeeping (what a readiness
+    /// wait must look at); no caller has to remember.
+    fn apply(&self, op: &Op) -> Result<Applied>;
+
+    /// The names of the lab's nodes (the host first).
+    fn node_names(&self) -> Vec<NodeName>;
+    /// An error unless the node exists.
+    fn require_node(&self, node: &str) -> Result<NodeName>;
+
+    /// The node's links once the network has settled; with `converged`, also once
+    /// the operstate of those asked about (`only`, or all) agrees with the carrier.
+    fn links(&self, node: &NodeName, converged: Option<Option<&str>>) -> Result<Vec<LinkState>>;
+    fn addresses(&self, node: &NodeName) -> Result<Vec<AddrState>>;
+    fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>>;
+    fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>>;
+    fn sysctl(&self, node: &NodeName, key: &str) -> Result<String>;
+    fn file(&self, node: &NodeName, file: EtcFile) -> Result<Option<String>>;
+    fn hostname(&self, node: &NodeName) -> Result<String>;
+    fn listening(&self, node: &NodeName) -> Result<Vec<Listening>>;
+    fn iptables_rules(&self, node: &NodeName, table: IptTable) -> Result<Vec<String>>;
+    fn nft_ruleset(&self, node: &NodeName) -> Result<String>;
+
+    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode) -> Result<PingReport>;
+    /// Pings from many nodes at once; each report, and how often the neighbour tables were flushed.
+    fn ping_many(
+        &self,
+        nodes: &[NodeName],
+        dst: IpAddr,
+        mode: PingMode,
+        interval: Duration,
+    ) -> Result<(Vec<PingReport>, usize)>;
+    fn http_get(&self, node: &NodeName, url: &str, timeout: Duration)
+        -> Result<std::result::Result<HttpReply, CurlError>>;
+    fn resolve(&self, node: &NodeName, name: &str, timeout: Duration)
+        -> Result<std::result::Result<Vec<IpAddr>, LookupError>>;
+    /// Before a negative probe: no leftovers of earlier unanswered probes.
+    fn clear_probe_leftovers(&self) -> Result<()>;
+    /// Runs a real program in the node.
+    fn exec(&self, node: &NodeName, command: &CommandLine, timeout: Duration) -> Result<ExecOutput>;
+
+    /// A deadline of `seconds`, scaled for slow machines.
+    fn deadline(&self, seconds: f64) -> Duration;
+    fn sleep(&self, duration: Duration);
+}

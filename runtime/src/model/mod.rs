@@ -1,0 +1,10 @@
+//! The lab as data: names, the ops a lab applies, the probes it makes, and the
+//! typed state a node holds. No kernel in here.
+
+pub mod op;
+pub mod state;
+pub mod topology;
+
+pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
+pub use state::{AddrState, LinkKind, LinkState, NeighState, Neighbour, NextHop, OperState, PortState, RouteState, Scope};
+pub use topology::Topology;

@@ -1,0 +1,160 @@
+//! Every change a lab makes, as a value: built by the bindings, applied by a
+//! backend (the kernel, or the in-memory model), rendered as the commands a reader
+//! of the tutorial would type (`--explain`, `netlab export`).
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+use super::state::NextHop;
+use crate::firewall::FirewallChange;
+use crate::names::{LinkName, NodeName};
+
+/// One mutation of the lab's network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `ip netns add NODE`.
+    AddNode { node: NodeName },
+    /// `ip netns delete NODE`.
+    DelNode { node: NodeName },
+    /// `ip link add NAME type veth peer name PEER netns PEER_NODE`, NAME in NODE.
+    AddVeth { node: NodeName, name: LinkName, peer_node: NodeName, peer: LinkName },
+    /// `ip link add NAME type bridge`.
+    AddBridge { node: NodeName, name: LinkName },
+    /// `ip link set LINK up|down`.
+    SetUp { node: NodeName, link: LinkName, up: bool },
+    /// `ip link set LINK master BRIDGE` / `nomaster`.
+    SetMaster { node: NodeName, link: LinkName, master: Option<LinkName> },
+    /// `ip link set LINK netns TO [name NEW_NAME]`.
+    MoveLink { node: NodeName, link: LinkName, to: NodeName, new_name: LinkName },
+    /// `ip link del LINK`.
+    DelLink { node: NodeName, link: LinkName },
+    /// `ip addr add CIDR dev LINK`.
+    AddAddr { node: NodeName, link: LinkName, cidr: IpNet },
+    /// `ip addr del CIDR dev LINK`.
+    DelAddr { node: NodeName, link: LinkName, cidr: IpNet },
+    /// `ip route add DEST via GW | dev LINK`; DEST None is the default route.
+    AddRoute { node: NodeName, dest: Option<IpNet>, hop: NextHop },
+    /// `ip route del DEST`.
+    DelRoute { node: NodeName, dest: Option<IpNet> },
+    /// `sysctl -w KEY=VALUE` inside the node.
+    SetSysctl { node: NodeName, key: String, value: String },
+    /// An iptables rule or policy (NAT, FORWARD).
+    Firewall { node: NodeName, change: FirewallChange },
+    /// /etc/netns/NODE/FILE (the host's: /etc/FILE).
+    WriteFile { node: NodeName, file: EtcFile, text: String },
+    /// The node's hostname, in a UTS namespace of its own.
+    SetHostname { node: NodeName, name: String },
+    /// One of netlab's built-in servers.
+    StartServer { node: NodeName, server: ServerSpec },
+    /// A real program run in the node (`ip netns exec NODE CMD`): what it changes
+    /// only the kernel knows.
+    Exec { node: NodeName, command: String },
+}
+
+/// The per-node files `ip netns exec` puts in place of /etc's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EtcFile {
+    ResolvConf,
+    Hosts,
+}
+
+impl EtcFile {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            EtcFile::ResolvConf => "resolv.conf",
+            EtcFile::Hosts => "hosts",
+        }
+    }
+}
+
+/// A built-in server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerSpec {
+    /// Answers every request with the status and body.
+    Http { addr: SocketAddr, body: String, status: u16 },
+    /// Answers A/AAAA for the names given, NXDOMAIN for others.
+    Dns { addr: SocketAddr, records: Vec<(String, IpAddr)> },
+}
+
+impl ServerSpec {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            ServerSpec::Http { addr, .. } | ServerSpec::Dns { addr, .. } => *addr,
+        }
+    }
+}
+
+impl Op {
+    /// The node the op runs in.
+    pub fn node(&self) -> &NodeName {
+        match self {
+            Op::AddNode { node }
+            | Op::DelNode { node }
+            | Op::AddVeth { node, .. }
+            | Op::AddBridge { node, .. }
+            | Op::SetUp { node, .. }
+            | Op::SetMaster { node, .. }
+            | Op::MoveLink { node, .. }
+            | Op::DelLink { node, .. }
+            | Op::AddAddr { node, .. }
+            | Op::DelAddr { node, .. }
+            | Op::AddRoute { node, .. }
+            | Op::DelRoute { node, .. }
+            | Op::SetSysctl { node, .. }
+            | Op::Firewall { node, .. }
+            | Op::WriteFile { node, .. }
+            | Op::SetHostname { node, .. }
+            | Op::StartServer { node, .. }
+            | Op::Exec { node, .. } => node,
+        }
+    }
+
+    /// Nodes whose links the op changes (what a readiness wait must look at).
+    pub fn touched_links(&self) -> Vec<&NodeName> {
+        match self {
+            Op::AddVeth { node, peer_node, .. } => vec![node, peer_node],
+            Op::MoveLink { node, to, .. } => vec![node, to],
+            Op::AddBridge { node, .. }
+            | Op::SetUp { node, .. }
+            | Op::SetMaster { node, .. }
+            | Op::DelLink { node, .. }
+            | Op::AddAddr { node, .. }
+            | Op::DelAddr { node, .. }
+            | Op::AddRoute { node, .. }
+            | Op::DelRoute { node, .. } => vec![node],
+            _ => vec![],
+        }
+    }
+}
+
+/// What a check or a probe asks of the network, for rendering (`--explain`,
+/// `netlab export`); the outcome comes from the backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// `ping DST` from the node; `expect` None when only the result is used.
+    Ping { node: NodeName, dst: IpAddr, expect: Option<Expect> },
+    /// Many nodes ping DST at once.
+    PingAll { nodes: Vec<NodeName>, dst: IpAddr, expect: Option<Expect> },
+    /// `curl URL` from the node.
+    Http { node: NodeName, url: String, expect: Option<Expect>, status: u16, body: Option<String> },
+    /// `getent hosts NAME` from the node.
+    Resolve { node: NodeName, name: String, expect: Option<Expect> },
+}
+
+/// Whether a check wants an answer or wants none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Answer,
+    NoAnswer,
+}
+
+/// One entry of the journal of a run: what ran, in order, under which step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Step { title: String },
+    Op { op: Op, line: usize },
+    Probe { probe: Probe, line: usize },
+    /// A check on a value the lab computed (expect, expect_eq): only its claim.
+    Claim { title: String, line: usize },
+}

@@ -1,0 +1,179 @@
+//! What a node holds, as `ip -d link`, `ip addr`, `ip route` and `ip neigh` show
+//! it: typed, so logic compares variants and only renderers make strings.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::names::LinkName;
+
+macro_rules! shown_as {
+    ($ty:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(&self) -> &'static str {
+                match self { $( $ty::$variant => $text, )* }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// The kind of a link (`ip -d link`'s "veth", "bridge", ...; "loopback" for lo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinkKind {
+    Loopback,
+    Veth,
+    Bridge,
+    Macvlan,
+    Vxlan,
+    Tun,
+    Dummy,
+    Vlan,
+    Other,
+}
+
+shown_as!(LinkKind { Loopback => "loopback", Veth => "veth", Bridge => "bridge", Macvlan => "macvlan",
+    Vxlan => "vxlan", Tun => "tun", Dummy => "dummy", Vlan => "vlan", Other => "" });
+
+impl LinkKind {
+    pub fn from_kernel(kind: &str) -> LinkKind {
+        match kind {
+            "veth" => LinkKind::Veth,
+            "bridge" => LinkKind::Bridge,
+            "macvlan" => LinkKind::Macvlan,
+            "vxlan" => LinkKind::Vxlan,
+            "tun" => LinkKind::Tun,
+            "dummy" => LinkKind::Dummy,
+            "vlan" => LinkKind::Vlan,
+            _ => LinkKind::Other,
+        }
+    }
+}
+
+/// RFC 2863 operational state, as `ip link` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperState {
+    Up,
+    Down,
+    Unknown,
+    LowerLayerDown,
+    NotPresent,
+    Testing,
+    Dormant,
+}
+
+shown_as!(OperState { Up => "UP", Down => "DOWN", Unknown => "UNKNOWN", LowerLayerDown => "LOWERLAYERDOWN",
+    NotPresent => "NOTPRESENT", Testing => "TESTING", Dormant => "DORMANT" });
+
+/// A bridge port's STP state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortState {
+    Disabled,
+    Listening,
+    Learning,
+    Forwarding,
+    Blocking,
+}
+
+shown_as!(PortState { Disabled => "disabled", Listening => "listening", Learning => "learning",
+    Forwarding => "forwarding", Blocking => "blocking" });
+
+/// A route's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Universe,
+    Site,
+    Link,
+    Host,
+    Nowhere,
+}
+
+shown_as!(Scope { Universe => "universe", Site => "site", Link => "link", Host => "host", Nowhere => "nowhere" });
+
+/// A neighbour entry's state (`ip neigh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NeighState {
+    Incomplete,
+    Reachable,
+    Stale,
+    Delay,
+    Probe,
+    Failed,
+    Noarp,
+    Permanent,
+    None,
+}
+
+shown_as!(NeighState { Incomplete => "INCOMPLETE", Reachable => "REACHABLE", Stale => "STALE", Delay => "DELAY",
+    Probe => "PROBE", Failed => "FAILED", Noarp => "NOARP", Permanent => "PERMANENT", None => "NONE" });
+
+/// What `ip -d link show` tells about one link.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    pub kind: LinkKind,
+    pub mac: String,
+    /// Administratively up (IFF_UP).
+    pub admin_up: bool,
+    pub oper: OperState,
+    pub carrier: bool,
+    pub mtu: u32,
+    /// Index of the bridge this link is a port of.
+    pub master: Option<u32>,
+    /// For a veth: the peer's ifindex (in the peer's namespace), what `ethtool -S` calls peer_ifindex.
+    pub peer_index: Option<u32>,
+    /// For a bridge port: its STP state.
+    pub port_state: Option<PortState>,
+}
+
+impl LinkState {
+    pub fn is_oper_up(&self) -> bool {
+        self.oper == OperState::Up || (self.oper == OperState::Unknown && self.carrier && self.admin_up)
+    }
+}
+
+/// One address as `ip -br addr` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddrState {
+    pub link_index: u32,
+    pub cidr: IpNet,
+    pub broadcast: Option<IpAddr>,
+}
+
+/// One route as `ip route` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteState {
+    /// None for the default route.
+    pub destination: Option<IpNet>,
+    pub gateway: Option<IpAddr>,
+    pub device_index: Option<u32>,
+    pub scope: Scope,
+    pub table: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbour {
+    pub ip: IpAddr,
+    pub mac: Option<String>,
+    pub link_index: u32,
+    pub state: NeighState,
+}
+
+/// Where a route sends packets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextHop {
+    Gateway(IpAddr),
+    Device(LinkName),
+}
