@@ -122,6 +122,20 @@ impl Reporter {
         self.emit(&format!("{indent}✗ {what}"));
     }
 
+    /// The commands equivalent to what netlab just did (`--explain`, `plan`).
+    pub fn explain(&self, commands: &[String]) {
+        let indent = if self.current_step().is_some() { "   " } else { "" };
+        for command in commands {
+            self.emit(&format!("{indent}$ {command}"));
+        }
+    }
+
+    /// A check the model recorded without making it (`plan`, `check`).
+    pub fn check_planned(&mut self, what: &str) {
+        let indent = if self.current_step().is_some() { "   " } else { "" };
+        self.emit(&format!("{indent}? {what}"));
+    }
+
     pub fn print(&self, text: &str) {
         let indent = if self.current_step().is_some() { "   " } else { "" };
         for line in text.lines() {

@@ -180,7 +180,7 @@ pub(crate) fn nl_to_io(err: rtnetlink::Error) -> io::Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// "did you mean" list: names from `known`, closest first.
-pub(crate) fn known_names_help(kind: &str, known: &[String]) -> Option<String> {
+pub fn known_names_help(kind: &str, known: &[String]) -> Option<String> {
     if known.is_empty() {
         None
     } else {

@@ -93,7 +93,7 @@ pub fn run(args: &RunArgs) -> i32 {
             return 3;
         }
     };
-    let outcome = engine::run(lab.clone(), &src, &ast, &settings);
+    let outcome = engine::run(lab.clone(), engine::session::Explain::Quiet, &src, &ast, &settings);
     let rep = outcome.reporter.borrow();
     let code = match outcome.diagnostic {
         None => {

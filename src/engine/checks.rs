@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use netlab_runtime::addr::parse_ip;
 use netlab_runtime::exec::CommandLine;
-use netlab_runtime::model::LinkKind;
+use netlab_runtime::model::{Expect, LinkKind, Op, Probe};
 use netlab_runtime::outcome::{describe, Wanted};
 use netlab_runtime::ping::{PingMode, PingReport};
-use netlab_runtime::{Error, Lab, Node};
+use netlab_runtime::{Error, NodeName};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
-use super::values::{failure, node_arg, opt_seconds, reject_unknown, to_rhai, Failure, RhaiResult};
+use super::session::Session;
+use super::values::{failure, opt_seconds, reject_unknown, to_rhai, Failure, RhaiResult};
 use crate::report::{fmt_duration, Reporter, StepResult};
 
 fn seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
@@ -43,7 +44,7 @@ fn seen(report: &PingReport) -> String {
 }
 
 /// Why a ping likely failed, from the node's real state.
-fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
+fn ping_hint(ss: &Session, node: &NodeName, report: &PingReport) -> Option<String> {
     if report.neigh_table_full {
         return Some(format!(
             "the machine's neighbour table was full (net.ipv4.neigh.default.gc_thresh3 = {}, shared by every \
@@ -53,15 +54,14 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
     }
     if report.reasons.iter().any(|r| r.is("unreachable")) {
         return Some(format!(
-            "{} has no route to that address: give a link an address in its subnet, or add a route",
-            node.name
+            "{node} has no route to that address: give a link an address in its subnet, or add a route"
         ));
     }
-    let links = lab.block_on(node.links()).ok()?;
+    let links = ss.backend().links(node, None).ok()?;
     let down: Vec<String> =
         links.iter().filter(|l| l.kind != LinkKind::Loopback && !l.admin_up).map(|l| format!("{} is DOWN", l.name)).collect();
     if !down.is_empty() {
-        return Some(format!("in {}: {}", node.name, down.join(", ")));
+        return Some(format!("in {node}: {}", down.join(", ")));
     }
     let no_carrier: Vec<String> = links
         .iter()
@@ -69,7 +69,7 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
         .map(|l| format!("{} has no carrier (is its peer up?)", l.name))
         .collect();
     if !no_carrier.is_empty() {
-        return Some(format!("in {}: {}", node.name, no_carrier.join(", ")));
+        return Some(format!("in {node}: {}", no_carrier.join(", ")));
     }
     None
 }
@@ -89,9 +89,10 @@ pub(super) fn wanted_reason(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<O
     }
 }
 
-pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>) {
-    let r = rep.clone();
+pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>>) {
+    let (ss, r) = (s.clone(), rep.clone());
     engine.register_fn("step", move |ctx: NativeCallContext, title: &str, body: FnPtr| -> RhaiResult<()> {
+        ss.begin_step(title);
         r.borrow_mut().begin_step(title);
         let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
         let result = match &out {
@@ -104,14 +105,19 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
     });
 
     for with_opts in [false, true] {
-        let (l, r) = (lab.clone(), rep.clone());
+        let (ss, r) = (s.clone(), rep.clone());
         let positive = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
             check_options(&ctx, &opts, &["timeout"])?;
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
-            let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
-            let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::UntilReply { timeout }))?;
-            let title = format!("{} pings {dst}", node.name);
+            let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+            let title = format!("{node} pings {dst}");
+            ss.probe(&ctx, Probe::Ping { node: node.clone(), dst: ip, expect: Some(Expect::Answer) });
+            if !ss.evaluates() {
+                r.borrow_mut().check_planned(&title);
+                return Ok(());
+            }
+            let report = to_rhai(&ctx, ss.backend().ping(&node, ip, PingMode::UntilReply { timeout }))?;
             match report.first_reply {
                 Some(t) => {
                     r.borrow_mut().check_passed(&format!("{title}: reply after {}", fmt_duration(t)));
@@ -124,7 +130,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
                         fmt_duration(report.elapsed),
                         seen(&report)
                     );
-                    Err(fail_check(&ctx, &r, title, detail, ping_hint(&l, &node, &report)))
+                    Err(fail_check(&ctx, &r, title, detail, ping_hint(&ss, &node, &report)))
                 }
             }
         };
@@ -136,16 +142,21 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
             });
         }
 
-        let (l, r) = (lab.clone(), rep.clone());
+        let (ss, r) = (s.clone(), rep.clone());
         let negative = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
             check_options(&ctx, &opts, &["window", "error"])?;
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
-            let window = l.deadline(seconds(&ctx, &opts, "window", NEGATIVE_PING_WINDOW)?);
+            let window = ss.backend().deadline(seconds(&ctx, &opts, "window", NEGATIVE_PING_WINDOW)?);
             // The reason the tutorial shows, e.g. "unreachable" (Network is unreachable).
             let wanted = wanted_reason(&ctx, &opts)?;
-            let report = to_rhai(&ctx, l.ping(&node, ip, PingMode::Watch { window }))?;
-            let title = format!("{} cannot ping {dst}", node.name);
+            let title = format!("{node} cannot ping {dst}");
+            ss.probe(&ctx, Probe::Ping { node: node.clone(), dst: ip, expect: Some(Expect::NoAnswer) });
+            if !ss.evaluates() {
+                r.borrow_mut().check_planned(&title);
+                return Ok(());
+            }
+            let report = to_rhai(&ctx, ss.backend().ping(&node, ip, PingMode::Watch { window }))?;
             if let Some(w) = wanted.as_ref().filter(|w| report.received == 0 && !w.satisfied_by(&report.reasons)) {
                 let detail = format!("no reply, but not for the reason {w}: {}", describe(&report.reasons));
                 return Err(fail_check(&ctx, &r, title, detail, None));
@@ -174,8 +185,13 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
         }
     }
 
-    let r = rep.clone();
+    let (ss, r) = (s.clone(), rep.clone());
     engine.register_fn("expect", move |ctx: NativeCallContext, cond: bool, what: &str| -> RhaiResult<()> {
+        ss.claim(&ctx, what);
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(what);
+            return Ok(());
+        }
         if cond {
             r.borrow_mut().check_passed(what);
             Ok(())
@@ -183,10 +199,15 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
             Err(fail_check(&ctx, &r, what.to_string(), "the condition is false".into(), None))
         }
     });
-    let r = rep.clone();
+    let (ss, r) = (s.clone(), rep.clone());
     engine.register_fn(
         "expect_eq",
         move |ctx: NativeCallContext, actual: Dynamic, expected: Dynamic, what: &str| -> RhaiResult<()> {
+            ss.claim(&ctx, what);
+            if !ss.evaluates() {
+                r.borrow_mut().check_planned(what);
+                return Ok(());
+            }
             let same = actual.type_name() == expected.type_name() && actual.to_string() == expected.to_string();
             if same {
                 let shown = actual.to_string();
@@ -200,21 +221,21 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>)
         },
     );
 
-    register_batch(engine, lab, rep);
-    register_exec(engine, lab);
+    register_batch(engine, s, rep);
+    register_exec(engine, s);
 }
 
 /// Pings from many nodes at once: ping_count() and expect_ping_all(); metric().
-fn register_batch(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>) {
-    fn nodes(ctx: &NativeCallContext, lab: &Lab, list: &rhai::Array) -> RhaiResult<Vec<Rc<Node>>> {
-        list.iter().map(|v| node_arg(ctx, lab, v)).collect()
+fn register_batch(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>>) {
+    fn nodes(ctx: &NativeCallContext, ss: &Session, list: &rhai::Array) -> RhaiResult<Vec<NodeName>> {
+        list.iter().map(|v| ss.node(ctx, v)).collect()
     }
-    let l = lab.clone();
+    let ss = s.clone();
     let count = move |ctx: NativeCallContext, list: rhai::Array, dst: &str, opts: Map| -> RhaiResult<i64> {
         check_options(&ctx, &opts, &["timeout", "tries"])?;
-        let sources = nodes(&ctx, &l, &list)?;
+        let sources = nodes(&ctx, &ss, &list)?;
         let ip = to_rhai(&ctx, parse_ip(dst))?;
-        let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 1.0)?);
+        let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 1.0)?);
         let interval = match opts.get("tries") {
             None => Duration::from_millis(100),
             Some(v) => {
@@ -226,7 +247,12 @@ fn register_batch(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>
                 timeout / tries as u32
             }
         };
-        let (reports, _) = to_rhai(&ctx, l.ping_many(&sources, ip, PingMode::UntilReply { timeout }, interval))?;
+        ss.probe(&ctx, Probe::PingAll { nodes: sources.clone(), dst: ip, expect: None });
+        if !ss.evaluates() {
+            return Ok(0);
+        }
+        let (reports, _) =
+            to_rhai(&ctx, ss.backend().ping_many(&sources, ip, PingMode::UntilReply { timeout }, interval))?;
         Ok(reports.iter().filter(|r| r.received > 0).count() as i64)
     };
     let c = count.clone();
@@ -235,16 +261,22 @@ fn register_batch(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>
     });
     engine.register_fn("ping_count", count);
 
-    let (l, r) = (lab.clone(), rep.clone());
+    let (ss, r) = (s.clone(), rep.clone());
     let all = move |ctx: NativeCallContext, list: rhai::Array, dst: &str, opts: Map| -> RhaiResult<()> {
         check_options(&ctx, &opts, &["timeout"])?;
-        let sources = nodes(&ctx, &l, &list)?;
+        let sources = nodes(&ctx, &ss, &list)?;
         let ip = to_rhai(&ctx, parse_ip(dst))?;
-        let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+        let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+        ss.probe(&ctx, Probe::PingAll { nodes: sources.clone(), dst: ip, expect: Some(Expect::Answer) });
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&format!("{} nodes ping {dst}", sources.len()));
+            return Ok(());
+        }
+        let interval = Duration::from_millis(100);
         let (reports, flushes) =
-            to_rhai(&ctx, l.ping_many(&sources, ip, PingMode::UntilReply { timeout }, Duration::from_millis(100)))?;
+            to_rhai(&ctx, ss.backend().ping_many(&sources, ip, PingMode::UntilReply { timeout }, interval))?;
         let failed: Vec<String> =
-            sources.iter().zip(&reports).filter(|(_, r)| r.received == 0).map(|(n, _)| n.name.to_string()).collect();
+            sources.iter().zip(&reports).filter(|(_, r)| r.received == 0).map(|(n, _)| n.to_string()).collect();
         let mut title = format!("{} nodes ping {dst}", sources.len());
         if flushes > 0 {
             title += &format!(" (neighbour tables flushed {flushes}x: the machine's table is shared and limited)");
@@ -268,19 +300,19 @@ fn register_batch(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>
     engine.register_fn("metric", move |name: &str, value: Dynamic| r.borrow_mut().metric(name, &value.to_string()));
 }
 
-fn register_exec(engine: &mut Engine, lab: &Rc<Lab>) {
-    let l = lab.clone();
+fn register_exec(engine: &mut Engine, s: &Rc<Session>) {
+    let ss = s.clone();
     let exec = move |ctx: NativeCallContext, node: Dynamic, cmd: &str, opts: Map| -> RhaiResult<Map> {
         check_options(&ctx, &opts, &["timeout"])?;
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let line = CommandLine::parse(cmd).map_err(|reason| {
             failure(
                 Failure::Error(Rc::new(Error::io(format!("exec_in {cmd:?}"), std::io::Error::other(reason)))),
                 ctx.call_position(),
             )
         })?;
-        let timeout = l.deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
-        let out = to_rhai(&ctx, l.exec(&node, &line, timeout))?;
+        let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
+        let out = ss.exec(&ctx, Op::Exec { node, command: cmd.to_string() }, &line, timeout)?;
         let mut m = Map::new();
         m.insert("code".into(), (out.code.unwrap_or(-1) as i64).into());
         m.insert("stdout".into(), out.stdout.into());

@@ -5,24 +5,26 @@ use std::rc::Rc;
 use netlab_runtime::addr::{parse_cidr, parse_prefix};
 use netlab_runtime::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
 use netlab_runtime::iptables::IptTable;
-use netlab_runtime::{Error, Lab, LinkName};
+use netlab_runtime::model::Op;
+use netlab_runtime::{Error, LinkName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
-use super::values::{node_arg, opt_str, reject_unknown, to_rhai, RhaiResult};
+use super::session::Session;
+use super::values::{opt_str, reject_unknown, to_rhai, RhaiResult};
 
 fn link_opt(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<LinkName>> {
     opt_str(ctx, opts, key)?.map(|s| to_rhai(ctx, LinkName::new(&s))).transpose()
 }
 
-pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
-    let l = lab.clone();
+pub fn register(engine: &mut Engine, s: &Rc<Session>) {
+    let ss = s.clone();
     let masq = move |ctx: NativeCallContext, node: Dynamic, source: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["out", "not_out"])?;
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let source = to_rhai(&ctx, parse_prefix(source))?.unwrap_or_else(|| "0.0.0.0/0".parse().expect("valid"));
         let rule =
             Masquerade { source, out: link_opt(&ctx, &opts, "out")?, not_out: link_opt(&ctx, &opts, "not_out")? };
-        to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::Masquerade(rule)))
+        ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::Masquerade(rule) }).map(|_| ())
     };
     let m = masq.clone();
     engine.register_fn("masquerade", move |ctx: NativeCallContext, node: Dynamic, source: &str| {
@@ -30,10 +32,10 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
     });
     engine.register_fn("masquerade", masq);
 
-    let l = lab.clone();
+    let ss = s.clone();
     let forward = move |ctx: NativeCallContext, node: Dynamic, port: i64, to: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["proto", "in", "local"])?;
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let bad = |value: String, reason: &str| Error::BadAddress {
             value,
             expected: "port forward",
@@ -55,7 +57,7 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             Some(v) => v.as_bool().map_err(|_| super::values::type_error(&ctx, "true or false", v))?,
         };
         let rule = PortForward { proto, port, to, in_link: link_opt(&ctx, &opts, "in")?, local };
-        to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::PortForward(rule)))
+        ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::PortForward(rule) }).map(|_| ())
     };
     let f = forward.clone();
     engine.register_fn("port_forward", move |ctx: NativeCallContext, node: Dynamic, port: i64, to: &str| {
@@ -63,11 +65,11 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
     });
     engine.register_fn("port_forward", forward);
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn(
         "forward_policy",
         move |ctx: NativeCallContext, node: Dynamic, policy: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let policy = match policy.to_ascii_lowercase().as_str() {
                 "drop" => Policy::Drop,
                 "accept" => Policy::Accept,
@@ -83,14 +85,14 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
                     )
                 }
             };
-            to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::ForwardPolicy(policy)))
+            ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::ForwardPolicy(policy) }).map(|_| ())
         },
     );
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("forward_accept", move |ctx: NativeCallContext, node: Dynamic, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["in", "out", "src", "dst"])?;
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let net = |key: &str| -> RhaiResult<Option<ipnet::IpNet>> {
             opt_str(&ctx, &opts, key)?.map(|s| to_rhai(&ctx, parse_cidr(&s).map(|n| n.trunc()))).transpose()
         };
@@ -100,26 +102,26 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
             source: net("src")?,
             destination: net("dst")?,
         };
-        to_rhai(&ctx, l.apply_firewall(&node, &FirewallChange::ForwardAccept(rule)))
+        ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::ForwardAccept(rule) }).map(|_| ())
     });
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("nft_ruleset", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<String> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.nft_ruleset(&node))
+        let node = ss.node(&ctx, &node)?;
+        to_rhai(&ctx, ss.backend().nft_ruleset(&node))
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn(
         "iptables_rules",
         move |ctx: NativeCallContext, node: Dynamic, table: &str| -> RhaiResult<Array> {
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let Some(table) = IptTable::parse(table) else {
                 return Err(super::values::runtime_error(
                     &ctx,
                     format!("iptables_rules: table is \"nat\" or \"filter\", not {table:?}"),
                 ));
             };
-            let rules = to_rhai(&ctx, l.iptables_rules(&node, table))?;
+            let rules = to_rhai(&ctx, ss.backend().iptables_rules(&node, table))?;
             Ok(rules.into_iter().map(Dynamic::from).collect())
         },
     );

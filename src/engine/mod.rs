@@ -8,13 +8,14 @@ mod firewall;
 mod lint;
 mod net;
 mod services;
+pub mod session;
 pub mod stdlib;
 pub mod values;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use netlab_runtime::Lab;
+use netlab_runtime::backend::Backend;
 use rhai::{Dynamic, Engine, Scope, AST};
 
 use crate::report::Reporter;
@@ -54,18 +55,26 @@ pub fn parse_setting(value: &str) -> Dynamic {
 pub struct Outcome {
     pub reporter: Rc<RefCell<Reporter>>,
     pub diagnostic: Option<Box<LabDiagnostic>>,
+    pub session: Rc<session::Session>,
 }
 
-/// Runs a compiled lab against `lab`.
-pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]) -> Outcome {
+/// Runs a compiled lab against a backend: the kernel's, or the model's.
+pub fn run(
+    backend: Rc<dyn Backend>,
+    explain: session::Explain,
+    src: &Source,
+    ast: &AST,
+    settings: &[(String, Dynamic)],
+) -> Outcome {
     let reporter = Rc::new(RefCell::new(Reporter::default()));
+    let session = Rc::new(session::Session::new(backend, reporter.clone(), explain));
     let mut engine = base_engine();
     let lab_dir = std::path::Path::new(src.path).parent().map(|p| p.to_path_buf()).unwrap_or_default();
     engine.set_module_resolver(stdlib::StdlibResolver::new(lab_dir));
-    net::register(&mut engine, &lab);
-    checks::register(&mut engine, &lab, &reporter);
-    firewall::register(&mut engine, &lab);
-    services::register(&mut engine, &lab, &reporter);
+    net::register(&mut engine, &session);
+    checks::register(&mut engine, &session, &reporter);
+    firewall::register(&mut engine, &session);
+    services::register(&mut engine, &session, &reporter);
     // A lab that catches an error (`try { ... } catch (e) { print(e) }`) sees its text.
     engine.register_fn("to_string", |f: &mut values::Failure| f.to_string());
     engine.register_fn("to_debug", |f: &mut values::Failure| f.to_string());
@@ -83,5 +92,5 @@ pub fn run(lab: Rc<Lab>, src: &Source, ast: &AST, settings: &[(String, Dynamic)]
         let step = reporter.borrow().stopped_in();
         Box::new(diagnose::from_eval_error(src, &e, step))
     });
-    Outcome { reporter, diagnostic }
+    Outcome { reporter, diagnostic, session }
 }

@@ -1,52 +1,61 @@
 //! Bindings for building the network: nodes, links, addresses, routes, sysctls,
-//! and reading state back. Thin: parse arguments, call the runtime, convert errors.
+//! and reading state back. Thin: parse arguments, build an op or a query, hand it
+//! to the session.
 
 use std::rc::Rc;
 
 use netlab_runtime::addr::{parse_cidr, parse_prefix};
-use netlab_runtime::route::NextHop;
-use netlab_runtime::{Lab, LinkName};
+use netlab_runtime::error::known_names_help;
+use netlab_runtime::model::{LinkState, NextHop, Op};
+use netlab_runtime::{Error, LinkName, NodeName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
-use super::values::{link_map, node_arg, to_rhai, NodeRef, RhaiResult};
+use super::session::{NodeRef, Session};
+use super::values::{link_map, to_rhai, RhaiResult};
 
 fn link_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<LinkName> {
     to_rhai(ctx, LinkName::new(name))
 }
 
-pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
-    engine.register_type_with_name::<NodeRef>("Node");
-    engine.register_fn("to_string", |n: &mut NodeRef| n.name());
-    engine.register_fn("to_debug", |n: &mut NodeRef| format!("Node({})", n.name()));
-    engine.register_get("name", |n: &mut NodeRef| n.name());
-    engine.register_fn("==", |a: &mut NodeRef, b: NodeRef| std::rc::Rc::ptr_eq(&a.0, &b.0));
-    engine.register_fn("!=", |a: &mut NodeRef, b: NodeRef| !std::rc::Rc::ptr_eq(&a.0, &b.0));
+/// A sysctl key as `sysctl -w` writes it (dotted), once validated.
+fn sysctl_key(ctx: &NativeCallContext, key: &str) -> RhaiResult<String> {
+    to_rhai(ctx, netlab_runtime::sysctl::path_for(key))?;
+    Ok(if key.contains('/') { key.replace('/', ".") } else { key.to_string() })
+}
 
-    let l = lab.clone();
-    engine.register_fn("host", move || NodeRef(l.host()));
-    let l = lab.clone();
+pub fn register(engine: &mut Engine, s: &Rc<Session>) {
+    engine.register_type_with_name::<NodeRef>("Node");
+    engine.register_fn("to_string", |n: &mut NodeRef| n.name.to_string());
+    engine.register_fn("to_debug", |n: &mut NodeRef| format!("Node({})", n.name));
+    engine.register_get("name", |n: &mut NodeRef| n.name.to_string());
+    engine.register_fn("==", |a: &mut NodeRef, b: NodeRef| *a == b);
+    engine.register_fn("!=", |a: &mut NodeRef, b: NodeRef| *a != b);
+
+    let ss = s.clone();
+    engine.register_fn("host", move || ss.node_ref(NodeName::new(netlab_runtime::lab::HOST).expect("valid")));
+    let ss = s.clone();
     engine.register_fn("netns", move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
-        to_rhai(&ctx, l.create_node(name)).map(NodeRef)
+        let node = to_rhai(&ctx, NodeName::new(name))?;
+        ss.apply(&ctx, Op::AddNode { node: node.clone() })?;
+        Ok(ss.node_ref(node))
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("del_netns", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<()> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.delete_node(&node))
+        let node = ss.node(&ctx, &node)?;
+        ss.apply(&ctx, Op::DelNode { node }).map(|_| ())
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("node", move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
-        to_rhai(&ctx, l.node(name)).map(NodeRef)
+        let node = to_rhai(&ctx, ss.backend().require_node(name))?;
+        Ok(ss.node_ref(node))
     });
 
     // veth(node_a, name_a, node_b, name_b) and veth(node, name_a, name_b).
-    let l = lab.clone();
+    let ss = s.clone();
     let veth = move |ctx: NativeCallContext, a: Dynamic, a_name: &str, b: Dynamic, b_name: &str| -> RhaiResult<()> {
-        let (a, b) = (node_arg(&ctx, &l, &a)?, node_arg(&ctx, &l, &b)?);
-        let (a_name, b_name) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
-        to_rhai(&ctx, l.block_on(a.create_veth(&a_name, &b, &b_name)))?;
-        l.mark_node(&a);
-        l.mark_node(&b);
-        Ok(())
+        let (node, peer_node) = (ss.node(&ctx, &a)?, ss.node(&ctx, &b)?);
+        let (name, peer) = (link_name(&ctx, a_name)?, link_name(&ctx, b_name)?);
+        ss.apply(&ctx, Op::AddVeth { node, name, peer_node, peer }).map(|_| ())
     };
     let v = veth.clone();
     engine.register_fn("veth", move |ctx: NativeCallContext, a: Dynamic, a_name: &str, b_name: &str| {
@@ -54,187 +63,149 @@ pub fn register(engine: &mut Engine, lab: &Rc<Lab>) {
     });
     engine.register_fn("veth", veth);
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("bridge", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let name = link_name(&ctx, name)?;
-        to_rhai(&ctx, l.block_on(node.create_bridge(&name)))?;
-        l.record_bridge(&node);
-        l.mark_node(&node);
-        Ok(())
+        ss.apply(&ctx, Op::AddBridge { node, name }).map(|_| ())
     });
 
     for (fname, up) in [("up", true), ("down", false)] {
-        let l = lab.clone();
-        engine.register_fn(fname, move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let name = link_name(&ctx, name)?;
-            to_rhai(&ctx, l.block_on(node.set_link_up(&name, up)))?;
-            l.mark_node(&node);
-            Ok(())
+        let ss = s.clone();
+        engine.register_fn(fname, move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
+            let node = ss.node(&ctx, &node)?;
+            let link = link_name(&ctx, link)?;
+            ss.apply(&ctx, Op::SetUp { node, link, up }).map(|_| ())
         });
     }
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn(
         "master",
         move |ctx: NativeCallContext, node: Dynamic, link: &str, bridge: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let (link, bridge) = (link_name(&ctx, link)?, link_name(&ctx, bridge)?);
-            to_rhai(&ctx, l.block_on(node.set_master(&link, Some(&bridge))))?;
-            l.mark_node(&node);
-            Ok(())
+            ss.apply(&ctx, Op::SetMaster { node, link, master: Some(bridge) }).map(|_| ())
         },
     );
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("nomaster", move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let link = link_name(&ctx, link)?;
-        to_rhai(&ctx, l.block_on(node.set_master(&link, None)))?;
-        l.mark_node(&node);
-        Ok(())
+        ss.apply(&ctx, Op::SetMaster { node, link, master: None }).map(|_| ())
     });
     // move_link(node, "link", target) and move_link(node, "link", target, "new_name")
-    for renamed in [false, true] {
-        let l = lab.clone();
-        let f = move |ctx: NativeCallContext,
-                      node: Dynamic,
-                      link: &str,
-                      target: Dynamic,
-                      new_name: &str|
-              -> RhaiResult<()> {
-            let (node, target) = (node_arg(&ctx, &l, &node)?, node_arg(&ctx, &l, &target)?);
+    let ss = s.clone();
+    let move_link =
+        move |ctx: NativeCallContext, node: Dynamic, link: &str, target: Dynamic, new_name: &str| -> RhaiResult<()> {
+            let (node, to) = (ss.node(&ctx, &node)?, ss.node(&ctx, &target)?);
             let (link, new_name) = (link_name(&ctx, link)?, link_name(&ctx, new_name)?);
-            to_rhai(&ctx, l.block_on(node.move_link(&link, &target, &new_name)))?;
-            l.mark_node(&node);
-            l.mark_node(&target);
-            Ok(())
+            ss.apply(&ctx, Op::MoveLink { node, link, to, new_name }).map(|_| ())
         };
-        if renamed {
-            engine.register_fn("move_link", f);
-        } else {
-            engine.register_fn(
-                "move_link",
-                move |ctx: NativeCallContext, node: Dynamic, link: &str, target: Dynamic| -> RhaiResult<()> {
-                    let name = link.to_string();
-                    f(ctx, node, link, target, &name)
-                },
-            );
-        }
-    }
+    let m = move_link.clone();
+    engine.register_fn("move_link", move |ctx: NativeCallContext, node: Dynamic, link: &str, target: Dynamic| {
+        m(ctx, node, link, target, link)
+    });
+    engine.register_fn("move_link", move_link);
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("del_link", move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let link = link_name(&ctx, link)?;
-        to_rhai(&ctx, l.block_on(node.delete_link(&link)))?;
-        l.mark_node(&node);
-        Ok(())
+        ss.apply(&ctx, Op::DelLink { node, link }).map(|_| ())
     });
 
-    let l = lab.clone();
-    engine.register_fn(
-        "addr",
-        move |ctx: NativeCallContext, node: Dynamic, link: &str, cidr: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let link = link_name(&ctx, link)?;
-            let cidr = to_rhai(&ctx, parse_cidr(cidr))?;
-            if cidr.addr().is_ipv6() {
-                // Nodes keep IPv6 off on new links until a lab uses it (see node.rs).
-                to_rhai(&ctx, l.block_on(node.link(&link)))?;
-                to_rhai(&ctx, l.set_sysctl(&node, &format!("net/ipv6/conf/{link}/disable_ipv6"), "0"))?;
-            }
-            to_rhai(&ctx, l.block_on(node.add_address(&link, cidr)))?;
-            l.mark_node(&node);
-            Ok(())
-        },
-    );
-    let l = lab.clone();
-    engine.register_fn(
-        "del_addr",
-        move |ctx: NativeCallContext, node: Dynamic, link: &str, cidr: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            let link = link_name(&ctx, link)?;
-            let cidr = to_rhai(&ctx, parse_cidr(cidr))?;
-            to_rhai(&ctx, l.block_on(node.delete_address(&link, cidr)))?;
-            l.mark_node(&node);
-            Ok(())
-        },
-    );
+    for add in [true, false] {
+        let ss = s.clone();
+        engine.register_fn(
+            if add { "addr" } else { "del_addr" },
+            move |ctx: NativeCallContext, node: Dynamic, link: &str, cidr: &str| -> RhaiResult<()> {
+                let node = ss.node(&ctx, &node)?;
+                let link = link_name(&ctx, link)?;
+                let cidr = to_rhai(&ctx, parse_cidr(cidr))?;
+                let op = if add { Op::AddAddr { node, link, cidr } } else { Op::DelAddr { node, link, cidr } };
+                ss.apply(&ctx, op).map(|_| ())
+            },
+        );
+    }
 
     // route(node, "default" | "10.0.0.0/24", "10.0.0.1" | "veth0")
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn(
         "route",
         move |ctx: NativeCallContext, node: Dynamic, dest: &str, via: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let dest = to_rhai(&ctx, parse_prefix(dest))?;
             let hop = match via.parse() {
                 Ok(ip) => NextHop::Gateway(ip),
                 Err(_) => NextHop::Device(link_name(&ctx, via)?),
             };
-            to_rhai(&ctx, l.block_on(node.add_route(dest, &hop)))?;
-            l.mark_node(&node);
-            Ok(())
+            ss.apply(&ctx, Op::AddRoute { node, dest, hop }).map(|_| ())
         },
     );
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("del_route", move |ctx: NativeCallContext, node: Dynamic, dest: &str| -> RhaiResult<()> {
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let dest = to_rhai(&ctx, parse_prefix(dest))?;
-        to_rhai(&ctx, l.block_on(node.delete_route(dest)))?;
-        l.mark_node(&node);
-        Ok(())
+        ss.apply(&ctx, Op::DelRoute { node, dest }).map(|_| ())
     });
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn(
         "sysctl",
         move |ctx: NativeCallContext, node: Dynamic, key: &str, value: Dynamic| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.set_sysctl(&node, key, &value.to_string()))
+            let node = ss.node(&ctx, &node)?;
+            let key = sysctl_key(&ctx, key)?;
+            ss.apply(&ctx, Op::SetSysctl { node, key, value: value.to_string() }).map(|_| ())
         },
     );
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("sysctl", move |ctx: NativeCallContext, node: Dynamic, key: &str| -> RhaiResult<String> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.get_sysctl(&node, key))
+        let node = ss.node(&ctx, &node)?;
+        let key = sysctl_key(&ctx, key)?;
+        to_rhai(&ctx, ss.backend().sysctl(&node, &key))
     });
 
-    register_queries(engine, lab);
+    register_queries(engine, s);
+}
+
+/// One link of the node, by name, from a listing.
+fn find_link(node: &NodeName, links: &[LinkState], name: &str) -> Result<LinkState, Error> {
+    links.iter().find(|l| l.name == name).cloned().ok_or_else(|| Error::NoSuchLink {
+        node: node.to_string(),
+        link: name.to_string(),
+        help: known_names_help(&format!("links in {node}"), &links.iter().map(|l| l.name.clone()).collect::<Vec<_>>()),
+    })
 }
 
 /// Reading state back: what `ip link`, `ip addr`, `ip route` and `ip neigh` show.
-fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
-    let l = lab.clone();
+fn register_queries(engine: &mut Engine, s: &Rc<Session>) {
+    let ss = s.clone();
     engine.register_fn("links", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_links(&node, None))?;
-        let links = to_rhai(&ctx, l.block_on(node.links()))?;
+        let node = ss.node(&ctx, &node)?;
+        let links = to_rhai(&ctx, ss.backend().links(&node, Some(None)))?;
         Ok(links.iter().map(|x| Dynamic::from_map(link_map(x, &links))).collect())
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("link", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Map> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle_links(&node, Some(name)))?;
-        let name = link_name(&ctx, name)?;
-        let link = to_rhai(&ctx, l.block_on(node.link(&name)))?;
-        let links = to_rhai(&ctx, l.block_on(node.links()))?;
+        let node = ss.node(&ctx, &node)?;
+        link_name(&ctx, name)?;
+        let links = to_rhai(&ctx, ss.backend().links(&node, Some(Some(name))))?;
+        let link = to_rhai(&ctx, find_link(&node, &links, name))?;
         Ok(link_map(&link, &links))
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("mac", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<String> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle())?;
-        let name = link_name(&ctx, name)?;
-        Ok(to_rhai(&ctx, l.block_on(node.link(&name)))?.mac)
+        let node = ss.node(&ctx, &node)?;
+        link_name(&ctx, name)?;
+        let links = to_rhai(&ctx, ss.backend().links(&node, None))?;
+        Ok(to_rhai(&ctx, find_link(&node, &links, name))?.mac)
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("addrs", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle())?;
-        let links = to_rhai(&ctx, l.block_on(node.links()))?;
-        let addrs = to_rhai(&ctx, l.block_on(node.addresses()))?;
+        let node = ss.node(&ctx, &node)?;
+        let addrs = to_rhai(&ctx, ss.backend().addresses(&node))?;
+        let links = to_rhai(&ctx, ss.backend().links(&node, None))?;
         Ok(addrs
             .iter()
             .map(|a| {
@@ -251,12 +222,11 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
             })
             .collect())
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("routes", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle())?;
-        let links = to_rhai(&ctx, l.block_on(node.links()))?;
-        let routes = to_rhai(&ctx, l.block_on(node.routes()))?;
+        let node = ss.node(&ctx, &node)?;
+        let routes = to_rhai(&ctx, ss.backend().routes(&node))?;
+        let links = to_rhai(&ctx, ss.backend().links(&node, None))?;
         Ok(routes
             .iter()
             .map(|r| {
@@ -269,12 +239,11 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
             })
             .collect())
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("neighbors", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.settle())?;
-        let links = to_rhai(&ctx, l.block_on(node.links()))?;
-        let neigh = to_rhai(&ctx, l.block_on(node.neighbours()))?;
+        let node = ss.node(&ctx, &node)?;
+        let neigh = to_rhai(&ctx, ss.backend().neighbours(&node))?;
+        let links = to_rhai(&ctx, ss.backend().links(&node, None))?;
         Ok(neigh
             .iter()
             .map(|n| {
@@ -289,6 +258,6 @@ fn register_queries(engine: &mut Engine, lab: &Rc<Lab>) {
     });
 }
 
-fn dev_name(links: &[netlab_runtime::link::LinkState], index: u32) -> Dynamic {
+fn dev_name(links: &[LinkState], index: u32) -> Dynamic {
     links.iter().find(|l| l.index == index).map(|l| Dynamic::from(l.name.clone())).unwrap_or(Dynamic::UNIT)
 }

@@ -7,14 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use netlab_runtime::lab::{Server, ServerKind};
+use netlab_runtime::backend::{Applied, ServerLog};
+use netlab_runtime::model::{EtcFile, Expect, Op, Probe, ServerSpec};
 use netlab_runtime::outcome::{Reason, Wanted};
-use netlab_runtime::{Error, Lab, Node};
+use netlab_runtime::{Error, NodeName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
-use super::values::{
-    check_failure, node_arg, opt_seconds, opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult,
-};
+use super::session::Session;
+use super::values::{check_failure, opt_seconds, opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult};
 use crate::report::{fmt_duration, Reporter};
 
 /// How long expect_no_http / expect_no_resolve wait by default: between a lab's
@@ -25,7 +25,7 @@ const NEGATIVE_HTTP_WINDOW: f64 = 0.1;
 
 /// A server handle as scripts see it (type name "Server").
 #[derive(Clone)]
-pub struct ServerRef(pub Rc<Server>);
+pub struct ServerRef(pub Rc<dyn ServerLog>);
 
 fn socket_addr(ctx: &NativeCallContext, text: &str, default_port: u16) -> RhaiResult<SocketAddr> {
     if let Ok(a) = text.parse::<SocketAddr>() {
@@ -75,49 +75,38 @@ fn http_reply_map(reply: &Result<netlab_runtime::service::HttpReply, netlab_runt
     m
 }
 
-pub fn register(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>) {
-    register_servers(engine, lab);
-    register_etc(engine, lab);
-    register_probes(engine, lab, rep);
+pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>>) {
+    register_servers(engine, s);
+    register_etc(engine, s);
+    register_probes(engine, s, rep);
 }
 
-fn register_servers(engine: &mut Engine, lab: &Rc<Lab>) {
+fn register_servers(engine: &mut Engine, s: &Rc<Session>) {
     engine.register_type_with_name::<ServerRef>("Server");
-    engine.register_fn("to_string", |s: &mut ServerRef| format!("server {} in {}", s.0.addr, s.0.node));
-    engine.register_fn("to_debug", |s: &mut ServerRef| format!("Server({} in {})", s.0.addr, s.0.node));
-    engine.register_get("addr", |s: &mut ServerRef| s.0.addr.to_string());
+    engine.register_fn("to_string", |s: &mut ServerRef| format!("server {} in {}", s.0.addr(), s.0.node()));
+    engine.register_fn("to_debug", |s: &mut ServerRef| format!("Server({} in {})", s.0.addr(), s.0.node()));
+    engine.register_get("addr", |s: &mut ServerRef| s.0.addr().to_string());
     engine.register_fn("requests", |s: &mut ServerRef| -> Array {
-        match &s.0.kind {
-            ServerKind::Http(h) => h
-                .requests()
-                .iter()
-                .map(|r| {
-                    let mut m = Map::new();
-                    m.insert("client".into(), r.peer.ip().to_string().into());
-                    m.insert("port".into(), (r.peer.port() as i64).into());
-                    m.insert("host".into(), r.host.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
-                    m.insert("path".into(), r.path.clone().into());
-                    Dynamic::from_map(m)
-                })
-                .collect(),
-            ServerKind::Dns(d) => d
-                .queries()
-                .iter()
-                .map(|(peer, name)| {
-                    let mut m = Map::new();
-                    m.insert("client".into(), peer.ip().to_string().into());
-                    m.insert("name".into(), name.clone().into());
-                    Dynamic::from_map(m)
-                })
-                .collect(),
-        }
+        let http = s.0.requests().into_iter().map(|r| {
+            let mut m = Map::new();
+            m.insert("client".into(), r.peer.ip().to_string().into());
+            m.insert("port".into(), (r.peer.port() as i64).into());
+            m.insert("host".into(), r.host.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+            m.insert("path".into(), r.path.clone().into());
+            Dynamic::from_map(m)
+        });
+        let dns = s.0.queries().into_iter().map(|(peer, name)| {
+            let mut m = Map::new();
+            m.insert("client".into(), peer.ip().to_string().into());
+            m.insert("name".into(), name.into());
+            Dynamic::from_map(m)
+        });
+        http.chain(dns).collect()
     });
     // The distinct source addresses seen: what proves MASQUERADE.
     engine.register_fn("clients", |s: &mut ServerRef| -> Array {
-        let mut ips: Vec<String> = match &s.0.kind {
-            ServerKind::Http(h) => h.requests().iter().map(|r| r.peer.ip().to_string()).collect(),
-            ServerKind::Dns(d) => d.queries().iter().map(|(p, _)| p.ip().to_string()).collect(),
-        };
+        let mut ips: Vec<String> = s.0.requests().iter().map(|r| r.peer.ip().to_string()).collect();
+        ips.extend(s.0.queries().iter().map(|(p, _)| p.ip().to_string()));
         ips.dedup();
         let mut seen = Vec::new();
         for ip in ips {
@@ -128,11 +117,11 @@ fn register_servers(engine: &mut Engine, lab: &Rc<Lab>) {
         seen.into_iter().map(Dynamic::from).collect()
     });
 
-    let l = lab.clone();
+    let ss = s.clone();
     let http =
         move |ctx: NativeCallContext, node: Dynamic, addr: &str, body: &str, opts: Map| -> RhaiResult<ServerRef> {
             reject_unknown(&ctx, &opts, &["status"])?;
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let addr = socket_addr(&ctx, addr, 80)?;
             let status = match opts.get("status") {
                 None => 200,
@@ -142,7 +131,7 @@ fn register_servers(engine: &mut Engine, lab: &Rc<Lab>) {
                     .and_then(|s| u16::try_from(s).ok())
                     .ok_or_else(|| type_error(&ctx, "an HTTP status", v))?,
             };
-            to_rhai(&ctx, l.start_http_server(&node, addr, body, status)).map(ServerRef)
+            start_server(&ss, &ctx, node, ServerSpec::Http { addr, body: body.to_string(), status })
         };
     let h = http.clone();
     engine.register_fn("http_server", move |ctx: NativeCallContext, node: Dynamic, addr: &str, body: &str| {
@@ -150,11 +139,11 @@ fn register_servers(engine: &mut Engine, lab: &Rc<Lab>) {
     });
     engine.register_fn("http_server", http);
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn(
         "dns_server",
         move |ctx: NativeCallContext, node: Dynamic, addr: &str, records: Map| -> RhaiResult<ServerRef> {
-            let node = node_arg(&ctx, &l, &node)?;
+            let node = ss.node(&ctx, &node)?;
             let addr = socket_addr(&ctx, addr, 53)?;
             let mut list = Vec::new();
             for (name, value) in &records {
@@ -162,38 +151,46 @@ fn register_servers(engine: &mut Engine, lab: &Rc<Lab>) {
                     list.push((name.to_string(), ip));
                 }
             }
-            to_rhai(&ctx, l.start_dns_server(&node, addr, list)).map(ServerRef)
+            start_server(&ss, &ctx, node, ServerSpec::Dns { addr, records: list })
         },
     );
 }
 
-fn register_etc(engine: &mut Engine, lab: &Rc<Lab>) {
-    for (fname, file) in [("resolv_conf", "resolv.conf"), ("hosts_file", "hosts")] {
-        let l = lab.clone();
+fn start_server(ss: &Session, ctx: &NativeCallContext, node: NodeName, server: ServerSpec) -> RhaiResult<ServerRef> {
+    match ss.apply(ctx, Op::StartServer { node, server })? {
+        Applied::Server(log) => Ok(ServerRef(log)),
+        Applied::Done => Err(runtime_error(ctx, "the backend started no server".into())),
+    }
+}
+
+fn register_etc(engine: &mut Engine, s: &Rc<Session>) {
+    for (fname, file) in [("resolv_conf", EtcFile::ResolvConf), ("hosts_file", EtcFile::Hosts)] {
+        let ss = s.clone();
         engine.register_fn(fname, move |ctx: NativeCallContext, node: Dynamic, text: &str| -> RhaiResult<()> {
-            let node = node_arg(&ctx, &l, &node)?;
-            to_rhai(&ctx, l.set_node_file(&node, file, text))
+            let node = ss.node(&ctx, &node)?;
+            ss.apply(&ctx, Op::WriteFile { node, file, text: text.to_string() }).map(|_| ())
         });
-        let l = lab.clone();
+        let ss = s.clone();
         engine.register_fn(fname, move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<String> {
-            let node = node_arg(&ctx, &l, &node)?;
-            Ok(l.node_file(&node, file).unwrap_or_default())
+            let node = ss.node(&ctx, &node)?;
+            Ok(to_rhai(&ctx, ss.backend().file(&node, file))?.unwrap_or_default())
         });
     }
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("hostname", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.set_hostname(&node, name))
+        let node = ss.node(&ctx, &node)?;
+        to_rhai(&ctx, netlab_runtime::names::check_hostname(name))?;
+        ss.apply(&ctx, Op::SetHostname { node, name: name.to_string() }).map(|_| ())
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("hostname", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<String> {
-        let node = node_arg(&ctx, &l, &node)?;
-        to_rhai(&ctx, l.hostname(&node))
+        let node = ss.node(&ctx, &node)?;
+        to_rhai(&ctx, ss.backend().hostname(&node))
     });
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("listening", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-        let node = node_arg(&ctx, &l, &node)?;
-        let socks = to_rhai(&ctx, l.listening(&node))?;
+        let node = ss.node(&ctx, &node)?;
+        let socks = to_rhai(&ctx, ss.backend().listening(&node))?;
         Ok(socks
             .iter()
             .map(|s| {
@@ -208,23 +205,29 @@ fn register_etc(engine: &mut Engine, lab: &Rc<Lab>) {
     });
 }
 
-/// One curl attempt from `node`.
-fn curl_once(
-    lab: &Lab,
-    node: &Node,
-    url: &str,
-    timeout: Duration,
-) -> Result<Result<netlab_runtime::service::HttpReply, netlab_runtime::service::CurlError>, Error> {
-    lab.http_get(node, url, timeout)
+/// A URL the lab wrote, checked before any probe: a malformed one is the lab's
+/// mistake (exit 2), also where probes are only planned.
+fn check_url(ctx: &NativeCallContext, url: &str) -> RhaiResult<()> {
+    match netlab_runtime::service::curl::parse_url(url) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(runtime_error(ctx, e.reasons().err().unwrap_or_else(|| e.to_string()))),
+    }
 }
 
-fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter>>) {
-    let l = lab.clone();
+fn check_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<()> {
+    netlab_runtime::service::curl::check_host_name(name)
+        .map_err(|reason| runtime_error(ctx, format!("{name:?} is not a valid host name: {reason}")))
+}
+
+fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>>) {
+    let ss = s.clone();
     let curl = move |ctx: NativeCallContext, node: Dynamic, url: &str, opts: Map| -> RhaiResult<Map> {
         reject_unknown(&ctx, &opts, &["timeout"])?;
-        let node = node_arg(&ctx, &l, &node)?;
-        let timeout = l.deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
-        let reply = to_rhai(&ctx, curl_once(&l, &node, url, timeout))?;
+        let node = ss.node(&ctx, &node)?;
+        let timeout = ss.backend().deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
+        check_url(&ctx, url)?;
+        ss.probe(&ctx, Probe::Http { node: node.clone(), url: url.to_string(), expect: None, status: 200, body: None });
+        let reply = to_rhai(&ctx, ss.backend().http_get(&node, url, timeout))?;
         if let Err(mistake) = reply.as_ref().map_err(|e| e.reasons()).err().transpose() {
             return Err(runtime_error(&ctx, mistake));
         }
@@ -235,26 +238,45 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
     engine.register_fn("curl", curl);
 
     // expect_http: retries until a reply with the wanted status (and body text) or the deadline.
-    let (l, r) = (lab.clone(), rep.clone());
+    let (ss, r) = (s.clone(), rep.clone());
     let expect_http = move |ctx: NativeCallContext, node: Dynamic, url: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["status", "body", "timeout"])?;
-        let node = node_arg(&ctx, &l, &node)?;
+        let node = ss.node(&ctx, &node)?;
         let want_status = match opts.get("status") {
             None => 200,
-            Some(v) => v.as_int().map_err(|_| type_error(&ctx, "an HTTP status", v))?,
+            Some(v) => v
+                .as_int()
+                .ok()
+                .and_then(|s| u16::try_from(s).ok())
+                .ok_or_else(|| type_error(&ctx, "an HTTP status", v))?,
         };
         let want_body = opt_str(&ctx, &opts, "body")?;
-        let deadline = Instant::now() + l.deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
-        let title = format!("{} curl {url}", node.name);
+        let deadline = Instant::now() + ss.backend().deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
+        check_url(&ctx, url)?;
+        let title = format!("{node} curl {url}");
+        ss.probe(
+            &ctx,
+            Probe::Http {
+                node: node.clone(),
+                url: url.to_string(),
+                expect: Some(Expect::Answer),
+                status: want_status,
+                body: want_body.clone(),
+            },
+        );
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
         let started = Instant::now();
         loop {
             let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-            let reply = to_rhai(&ctx, curl_once(&l, &node, url, left))?;
+            let reply = to_rhai(&ctx, ss.backend().http_get(&node, url, left))?;
             if let Err(mistake) = reply.as_ref().map_err(|e| e.reasons()).err().transpose() {
                 return Err(runtime_error(&ctx, mistake));
             }
             let problem = match &reply {
-                Ok(rep) if rep.status as i64 != want_status => {
+                Ok(rep) if rep.status != want_status => {
                     format!("status {} (expected {want_status})", rep.status)
                 }
                 Ok(rep) => match &want_body {
@@ -274,10 +296,10 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
                 Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
-                let hint = curl_hint(&l, &node, &problem);
+                let hint = curl_hint(&ss, &node, &problem);
                 return Err(check_failure(&ctx, &r, title, problem, hint));
             }
-            l.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+            ss.backend().sleep(Duration::from_millis(100));
         }
     };
     let e = expect_http.clone();
@@ -286,15 +308,28 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
     });
     engine.register_fn("expect_http", expect_http);
 
-    let (l, r) = (lab.clone(), rep.clone());
+    let (ss, r) = (s.clone(), rep.clone());
     let expect_no_http = move |ctx: NativeCallContext, node: Dynamic, url: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["window", "error"])?;
-        let node = node_arg(&ctx, &l, &node)?;
-        let window = l.deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
+        let node = ss.node(&ctx, &node)?;
+        let window = ss.backend().deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
         let wanted = super::checks::wanted_reason(&ctx, &opts)?;
-        let title = format!("{} cannot curl {url}", node.name);
-        to_rhai(&ctx, l.clear_probe_leftovers())?;
-        match to_rhai(&ctx, curl_once(&l, &node, url, window))? {
+        check_url(&ctx, url)?;
+        let title = format!("{node} cannot curl {url}");
+        let probe = Probe::Http {
+            node: node.clone(),
+            url: url.to_string(),
+            expect: Some(Expect::NoAnswer),
+            status: 200,
+            body: None,
+        };
+        ss.probe(&ctx, probe);
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
+        to_rhai(&ctx, ss.backend().clear_probe_leftovers())?;
+        match to_rhai(&ctx, ss.backend().http_get(&node, url, window))? {
             Err(e) => nothing_got_through(&ctx, &r, title, &e, e.reasons(), wanted),
             Ok(rep) => Err(check_failure(
                 &ctx,
@@ -311,40 +346,55 @@ fn register_probes(engine: &mut Engine, lab: &Rc<Lab>, rep: &Rc<RefCell<Reporter
     });
     engine.register_fn("expect_no_http", expect_no_http);
 
-    let l = lab.clone();
+    let ss = s.clone();
     engine.register_fn("resolve", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Array> {
-        let node = node_arg(&ctx, &l, &node)?;
-        let found = to_rhai(&ctx, l.resolve(&node, name, l.deadline(2.0)))?;
+        let node = ss.node(&ctx, &node)?;
+        check_name(&ctx, name)?;
+        ss.probe(&ctx, Probe::Resolve { node: node.clone(), name: name.to_string(), expect: None });
+        let found = to_rhai(&ctx, ss.backend().resolve(&node, name, ss.backend().deadline(2.0)))?;
         if let Err(mistake) = found.as_ref().map_err(|e| e.reasons()).err().transpose() {
             return Err(runtime_error(&ctx, mistake));
         }
         Ok(found.unwrap_or_default().iter().map(|ip| Dynamic::from(ip.to_string())).collect())
     });
-    let (l, r) = (lab.clone(), rep.clone());
+    let (ss, r) = (s.clone(), rep.clone());
     engine.register_fn("expect_resolve", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<()> {
-        let node = node_arg(&ctx, &l, &node)?;
-        match to_rhai(&ctx, l.resolve(&node, name, l.deadline(2.0)))? {
+        let node = ss.node(&ctx, &node)?;
+        check_name(&ctx, name)?;
+        let title = format!("{node} resolves {name}");
+        ss.probe(&ctx, Probe::Resolve { node: node.clone(), name: name.to_string(), expect: Some(Expect::Answer) });
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
+        match to_rhai(&ctx, ss.backend().resolve(&node, name, ss.backend().deadline(2.0)))? {
             Ok(ips) => {
                 let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-                r.borrow_mut().check_passed(&format!("{} resolves {name}: {}", node.name, ips.join(", ")));
+                r.borrow_mut().check_passed(&format!("{title}: {}", ips.join(", ")));
                 Ok(())
             }
             Err(e) => {
                 e.reasons().map_err(|mistake| runtime_error(&ctx, mistake))?;
-                let hint = Some(format!("the node's resolv.conf decides: see resolv_conf({})", node.name));
-                Err(check_failure(&ctx, &r, format!("{} resolves {name}", node.name), e.to_string(), hint))
+                let hint = Some(format!("the node's resolv.conf decides: see resolv_conf({node})"));
+                Err(check_failure(&ctx, &r, title, e.to_string(), hint))
             }
         }
     });
-    let (l, r) = (lab.clone(), rep.clone());
+    let (ss, r) = (s.clone(), rep.clone());
     let expect_no_resolve = move |ctx: NativeCallContext, node: Dynamic, name: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["window", "error"])?;
-        let node = node_arg(&ctx, &l, &node)?;
-        let window = l.deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
+        let node = ss.node(&ctx, &node)?;
+        let window = ss.backend().deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
         let wanted = super::checks::wanted_reason(&ctx, &opts)?;
-        let title = format!("{} cannot resolve {name}", node.name);
-        to_rhai(&ctx, l.clear_probe_leftovers())?;
-        match to_rhai(&ctx, l.resolve(&node, name, window))? {
+        check_name(&ctx, name)?;
+        let title = format!("{node} cannot resolve {name}");
+        ss.probe(&ctx, Probe::Resolve { node: node.clone(), name: name.to_string(), expect: Some(Expect::NoAnswer) });
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
+        to_rhai(&ctx, ss.backend().clear_probe_leftovers())?;
+        match to_rhai(&ctx, ss.backend().resolve(&node, name, window))? {
             Err(e) => nothing_got_through(&ctx, &r, title, &e, e.reasons(), wanted),
             Ok(ips) => Err(check_failure(
                 &ctx,
@@ -392,19 +442,19 @@ fn short(body: &str) -> String {
 }
 
 /// Why a curl likely failed.
-fn curl_hint(lab: &Lab, node: &Node, problem: &str) -> Option<String> {
+fn curl_hint(ss: &Session, node: &NodeName, problem: &str) -> Option<String> {
     if problem.starts_with("Could not resolve") {
-        let conf = lab.node_file(node, "resolv.conf").unwrap_or_default();
+        let conf = ss.backend().file(node, EtcFile::ResolvConf).ok().flatten().unwrap_or_default();
         if !conf.lines().any(|l| l.trim_start().starts_with("nameserver")) {
             return Some(format!(
                 "{} has no nameserver: set one with resolv_conf({}, \"nameserver IP\")",
-                node.name, node.name
+                node, node
             ));
         }
-        return Some(format!("{}'s nameserver did not answer the name; is it reachable (route, NAT)?", node.name));
+        return Some(format!("{node}'s nameserver did not answer the name; is it reachable (route, NAT)?"));
     }
     if problem.contains("unreachable") {
-        return Some(format!("{} has no route there: add a default route", node.name));
+        return Some(format!("{node} has no route there: add a default route"));
     }
     if problem.contains("timed out") {
         return Some("packets go out but nothing comes back: is there NAT (masquerade) or a route back?".into());

@@ -1,21 +1,11 @@
-//! Values shared by the bindings: the Node handle, failures carried through Rhai,
+//! Values shared by the bindings: failures carried through Rhai,
 //! and conversions of runtime data into Rhai maps.
 
 use std::rc::Rc;
 
-use netlab_runtime::link::LinkState;
-use netlab_runtime::{Error, Lab, Node};
+use netlab_runtime::model::LinkState;
+use netlab_runtime::Error;
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
-
-/// A node handle as scripts see it (type name "Node").
-#[derive(Clone)]
-pub struct NodeRef(pub Rc<Node>);
-
-impl NodeRef {
-    pub fn name(&self) -> String {
-        self.0.name.to_string()
-    }
-}
 
 /// A failed check, carried through Rhai up to the report.
 #[derive(Debug, Clone)]
@@ -50,23 +40,6 @@ pub fn failure(failure: Failure, pos: Position) -> Box<EvalAltResult> {
 /// Converts a runtime error into a Rhai error at the call's position.
 pub fn to_rhai<T>(ctx: &NativeCallContext, r: Result<T, Error>) -> RhaiResult<T> {
     r.map_err(|e| failure(Failure::Error(Rc::new(e)), ctx.call_position()))
-}
-
-/// A node argument: a Node handle or a node's name.
-pub fn node_arg(ctx: &NativeCallContext, lab: &Lab, value: &Dynamic) -> RhaiResult<Rc<Node>> {
-    if let Some(node) = value.clone().try_cast::<NodeRef>() {
-        // A node deleted with del_netns() is gone, as after `ip netns delete`.
-        to_rhai(ctx, node.0.ns().map(|_| ()))?;
-        return Ok(node.0);
-    }
-    if let Ok(name) = value.clone().into_immutable_string() {
-        return to_rhai(ctx, lab.node(&name));
-    }
-    Err(Box::new(EvalAltResult::ErrorMismatchDataType(
-        "Node (or a node's name)".into(),
-        value.type_name().into(),
-        ctx.call_position(),
-    )))
 }
 
 pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {

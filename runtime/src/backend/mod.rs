@@ -19,12 +19,7 @@ use crate::service::{CurlError, HttpReply, LookupError};
 use crate::sockets::Listening;
 
 /// What one request to a built-in HTTP server looked like.
-#[derive(Debug, Clone)]
-pub struct SeenRequest {
-    pub peer: SocketAddr,
-    pub host: Option<String>,
-    pub path: String,
-}
+pub use crate::service::http::SeenRequest;
 
 /// A built-in server as a lab sees it: what it was asked.
 pub trait ServerLog {

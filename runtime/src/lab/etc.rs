@@ -21,6 +21,9 @@ use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NODE_ETC_DIR, NO_NAMESERVER};
 /// The files a node can have its own copy of.
 pub const NODE_FILES: &[&str] = &["resolv.conf", "hosts"];
 
+/// Where the UTS namespaces of nodes with a hostname of their own are pinned.
+pub const UTS_DIR: &str = "/run/netlab/uts";
+
 impl Lab {
     pub(crate) fn is_host(&self, node: &Node) -> bool {
         std::ptr::eq(node, &*self.host)
@@ -116,12 +119,7 @@ impl Lab {
     /// `hostname NAME` inside the node: its own UTS namespace on first use (the
     /// host's is the sandbox's own), so the machine's hostname never changes.
     pub fn set_hostname(&self, node: &Node, name: &str) -> Result<()> {
-        if name.is_empty()
-            || name.len() > 64
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return Err(Error::BadNodeName { name: name.to_string(), reason: "not a valid hostname".into() });
-        }
+        crate::names::check_hostname(name)?;
         let set = || {
             nix::unistd::sethostname(name)
                 .map_err(|e| Error::io(format!("setting hostname of {}", node.name), e.into()))
@@ -142,6 +140,25 @@ impl Lab {
                 let uts =
                     File::open("/proc/thread-self/ns/uts").map_err(|e| Error::io("opening the UTS namespace", e))?;
                 *node.uts.borrow_mut() = Some(uts);
+                // Named like /run/netns/NODE, so a shell (`nsenter --uts=...`), a
+                // snapshot and an exported script find the node's hostname too.
+                let path = std::path::Path::new(UTS_DIR).join(node.name.as_str());
+                let pinned = std::fs::create_dir_all(UTS_DIR)
+                    .and_then(|_| File::create(&path).map(|_| ()))
+                    .and_then(|_| {
+                        nix::mount::mount(
+                            Some("/proc/thread-self/ns/uts"),
+                            &path,
+                            None::<&str>,
+                            nix::mount::MsFlags::MS_BIND,
+                            None::<&str>,
+                        )
+                        .map_err(std::io::Error::from)
+                    });
+                if let Err(e) = pinned {
+                    let _ = setns(home.as_fd(), CloneFlags::CLONE_NEWUTS);
+                    return Err(Error::io(format!("pinning the UTS namespace of {} at {}", node.name, path.display()), e));
+                }
             }
         }
         let result = set();

@@ -17,6 +17,7 @@ use crate::node::Node;
 use crate::ping::{self, PingMode, PingReport};
 use crate::sysctl;
 
+mod backend;
 mod etc;
 mod firewall;
 mod services;
@@ -141,13 +142,7 @@ impl Lab {
         Duration::from_secs_f64(seconds * self.options.slow_factor)
     }
 
-    /// Links of `node` changed: the next readiness wait looks at them.
-    pub fn mark_node(&self, node: &Node) {
-        self.touched.borrow_mut().insert(node.name.to_string());
-        self.mark_changed();
-    }
-
-    pub fn mark_changed(&self) {
+    fn mark_changed(&self) {
         self.dirty.set(true);
     }
 
@@ -209,8 +204,8 @@ impl Lab {
         self.nodes.borrow().values().cloned().collect()
     }
 
-    /// A bridge was made in `node`: readiness waits look there.
-    pub fn record_bridge(&self, node: &Node) {
+    /// A bridge was found in `node`: readiness waits look there.
+    fn record_bridge(&self, node: &Node) {
         self.bridge_nodes.borrow_mut().insert(node.name.to_string());
     }
 
@@ -554,6 +549,12 @@ impl Lab {
 
 /// Undoes `ip netns add`'s name: the bind mount under /run/netns and its file.
 fn remove_netns_name(name: &str) -> Result<()> {
+    // The node's pinned UTS namespace (etc.rs), if it had a hostname of its own.
+    let uts = std::path::Path::new(etc::UTS_DIR).join(name);
+    if uts.exists() {
+        let _ = nix::mount::umount2(&uts, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&uts);
+    }
     let path = std::path::Path::new(crate::sandbox::NETNS_DIR).join(name);
     nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
         .map_err(|e| Error::io(format!("unmounting {}", path.display()), e.into()))?;

@@ -464,16 +464,22 @@ impl reqwest::dns::Resolve for InTaskResolver {
     }
 }
 
-/// GETs `url` like `curl URL` inside the node whose name resolution is
-/// `resolver`: no proxy, no redirects followed, the whole exchange limited to
-/// `timeout` (like `curl --max-time`). A URL without a scheme means http://,
-/// as for curl. Must run on the node's thread (see the module docs).
-pub async fn http_get(url: &str, resolver: NodeResolver, timeout: Duration) -> Result<HttpReply, CurlError> {
+/// A URL as curl takes it: without a scheme it means http://; only http and https.
+pub fn parse_url(url: &str) -> Result<reqwest::Url, CurlError> {
     let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
     let url = reqwest::Url::parse(&url).map_err(|e| CurlError::BadUrl(format!("{url}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(CurlError::BadUrl(format!("{url}: Protocol \"{}\" not supported", url.scheme())));
     }
+    Ok(url)
+}
+
+/// GETs `url` like `curl URL` inside the node whose name resolution is
+/// `resolver`: no proxy, no redirects followed, the whole exchange limited to
+/// `timeout` (like `curl --max-time`). A URL without a scheme means http://,
+/// as for curl. Must run on the node's thread (see the module docs).
+pub async fn http_get(url: &str, resolver: NodeResolver, timeout: Duration) -> Result<HttpReply, CurlError> {
+    let url = parse_url(url)?;
     // curl names an IPv6 host without its URL brackets.
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();

@@ -1,0 +1,226 @@
+//! The kernel backend: the lab's ops applied over netlink (and `iptables-restore`,
+//! `nft -f -`) inside the sandbox. Each op marks what it touched, so the readiness
+//! wait before the next check knows where to look.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::{Lab, Server, ServerKind};
+use crate::backend::{Applied, Backend, SeenRequest, ServerLog};
+use crate::error::Result;
+use crate::exec::{CommandLine, ExecOutput};
+use crate::iptables::IptTable;
+use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState, ServerSpec};
+use crate::names::NodeName;
+use crate::node::Node;
+use crate::ping::{PingMode, PingReport};
+use crate::service::{CurlError, HttpReply, LookupError};
+use crate::sockets::Listening;
+
+impl ServerLog for Server {
+    fn node(&self) -> &str {
+        &self.node
+    }
+    fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+    fn requests(&self) -> Vec<SeenRequest> {
+        match &self.kind {
+            ServerKind::Http(h) => h.requests(),
+            ServerKind::Dns(_) => Vec::new(),
+        }
+    }
+    fn queries(&self) -> Vec<(std::net::SocketAddr, String)> {
+        match &self.kind {
+            ServerKind::Dns(d) => d.queries(),
+            ServerKind::Http(_) => Vec::new(),
+        }
+    }
+}
+
+impl Lab {
+    fn node_of(&self, name: &NodeName) -> Result<Rc<Node>> {
+        self.node(name.as_str())
+    }
+
+    /// One op against the kernel, without the bookkeeping.
+    fn apply_to_kernel(&self, op: &Op) -> Result<Applied> {
+        let rt = &self.rt;
+        match op {
+            Op::AddNode { node } => self.create_node(node.as_str()).map(|_| ()),
+            Op::DelNode { node } => self.delete_node(&self.node_of(node)?),
+            Op::AddVeth { node, name, peer_node, peer } => {
+                let (a, b) = (self.node_of(node)?, self.node_of(peer_node)?);
+                rt.block_on(a.create_veth(name, &b, peer))
+            }
+            Op::AddBridge { node, name } => rt.block_on(self.node_of(node)?.create_bridge(name)),
+            Op::SetUp { node, link, up } => rt.block_on(self.node_of(node)?.set_link_up(link, *up)),
+            Op::SetMaster { node, link, master } => {
+                rt.block_on(self.node_of(node)?.set_master(link, master.as_ref()))
+            }
+            Op::MoveLink { node, link, to, new_name } => {
+                let (from, to) = (self.node_of(node)?, self.node_of(to)?);
+                rt.block_on(from.move_link(link, &to, new_name))
+            }
+            Op::DelLink { node, link } => rt.block_on(self.node_of(node)?.delete_link(link)),
+            Op::AddAddr { node, link, cidr } => {
+                let n = self.node_of(node)?;
+                if cidr.addr().is_ipv6() {
+                    // Nodes keep IPv6 off on new links until a lab uses it (see node.rs).
+                    rt.block_on(n.link(link))?;
+                    self.set_sysctl(&n, &format!("net/ipv6/conf/{link}/disable_ipv6"), "0")?;
+                }
+                rt.block_on(n.add_address(link, *cidr))
+            }
+            Op::DelAddr { node, link, cidr } => rt.block_on(self.node_of(node)?.delete_address(link, *cidr)),
+            Op::AddRoute { node, dest, hop } => rt.block_on(self.node_of(node)?.add_route(*dest, hop)),
+            Op::DelRoute { node, dest } => rt.block_on(self.node_of(node)?.delete_route(*dest)),
+            Op::SetSysctl { node, key, value } => self.set_sysctl(&*self.node_of(node)?, key, value),
+            Op::Firewall { node, change } => self.apply_firewall(&*self.node_of(node)?, change),
+            Op::WriteFile { node, file, text } => self.set_node_file(&*self.node_of(node)?, file.file_name(), text),
+            Op::SetHostname { node, name } => self.set_hostname(&*self.node_of(node)?, name),
+            Op::StartServer { node, server } => {
+                let n = self.node_of(node)?;
+                let started = match server {
+                    ServerSpec::Http { addr, body, status } => self.start_http_server(&n, *addr, body, *status)?,
+                    ServerSpec::Dns { addr, records } => self.start_dns_server(&n, *addr, records.clone())?,
+                };
+                return Ok(Applied::Server(started));
+            }
+            Op::Exec { node, command } => {
+                let line = CommandLine::parse(command)
+                    .map_err(|e| crate::Error::io(format!("exec_in {command:?}"), std::io::Error::other(e)))?;
+                self.exec(&*self.node_of(node)?, &line, self.deadline(10.0)).map(|_| ())
+            }
+        }?;
+        Ok(Applied::Done)
+    }
+}
+
+impl Backend for Lab {
+    fn evaluates(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, op: &Op) -> Result<Applied> {
+        let applied = self.apply_to_kernel(op)?;
+        for node in op.touched_links() {
+            self.touched.borrow_mut().insert(node.to_string());
+        }
+        if let Op::AddBridge { node, .. } = op {
+            self.bridge_nodes.borrow_mut().insert(node.to_string());
+        }
+        self.mark_changed();
+        Ok(applied)
+    }
+
+    fn node_names(&self) -> Vec<NodeName> {
+        self.nodes().iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn require_node(&self, node: &str) -> Result<NodeName> {
+        self.node(node).map(|n| n.name.clone())
+    }
+
+    fn links(&self, node: &NodeName, converged: Option<Option<&str>>) -> Result<Vec<LinkState>> {
+        let n = self.node_of(node)?;
+        match converged {
+            Some(only) => self.settle_links(&n, only)?,
+            None => self.settle()?,
+        }
+        self.rt.block_on(n.links())
+    }
+
+    fn addresses(&self, node: &NodeName) -> Result<Vec<AddrState>> {
+        let n = self.node_of(node)?;
+        self.settle()?;
+        self.rt.block_on(n.addresses())
+    }
+
+    fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>> {
+        let n = self.node_of(node)?;
+        self.settle()?;
+        self.rt.block_on(n.routes())
+    }
+
+    fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {
+        let n = self.node_of(node)?;
+        self.settle()?;
+        self.rt.block_on(n.neighbours())
+    }
+
+    fn sysctl(&self, node: &NodeName, key: &str) -> Result<String> {
+        self.get_sysctl(&*self.node_of(node)?, key)
+    }
+
+    fn file(&self, node: &NodeName, file: EtcFile) -> Result<Option<String>> {
+        Ok(self.node_file(&*self.node_of(node)?, file.file_name()))
+    }
+
+    fn hostname(&self, node: &NodeName) -> Result<String> {
+        Lab::hostname(self, &*self.node_of(node)?)
+    }
+
+    fn listening(&self, node: &NodeName) -> Result<Vec<Listening>> {
+        Lab::listening(self, &*self.node_of(node)?)
+    }
+
+    fn iptables_rules(&self, node: &NodeName, table: IptTable) -> Result<Vec<String>> {
+        Lab::iptables_rules(self, &*self.node_of(node)?, table)
+    }
+
+    fn nft_ruleset(&self, node: &NodeName) -> Result<String> {
+        Lab::nft_ruleset(self, &*self.node_of(node)?)
+    }
+
+    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
+        Lab::ping(self, &*self.node_of(node)?, dst, mode)
+    }
+
+    fn ping_many(
+        &self,
+        nodes: &[NodeName],
+        dst: IpAddr,
+        mode: PingMode,
+        interval: Duration,
+    ) -> Result<(Vec<PingReport>, usize)> {
+        let nodes = nodes.iter().map(|n| self.node_of(n)).collect::<Result<Vec<_>>>()?;
+        Lab::ping_many(self, &nodes, dst, mode, interval)
+    }
+
+    fn http_get(
+        &self,
+        node: &NodeName,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<HttpReply, CurlError>> {
+        Lab::http_get(self, &*self.node_of(node)?, url, timeout)
+    }
+
+    fn resolve(
+        &self,
+        node: &NodeName,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Vec<IpAddr>, LookupError>> {
+        Lab::resolve(self, &*self.node_of(node)?, name, timeout)
+    }
+
+    fn clear_probe_leftovers(&self) -> Result<()> {
+        Lab::clear_probe_leftovers(self)
+    }
+
+    fn exec(&self, node: &NodeName, command: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
+        Lab::exec(self, &*self.node_of(node)?, command, timeout)
+    }
+
+    fn deadline(&self, seconds: f64) -> Duration {
+        Lab::deadline(self, seconds)
+    }
+
+    fn sleep(&self, duration: Duration) {
+        self.rt.block_on(async { tokio::time::sleep(duration).await });
+    }
+}
+

@@ -1,0 +1,3 @@
+//! Renderers: what the lab did, in other words.
+
+pub mod ip;

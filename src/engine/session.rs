@@ -1,0 +1,180 @@
+//! What the bindings talk to: the backend (kernel or model) behind one seam, the
+//! journal of what ran (for `--explain`, `export`, `plan`), and the node handles
+//! scripts hold.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use netlab_runtime::backend::{Applied, Backend};
+use netlab_runtime::lab::HOST;
+use netlab_runtime::model::{Entry, Op, Probe};
+use netlab_runtime::render;
+use netlab_runtime::{Error, NodeName};
+use rhai::{Dynamic, EvalAltResult, NativeCallContext};
+
+use super::values::{to_rhai, RhaiResult};
+use crate::report::Reporter;
+
+/// A node as scripts hold it (type name "Node"): its name, and which incarnation
+/// of that name it is (a node deleted with del_netns() and made again is another).
+#[derive(Clone, Debug)]
+pub struct NodeRef {
+    pub name: NodeName,
+    generation: u64,
+}
+
+impl PartialEq for NodeRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.generation == other.generation
+    }
+}
+
+/// How much of what ran a run prints under each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Explain {
+    #[default]
+    Quiet,
+    /// The equivalent commands of each op and probe (`--explain`, `plan`).
+    Commands,
+}
+
+pub struct Session {
+    backend: Rc<dyn Backend>,
+    reporter: Rc<RefCell<Reporter>>,
+    journal: RefCell<Vec<Entry>>,
+    explain: Explain,
+    generations: RefCell<HashMap<NodeName, u64>>,
+    next_generation: Cell<u64>,
+    host: NodeName,
+    /// Checks made outside any step (a lint of `netlab check`).
+    pub checks_outside_steps: RefCell<Vec<usize>>,
+}
+
+fn line_of(ctx: &NativeCallContext) -> usize {
+    ctx.call_position().line().unwrap_or(0)
+}
+
+impl Session {
+    pub fn new(backend: Rc<dyn Backend>, reporter: Rc<RefCell<Reporter>>, explain: Explain) -> Session {
+        let host = NodeName::new(HOST).expect("a valid name");
+        let generations = backend.node_names().into_iter().map(|n| (n, 0)).collect();
+        Session {
+            backend,
+            reporter,
+            journal: RefCell::default(),
+            explain,
+            generations: RefCell::new(generations),
+            next_generation: Cell::new(1),
+            host,
+            checks_outside_steps: RefCell::default(),
+        }
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// Whether checks run for real (the kernel) or are only recorded (the model).
+    pub fn evaluates(&self) -> bool {
+        self.backend.evaluates()
+    }
+
+    pub fn journal(&self) -> Vec<Entry> {
+        self.journal.borrow().clone()
+    }
+
+    fn explain_lines(&self, lines: Vec<String>) {
+        if self.explain == Explain::Commands {
+            self.reporter.borrow().explain(&lines);
+        }
+    }
+
+    /// Applies an op through the backend; on success it joins the journal (and,
+    /// with --explain, is shown as the commands it stands for).
+    pub fn apply(&self, ctx: &NativeCallContext, op: Op) -> RhaiResult<Applied> {
+        let applied = to_rhai(ctx, self.backend.apply(&op))?;
+        match &op {
+            Op::AddNode { node } => {
+                let g = self.next_generation.get();
+                self.next_generation.set(g + 1);
+                self.generations.borrow_mut().insert(node.clone(), g);
+            }
+            Op::DelNode { node } => {
+                self.generations.borrow_mut().remove(node);
+            }
+            _ => {}
+        }
+        self.explain_lines(render::ip::op_commands(&op, self.host.as_str()));
+        self.journal.borrow_mut().push(Entry::Op { op, line: line_of(ctx) });
+        Ok(applied)
+    }
+
+    /// Runs a program in a node (`op` is its Op::Exec): the kernel runs it, the
+    /// model only records it. Joins the journal like any op.
+    pub fn exec(
+        &self,
+        ctx: &NativeCallContext,
+        op: Op,
+        command: &netlab_runtime::exec::CommandLine,
+        timeout: std::time::Duration,
+    ) -> RhaiResult<netlab_runtime::exec::ExecOutput> {
+        let out = to_rhai(ctx, self.backend.exec(op.node(), command, timeout))?;
+        self.explain_lines(render::ip::op_commands(&op, self.host.as_str()));
+        self.journal.borrow_mut().push(Entry::Op { op, line: line_of(ctx) });
+        Ok(out)
+    }
+
+    /// A probe is about to be made (or, with the model, planned).
+    pub fn probe(&self, ctx: &NativeCallContext, probe: Probe) {
+        if self.reporter.borrow().current_step().is_none() {
+            self.checks_outside_steps.borrow_mut().push(line_of(ctx));
+        }
+        self.explain_lines(render::ip::probe_commands(&probe, self.host.as_str()));
+        self.journal.borrow_mut().push(Entry::Probe { probe, line: line_of(ctx) });
+    }
+
+    /// A check on a value the lab computed (expect, expect_eq).
+    pub fn claim(&self, ctx: &NativeCallContext, title: &str) {
+        if self.reporter.borrow().current_step().is_none() {
+            self.checks_outside_steps.borrow_mut().push(line_of(ctx));
+        }
+        self.journal.borrow_mut().push(Entry::Claim { title: title.to_string(), line: line_of(ctx) });
+    }
+
+    pub fn begin_step(&self, title: &str) {
+        self.journal.borrow_mut().push(Entry::Step { title: title.to_string() });
+    }
+
+    /// The handle of a live node.
+    pub fn node_ref(&self, name: NodeName) -> NodeRef {
+        let generation = self.generations.borrow().get(&name).copied().unwrap_or(0);
+        NodeRef { name, generation }
+    }
+
+    /// A node argument: a Node handle (of a node still there) or a node's name.
+    pub fn node(&self, ctx: &NativeCallContext, value: &Dynamic) -> RhaiResult<NodeName> {
+        if let Some(node) = value.clone().try_cast::<NodeRef>() {
+            if self.generations.borrow().get(&node.name) == Some(&node.generation) {
+                return Ok(node.name);
+            }
+            // A node deleted with del_netns() is gone, as after `ip netns delete`.
+            let name = node.name.to_string();
+            return to_rhai(
+                ctx,
+                Err(Error::NoSuchNode {
+                    help: Some(format!("{name} was deleted (del_netns); netns(\"{name}\") makes a new one")),
+                    name,
+                }),
+            );
+        }
+        if let Ok(name) = value.clone().into_immutable_string() {
+            return to_rhai(ctx, self.backend.require_node(&name));
+        }
+        Err(Box::new(EvalAltResult::ErrorMismatchDataType(
+            "Node (or a node's name)".into(),
+            value.type_name().into(),
+            ctx.call_position(),
+        )))
+    }
+}
