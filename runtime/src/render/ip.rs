@@ -41,7 +41,9 @@ pub fn q(word: &str) -> String {
     if word == "!" || (!word.is_empty() && word.chars().all(plain)) {
         word.to_string()
     } else {
-        shell_words::quote(word).into_owned()
+        // Always quoted, also for what shell_words leaves bare ('!' expands history in
+        // an interactive shell, where a reader pastes these lines).
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -257,7 +259,7 @@ impl Renderer {
                 let path = self.etc_path(node, *file);
                 // netlab ends the file with a newline if the text has none.
                 let body = text.strip_suffix('\n').unwrap_or(text);
-                let write = format!("printf '%s\\n' {} > {path}", shell_words::quote(body));
+                let write = format!("printf '%s\\n' {} > {path}", q(body));
                 if self.is_host(node) {
                     vec![write]
                 } else {
@@ -332,8 +334,287 @@ impl Renderer {
 pub fn program_line(command: &str) -> String {
     match CommandLine::parse(command) {
         Ok(cmd) if cmd.shell.is_none() => cmd.argv.iter().map(|w| q(w)).collect::<Vec<_>>().join(" "),
-        Ok(_) => format!("sh -c {}", shell_words::quote(command)),
+        Ok(_) => format!("sh -c {}", q(command)),
         // netlab refuses it too; show it as written.
         Err(_) => command.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
+    use crate::model::Expect;
+    use crate::names::LinkName;
+
+    fn n(name: &str) -> NodeName {
+        NodeName::new(name).unwrap()
+    }
+
+    fn l(name: &str) -> LinkName {
+        LinkName::new(name).unwrap()
+    }
+
+    fn cmds(op: Op) -> Vec<String> {
+        op_commands(&op, "host")
+    }
+
+    #[test]
+    fn a_new_node_gets_netlabs_defaults() {
+        assert_eq!(
+            cmds(Op::AddNode { node: n("container4") }),
+            [
+                "ip netns add container4",
+                "ip netns exec container4 sysctl -w 'net.ipv4.ping_group_range=0 2147483647'",
+                "ip netns exec container4 sysctl -w net.ipv6.conf.default.disable_ipv6=1",
+                "ip netns exec container4 sysctl -w net.ipv4.ip_forward=0",
+            ]
+        );
+        assert!(cmds(Op::AddNode { node: n("host") }).is_empty(), "the host exists already");
+        assert_eq!(cmds(Op::DelNode { node: n("container4") }), ["ip netns delete container4"]);
+    }
+
+    #[test]
+    fn veths_are_made_from_the_side_that_can_name_the_other() {
+        let veth = |node: &str, name: &str, peer_node: &str, peer: &str| {
+            cmds(Op::AddVeth { node: n(node), name: l(name), peer_node: n(peer_node), peer: l(peer) })
+        };
+        assert_eq!(
+            veth("host", "brid4", "container4", "veth4"),
+            ["ip link add brid4 type veth peer name veth4 netns container4"]
+        );
+        assert_eq!(veth("host", "veth0", "host", "veth1"), ["ip link add veth0 type veth peer name veth1"]);
+        assert_eq!(veth("red", "a", "red", "b"), ["ip -n red link add a type veth peer name b"]);
+        assert_eq!(
+            veth("red", "veth-red", "blue", "veth-blue"),
+            ["ip -n red link add veth-red type veth peer name veth-blue netns blue"]
+        );
+        // The host has no name `netns` knows: the pair is made from the host's side.
+        assert_eq!(veth("red", "eth0", "host", "vred"), ["ip link add vred type veth peer name eth0 netns red"]);
+    }
+
+    #[test]
+    fn links() {
+        let mac = format_mac(&stable_mac("host", "br0"));
+        assert_eq!(
+            cmds(Op::AddBridge { node: n("host"), name: l("br0") }),
+            [format!("ip link add br0 address {mac} type bridge")]
+        );
+        assert_eq!(
+            cmds(Op::AddBridge { node: n("sw"), name: l("br0") }),
+            [format!("ip -n sw link add br0 address {} type bridge", format_mac(&stable_mac("sw", "br0")))]
+        );
+        assert_eq!(cmds(Op::SetUp { node: n("host"), link: l("br0"), up: true }), ["ip link set br0 up"]);
+        assert_eq!(cmds(Op::SetUp { node: n("c4"), link: l("veth4"), up: false }), ["ip -n c4 link set veth4 down"]);
+        assert_eq!(
+            cmds(Op::SetMaster { node: n("host"), link: l("brid4"), master: Some(l("br0")) }),
+            ["ip link set brid4 master br0"]
+        );
+        assert_eq!(
+            cmds(Op::SetMaster { node: n("sw"), link: l("p1"), master: None }),
+            ["ip -n sw link set p1 nomaster"]
+        );
+        assert_eq!(
+            cmds(Op::MoveLink { node: n("host"), link: l("veth4"), to: n("container4"), new_name: l("veth4") }),
+            ["ip link set veth4 netns container4"]
+        );
+        assert_eq!(
+            cmds(Op::MoveLink { node: n("c4"), link: l("veth4"), to: n("host"), new_name: l("eth9") }),
+            ["ip -n c4 link set veth4 netns $$ name eth9"]
+        );
+        assert_eq!(cmds(Op::DelLink { node: n("host"), link: l("brid4") }), ["ip link del brid4"]);
+        // Link names may hold what the shell reads: they are quoted.
+        assert_eq!(cmds(Op::DelLink { node: n("c4"), link: l("a$b") }), ["ip -n c4 link del 'a$b'"]);
+    }
+
+    #[test]
+    fn addresses_and_routes() {
+        let cidr = |s: &str| s.parse().unwrap();
+        assert_eq!(
+            cmds(Op::AddAddr { node: n("container4"), link: l("veth4"), cidr: cidr("10.201.0.4/24") }),
+            ["ip -n container4 addr add 10.201.0.4/24 dev veth4"]
+        );
+        assert_eq!(
+            cmds(Op::AddAddr { node: n("c4"), link: l("veth4"), cidr: cidr("fd00::4/64") }),
+            [
+                "ip netns exec c4 sysctl -w net.ipv6.conf.veth4.disable_ipv6=0",
+                "ip -n c4 addr add fd00::4/64 dev veth4 nodad",
+            ]
+        );
+        // A VLAN link's dot would split the dotted key: the slash form keeps it.
+        assert_eq!(
+            cmds(Op::AddAddr { node: n("host"), link: l("eth0.10"), cidr: cidr("fd00::1/64") }),
+            ["sysctl -w net/ipv6/conf/eth0.10/disable_ipv6=0", "ip addr add fd00::1/64 dev eth0.10 nodad",]
+        );
+        assert_eq!(
+            cmds(Op::DelAddr { node: n("host"), link: l("br0"), cidr: cidr("10.201.0.1/24") }),
+            ["ip addr del 10.201.0.1/24 dev br0"]
+        );
+        let gw = |s: &str| NextHop::Gateway(s.parse().unwrap());
+        assert_eq!(
+            cmds(Op::AddRoute { node: n("container4"), dest: None, hop: gw("10.201.0.1") }),
+            ["ip -n container4 route add default via 10.201.0.1"]
+        );
+        assert_eq!(
+            cmds(Op::AddRoute { node: n("c4"), dest: None, hop: gw("fd00::1") }),
+            ["ip -n c4 -6 route add default via fd00::1"]
+        );
+        assert_eq!(
+            cmds(Op::AddRoute {
+                node: n("host"),
+                dest: Some(cidr("192.168.1.0/24")),
+                hop: NextHop::Device(l("v-net-0"))
+            }),
+            ["ip route add 192.168.1.0/24 dev v-net-0"]
+        );
+        assert_eq!(cmds(Op::DelRoute { node: n("c4"), dest: None }), ["ip -n c4 route del default"]);
+        assert_eq!(cmds(Op::DelRoute { node: n("host"), dest: Some(cidr("10.0.0.0/8")) }), ["ip route del 10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn sysctls() {
+        let set = |node: &str, key: &str, value: &str| {
+            cmds(Op::SetSysctl { node: n(node), key: key.into(), value: value.into() })
+        };
+        assert_eq!(set("host", "net.ipv4.ip_forward", "1"), ["sysctl -w net.ipv4.ip_forward=1"]);
+        assert_eq!(set("router", "net/ipv4/ip_forward", "1"), ["ip netns exec router sysctl -w net.ipv4.ip_forward=1"]);
+    }
+
+    #[test]
+    fn firewall_changes_are_the_tutorials_iptables_commands() {
+        let fw = |node: &str, change| cmds(Op::Firewall { node: n(node), change });
+        let masq = FirewallChange::Masquerade(Masquerade {
+            source: "10.201.0.0/24".parse().unwrap(),
+            out: None,
+            not_out: None,
+        });
+        assert_eq!(fw("host", masq.clone()), ["iptables -t nat -A POSTROUTING -s 10.201.0.0/24 -j MASQUERADE"]);
+        assert_eq!(
+            fw("router", masq),
+            ["ip netns exec router iptables -t nat -A POSTROUTING -s 10.201.0.0/24 -j MASQUERADE"]
+        );
+        let docker = FirewallChange::Masquerade(Masquerade {
+            source: "172.17.0.0/16".parse().unwrap(),
+            out: None,
+            not_out: Some(l("docker0")),
+        });
+        assert_eq!(fw("host", docker), ["iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"]);
+        assert_eq!(
+            fw("host", FirewallChange::ForwardPolicy(Policy::Drop)),
+            ["iptables -P FORWARD DROP", "ip6tables -P FORWARD DROP"]
+        );
+        let accept = FirewallChange::ForwardAccept(ForwardAccept {
+            in_link: Some(l("br0")),
+            out_link: Some(l("br0")),
+            ..Default::default()
+        });
+        assert_eq!(
+            fw("host", accept),
+            ["iptables -A FORWARD -i br0 -o br0 -j ACCEPT", "ip6tables -A FORWARD -i br0 -o br0 -j ACCEPT"]
+        );
+        let dnat = FirewallChange::PortForward(PortForward {
+            proto: Proto::Tcp,
+            port: 80,
+            to: "[fd00::2]:80".parse().unwrap(),
+            in_link: None,
+            local: true,
+        });
+        assert_eq!(fw("gw", dnat), [
+            "ip netns exec gw ip6tables -t nat -A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination '[fd00::2]:80'",
+            "ip netns exec gw ip6tables -t nat -A OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 80 -j DNAT --to-destination '[fd00::2]:80'",
+        ]);
+    }
+
+    #[test]
+    fn an_appended_rule_is_undone_with_delete() {
+        let cmd = IptCommand { tool: "iptables", table: "nat".into(), args: vec!["-A".into(), "POSTROUTING".into()] };
+        assert_eq!(cmd.undo().unwrap().line(), "iptables -t nat -D POSTROUTING");
+        let policy = IptCommand { tool: "iptables", table: "filter".into(), args: vec!["-P".into()] };
+        assert_eq!(policy.undo(), None);
+    }
+
+    #[test]
+    fn files_hostnames_servers_and_programs() {
+        let write = |node: &str, file, text: &str| cmds(Op::WriteFile { node: n(node), file, text: text.into() });
+        assert_eq!(write("container4", EtcFile::ResolvConf, "nameserver 8.8.8.8"), [
+            "mkdir -p /etc/netns/container4 && printf '%s\\n' 'nameserver 8.8.8.8' > /etc/netns/container4/resolv.conf"
+        ]);
+        assert_eq!(write("host", EtcFile::Hosts, "10.0.0.1 web\n"), ["printf '%s\\n' '10.0.0.1 web' > /etc/hosts"]);
+        assert_eq!(write("host", EtcFile::Hosts, "it's\n"), ["printf '%s\\n' 'it'\\''s' > /etc/hosts"]);
+
+        let mut r = Renderer::new("host");
+        let hostname = |node: &str| Op::SetHostname { node: n(node), name: "web1".into() };
+        assert_eq!(r.op(&hostname("host")), ["hostname web1"]);
+        assert_eq!(
+            r.op(&hostname("c4")),
+            ["mkdir -p /run/netlab/uts && touch /run/netlab/uts/c4 && unshare --uts=/run/netlab/uts/c4 hostname web1"]
+        );
+        assert_eq!(r.op(&hostname("c4")), ["nsenter --uts=/run/netlab/uts/c4 hostname web1"]);
+        let exec = |command: &str| Op::Exec { node: n("c4"), command: command.into() };
+        assert_eq!(r.op(&exec("hostname")), ["nsenter --uts=/run/netlab/uts/c4 ip netns exec c4 hostname"]);
+        // Deleted and made again, the node starts without a UTS namespace of its own.
+        assert_eq!(
+            r.op(&Op::DelNode { node: n("c4") }),
+            ["ip netns delete c4", "umount /run/netlab/uts/c4 && rm /run/netlab/uts/c4"]
+        );
+        assert_eq!(r.op(&exec("hostname")), ["ip netns exec c4 hostname"]);
+        assert_eq!(r.op(&exec("ip -br addr | grep veth")), ["ip netns exec c4 sh -c 'ip -br addr | grep veth'"]);
+        assert_eq!(r.op(&Op::Exec { node: n("host"), command: "echo 'a b'".into() }), ["echo 'a b'"]);
+
+        let http = ServerSpec::Http { addr: "0.0.0.0:80".parse().unwrap(), body: "hello web".into(), status: 200 };
+        assert_eq!(
+            cmds(Op::StartServer { node: n("web"), server: http }),
+            ["netlab-http-standin web 0.0.0.0:80 200 'hello web'"]
+        );
+        let dns = ServerSpec::Dns {
+            addr: "[fd00::53]:53".parse().unwrap(),
+            records: vec![("google.com".into(), "203.0.113.10".parse().unwrap())],
+        };
+        assert_eq!(
+            cmds(Op::StartServer { node: n("isp"), server: dns }),
+            ["netlab-dns-standin isp '[fd00::53]:53' google.com=203.0.113.10"]
+        );
+    }
+
+    #[test]
+    fn probes() {
+        let p = |probe| probe_commands(&probe, "host");
+        assert_eq!(
+            p(Probe::Ping { node: n("container4"), dst: "198.51.100.53".parse().unwrap(), expect: None }),
+            ["ip netns exec container4 ping -c1 198.51.100.53"]
+        );
+        assert_eq!(
+            p(Probe::Ping { node: n("host"), dst: "10.201.0.4".parse().unwrap(), expect: None }),
+            ["ping -c1 10.201.0.4"]
+        );
+        let all = Probe::PingAll {
+            nodes: vec![n("c1"), n("host"), n("c2")],
+            dst: "10.0.0.1".parse().unwrap(),
+            expect: Some(Expect::Answer),
+        };
+        assert_eq!(p(all), ["ping -c1 10.0.0.1", "for n in c1 c2; do ip netns exec \"$n\" ping -c1 10.0.0.1; done"]);
+        let one = Probe::PingAll { nodes: vec![n("c1")], dst: "10.0.0.1".parse().unwrap(), expect: None };
+        assert_eq!(p(one), ["ip netns exec c1 ping -c1 10.0.0.1"]);
+        let http = Probe::Http {
+            node: n("container4"),
+            url: "http://google.com/?q=1&x".into(),
+            expect: Some(Expect::Answer),
+            status: 200,
+            body: None,
+        };
+        assert_eq!(p(http), ["ip netns exec container4 curl 'http://google.com/?q=1&x'"]);
+        let resolve = Probe::Resolve { node: n("container4"), name: "google.com".into(), expect: None };
+        assert_eq!(p(resolve), ["ip netns exec container4 getent hosts google.com"]);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(q("net.ipv4.ip_forward=1"), "net.ipv4.ip_forward=1");
+        assert_eq!(q("!"), "!");
+        assert_eq!(q("a!b"), "'a!b'");
+        assert_eq!(q(""), "''");
+        assert_eq!(q("{a,b}"), "'{a,b}'");
+        assert_eq!(q("~x"), "'~x'");
+        assert_eq!(sysctl_key("net/ipv4/conf/all/forwarding"), "net.ipv4.conf.all.forwarding");
     }
 }
