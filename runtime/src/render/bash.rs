@@ -722,6 +722,70 @@ mod tests {
         assert!(!script.contains("cat > \"$STANDIN/standin.py\""));
     }
 
+    /// The script's helpers, run without root and without namespaces: the stand-in
+    /// waited for by its socket, checks counted, servers and files gone at the end.
+    #[test]
+    fn the_scripts_helpers_wait_check_and_clean_up() {
+        if !["python3", "curl", "ss", "timeout"].iter().all(|p| have(p)) {
+            eprintln!("python3, curl, ss or timeout missing: the helpers are not run");
+            return;
+        }
+        let (Some(http), Some(dns)) = (free_port("127.0.0.1"), free_port("127.0.0.1")) else { return };
+        let dir = scratch("helpers");
+        let prelude = PRELUDE.replace("/run/netlab-export", &format!("{}/netlab-export", dir.display()));
+        let script = format!(
+            r#"set -euo pipefail
+{prelude}
+cat > "$STANDIN/standin.py" <<'STANDIN_PY'
+{STANDIN_PY}STANDIN_PY
+printf '%s' 'hello web' > "$STANDIN/body-1"
+python3 "$STANDIN/standin.py" http 127.0.0.1:{http} 200 "$STANDIN/body-1" &
+SERVERS+=("$!")
+wait_listening "$!" t {http}
+python3 "$STANDIN/standin.py" dns 127.0.0.1:{dns} web.lab=203.0.113.80 &
+SERVERS+=("$!")
+wait_listening "$!" u {dns}
+echo "servers ${{SERVERS[*]}}"
+answers 'true answers' true
+no_answer 'false gets none' false
+no_answer 'true gets none' true
+http_answers 'web curl' 200 'lo we' curl -sS -o "$STANDIN/body" --max-time 3 -w '%{{http_code}}' http://127.0.0.1:{http}/
+no_answer 'nothing on port 1' curl -sS -o /dev/null --max-time 1 http://127.0.0.1:1/
+echo "checks=$checks failed=$failed"
+"#
+        );
+        let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let why = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{why}");
+        for line in [
+            "   ok   true answers\n",
+            "   ok   false gets none\n",
+            "   FAIL true gets none: got an answer\n",
+            "   ok   web curl: 200\n",
+            "   ok   nothing on port 1\n",
+            "checks=5 failed=1\n",
+        ] {
+            assert!(stdout.contains(line), "missing {line:?}: {why}");
+        }
+        // The trap killed both servers and removed the scratch folder.
+        let pids = stdout.lines().find_map(|l| l.strip_prefix("servers ")).unwrap();
+        for pid in pids.split_whitespace() {
+            let started = Instant::now();
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+                assert!(zombie || started.elapsed() < Duration::from_secs(2), "server {pid} still runs");
+                if zombie {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// The stand-in, started by python3 on 127.0.0.1 or ::1; killed when dropped.
     struct StandIn {
         child: Child,
