@@ -459,6 +459,8 @@ impl Export {
         s += "#   as \"# netlab checks: ...\" comments;\n";
         s += "# - the host is this machine's namespace: netlab's own host starts with\n";
         s += "#   net.ipv4.ip_forward=0 and IPv6 off on new links, this one as it is.\n";
+        // Single quotes keep the lab's own texts ($, backquotes) literal on purpose.
+        s += "# shellcheck disable=SC2016\n";
         s += "set -euo pipefail\n\n";
         s += "[ \"$(id -u)\" = 0 ] || { echo \"run it as root\" >&2; exit 1; }\n";
         if self.servers > 0 {
@@ -622,6 +624,89 @@ mod tests {
         j
     }
 
+    /// Every op and probe variant, with names and texts the shell must be careful with.
+    fn every_kind_journal() -> Vec<Entry> {
+        let (a, b, h) = (n("a"), n("b"), n("host"));
+        let cidr = |s: &str| s.parse().unwrap();
+        let mut j = vec![Entry::Step { title: "Every kind of op\nand probe".into() }];
+        for node in [&a, &b] {
+            j.push(op(Op::AddNode { node: node.clone() }));
+        }
+        j.extend(
+            [
+                Op::AddVeth { node: a.clone(), name: l("x$y"), peer_node: b.clone(), peer: l("p'q") },
+                Op::AddVeth { node: a.clone(), name: l("up0"), peer_node: h.clone(), peer: l("va") },
+                Op::AddVeth { node: h.clone(), name: l("h0"), peer_node: h.clone(), peer: l("h1") },
+                Op::MoveLink { node: h.clone(), link: l("h1"), to: b.clone(), new_name: l("eth1") },
+                Op::MoveLink { node: b.clone(), link: l("eth1"), to: h.clone(), new_name: l("back") },
+                Op::AddBridge { node: b.clone(), name: l("br-b") },
+                Op::SetMaster { node: b.clone(), link: l("p'q"), master: Some(l("br-b")) },
+                Op::SetMaster { node: b.clone(), link: l("p'q"), master: None },
+                Op::SetUp { node: a.clone(), link: l("x$y"), up: true },
+                Op::AddAddr { node: a.clone(), link: l("x$y"), cidr: cidr("fd00::1/64") },
+                Op::AddAddr { node: h.clone(), link: l("va"), cidr: cidr("10.9.0.1/24") },
+                Op::DelAddr { node: h.clone(), link: l("va"), cidr: cidr("10.9.0.1/24") },
+                Op::AddRoute { node: a.clone(), dest: None, hop: NextHop::Gateway("fd00::2".parse().unwrap()) },
+                Op::AddRoute { node: a.clone(), dest: Some(cidr("10.0.0.0/8")), hop: NextHop::Device(l("up0")) },
+                Op::DelRoute { node: a.clone(), dest: Some(cidr("10.0.0.0/8")) },
+                Op::SetSysctl { node: h.clone(), key: "net/ipv4/conf/all/forwarding".into(), value: "1".into() },
+                Op::SetSysctl { node: b.clone(), key: "net.ipv4.ip_forward".into(), value: "1".into() },
+                Op::Firewall {
+                    node: b.clone(),
+                    change: FirewallChange::PortForward(crate::firewall::PortForward {
+                        proto: crate::firewall::Proto::Udp,
+                        port: 53,
+                        to: "[fd00::1]:53".parse().unwrap(),
+                        in_link: Some(l("x$y")),
+                        local: true,
+                    }),
+                },
+                Op::Firewall { node: b.clone(), change: FirewallChange::ForwardPolicy(Policy::Accept) },
+                Op::WriteFile { node: h.clone(), file: EtcFile::Hosts, text: "1.2.3.4 it's $HOME `x`\n".into() },
+                Op::WriteFile { node: a.clone(), file: EtcFile::ResolvConf, text: "nameserver fd00::2\nEOF\n".into() },
+                Op::SetHostname { node: h.clone(), name: "lab-host".into() },
+                Op::SetHostname { node: a.clone(), name: "a1".into() },
+                Op::SetHostname { node: a.clone(), name: "a2".into() },
+                Op::StartServer {
+                    node: b.clone(),
+                    server: ServerSpec::Dns {
+                        addr: "[::]:53".parse().unwrap(),
+                        records: vec![("a.lab".into(), "fd00::1".parse().unwrap())],
+                    },
+                },
+                Op::StartServer {
+                    node: a.clone(),
+                    server: ServerSpec::Http {
+                        addr: "[fd00::1]:8080".parse().unwrap(),
+                        body: String::new(),
+                        status: 503,
+                    },
+                },
+                Op::Exec { node: a.clone(), command: "ip -br addr | grep -c \"$1\"".into() },
+                Op::Exec { node: h.clone(), command: "ip link show".into() },
+                Op::DelLink { node: h.clone(), link: l("h0") },
+            ]
+            .into_iter()
+            .map(op),
+        );
+        let dst: IpAddr = "fd00::1".parse().unwrap();
+        for expect in [None, Some(Expect::Answer), Some(Expect::NoAnswer)] {
+            j.push(probe(Probe::Ping { node: a.clone(), dst, expect }));
+            j.push(probe(Probe::PingAll { nodes: vec![a.clone(), b.clone(), h.clone(), n("c")], dst, expect }));
+            j.push(probe(Probe::Http {
+                node: b.clone(),
+                url: "http://[fd00::1]:8080/?a=1&b='2'".into(),
+                expect,
+                status: 503,
+                body: Some("$(reboot)".into()),
+            }));
+            j.push(probe(Probe::Resolve { node: h.clone(), name: "a.lab".into(), expect }));
+        }
+        j.push(Entry::Claim { title: "a's \"hostname\"\nis a2".into(), line: 3 });
+        j.push(op(Op::DelNode { node: a }));
+        j
+    }
+
     /// A scratch folder of this test process.
     fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("netlab-render-{}-{name}", std::process::id()));
@@ -635,13 +720,19 @@ mod tests {
 
     #[test]
     fn the_export_is_a_valid_bash_script() {
-        let script = export("bridge_nat", &bridge_journal(), "host");
+        for (name, journal) in [("bridge_nat", bridge_journal()), ("every kind's lab", every_kind_journal())] {
+            valid_bash(&export(name, &journal, "host"));
+        }
+    }
+
+    fn valid_bash(script: &str) {
         let path = scratch("syntax").join("export.sh");
-        std::fs::write(&path, &script).unwrap();
+        std::fs::write(&path, script).unwrap();
         // Only checked, never run: it would make namespaces and rules on this machine.
         let out = Command::new("bash").arg("-n").arg(&path).output().unwrap();
         assert!(out.status.success(), "bash -n: {}\n{script}", String::from_utf8_lossy(&out.stderr));
         if have("shellcheck") {
+            // Warnings and errors; infos and style notes vary between shellcheck versions.
             let out = Command::new("shellcheck").args(["-S", "warning"]).arg(&path).output().unwrap();
             assert!(out.status.success(), "shellcheck: {}", String::from_utf8_lossy(&out.stdout));
         } else {
