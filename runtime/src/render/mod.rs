@@ -1,3 +1,4 @@
-//! Renderers: what the lab did, in other words.
+//! Renderers: the lab's ops, probes and journal as text for people and shells.
 
+pub mod bash;
 pub mod ip;
