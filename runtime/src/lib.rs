@@ -15,6 +15,7 @@ pub mod node;
 pub mod nsenter;
 pub mod outcome;
 pub mod ping;
+pub mod render;
 pub mod route;
 pub mod sandbox;
 pub mod service;

@@ -1,0 +1,3 @@
+//! Rendering the lab for readers: pictures of its topology.
+
+pub mod graph;
