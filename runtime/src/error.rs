@@ -117,6 +117,14 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A value only the kernel holds, asked of the model (`netlab plan`, `check`).
+    #[error("the plan cannot know {what}")]
+    #[diagnostic(
+        code(netlab::not_in_plan),
+        help("it depends on the machine, not on the lab; `netlab run` reads it from the kernel")
+    )]
+    NotInPlan { what: String },
+
     #[error("interrupted")]
     #[diagnostic(code(netlab::interrupted))]
     Interrupted,
@@ -125,9 +133,11 @@ pub enum Error {
 impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Sandbox { .. } | Error::Io { .. } | Error::Interrupted | Error::MissingModule { .. } => {
-                ErrorClass::Environment
-            }
+            Error::Sandbox { .. }
+            | Error::Io { .. }
+            | Error::Interrupted
+            | Error::MissingModule { .. }
+            | Error::NotInPlan { .. } => ErrorClass::Environment,
             Error::ProgramNotFound { program, .. } if crate::exec::package_for(program).is_some() => {
                 ErrorClass::Environment
             }

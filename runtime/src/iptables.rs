@@ -46,7 +46,7 @@ impl IptTable {
     }
 
     /// The built-in chains, in the order `iptables -S` prints them.
-    fn builtin_chains(self) -> &'static [&'static str] {
+    pub fn builtin_chains(self) -> &'static [&'static str] {
         match self {
             IptTable::Filter => &["INPUT", "FORWARD", "OUTPUT"],
             IptTable::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],

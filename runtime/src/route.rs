@@ -120,7 +120,7 @@ impl Node {
     }
 }
 
-fn describe(destination: Option<IpNet>, hop: &NextHop) -> String {
+pub(crate) fn describe(destination: Option<IpNet>, hop: &NextHop) -> String {
     let dst = destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
     match hop {
         NextHop::Gateway(gw) => format!("{dst} via {gw}"),

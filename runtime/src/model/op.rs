@@ -83,6 +83,22 @@ impl ServerSpec {
             ServerSpec::Http { addr, .. } | ServerSpec::Dns { addr, .. } => *addr,
         }
     }
+
+    /// The socket's protocol as `ss` names it.
+    pub fn proto(&self) -> &'static str {
+        match self {
+            ServerSpec::Http { .. } => "tcp",
+            ServerSpec::Dns { .. } => "udp",
+        }
+    }
+
+    /// What the server is, for messages ("HTTP server").
+    pub fn what(&self) -> &'static str {
+        match self {
+            ServerSpec::Http { .. } => "HTTP server",
+            ServerSpec::Dns { .. } => "DNS server",
+        }
+    }
 }
 
 impl Op {
@@ -152,9 +168,20 @@ pub enum Expect {
 /// One entry of the journal of a run: what ran, in order, under which step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Step { title: String },
-    Op { op: Op, line: usize },
-    Probe { probe: Probe, line: usize },
+    Step {
+        title: String,
+    },
+    Op {
+        op: Op,
+        line: usize,
+    },
+    Probe {
+        probe: Probe,
+        line: usize,
+    },
     /// A check on a value the lab computed (expect, expect_eq): only its claim.
-    Claim { title: String, line: usize },
+    Claim {
+        title: String,
+        line: usize,
+    },
 }

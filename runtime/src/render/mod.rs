@@ -1,4 +1,5 @@
-//! Renderers: the lab's ops, probes and journal as text for people and shells.
+//! Renderers: the lab's ops, probes, journal and topology as text for people, shells and graph tools.
 
 pub mod bash;
+pub mod graph;
 pub mod ip;

@@ -1,0 +1,518 @@
+//! Applying one op: the kernel's checks, with the errors the kernel backend gives
+//! for them (same variants, same op words, same errno).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use super::{sysctl_path, Link, NodeState, Route, Topology, HOST};
+use crate::error::{Error, Result};
+use crate::link::stable_mac;
+use crate::model::op::{Op, ServerSpec};
+use crate::model::state::{LinkKind, NextHop, Scope};
+use crate::names::{LinkName, NodeName};
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// Error::kernel with its help line replaced.
+fn kernel_with_help(op: &'static str, node: &str, object: String, code: i32, help: String) -> Error {
+    let mut err = Error::kernel(op, node, object, errno(code));
+    if let Error::Kernel { help: h, .. } = &mut err {
+        *h = Some(help);
+    }
+    err
+}
+
+impl Topology {
+    /// Applies one op, or fails as the kernel would, leaving the topology as the
+    /// kernel would leave it (unchanged, except where the kernel backend's own two
+    /// steps fail at the second: a move whose rename clashes).
+    pub fn apply(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::AddNode { node } => self.add_node(node),
+            Op::DelNode { node } => self.del_node(node),
+            Op::AddVeth { node, name, peer_node, peer } => self.add_veth(node, name, peer_node, peer),
+            Op::AddBridge { node, name } => self.add_bridge(node, name),
+            Op::SetUp { node, link, up } => {
+                let n = self.node_mut(node.as_str())?;
+                let index = n.link(link)?.index;
+                n.set_up(index, *up);
+                Ok(())
+            }
+            Op::SetMaster { node, link, master } => self.node_mut(node.as_str())?.set_master(link, master.as_ref()),
+            Op::MoveLink { node, link, to, new_name } => self.move_link(node, link, to, new_name),
+            Op::DelLink { node, link } => self.del_link(node, link),
+            Op::AddAddr { node, link, cidr } => self.node_mut(node.as_str())?.add_addr(link, *cidr),
+            Op::DelAddr { node, link, cidr } => self.node_mut(node.as_str())?.del_addr(link, *cidr),
+            Op::AddRoute { node, dest, hop } => self.node_mut(node.as_str())?.add_route(*dest, hop),
+            Op::DelRoute { node, dest } => self.node_mut(node.as_str())?.del_route(*dest),
+            Op::SetSysctl { node, key, value } => self.node_mut(node.as_str())?.set_sysctl(key, value),
+            Op::Firewall { node, change } => {
+                self.node_mut(node.as_str())?.firewall.push(change.clone());
+                Ok(())
+            }
+            Op::WriteFile { node, file, text } => {
+                // As the kernel backend writes it (and so reads it back).
+                let mut text = text.clone();
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                self.node_mut(node.as_str())?.files.insert(*file, text);
+                Ok(())
+            }
+            Op::SetHostname { node, name } => {
+                let n = self.node_mut(node.as_str())?;
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                {
+                    return Err(Error::BadNodeName { name: name.clone(), reason: "not a valid hostname".into() });
+                }
+                n.hostname = Some(name.clone());
+                Ok(())
+            }
+            Op::StartServer { node, server } => self.node_mut(node.as_str())?.start_server(server),
+            Op::Exec { node, command } => {
+                self.node_mut(node.as_str())?.execs.push(command.clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn add_node(&mut self, node: &NodeName) -> Result<()> {
+        if self.nodes.contains_key(node.as_str()) {
+            return Err(Error::NodeExists { name: node.to_string() });
+        }
+        self.nodes.insert(node.to_string(), NodeState::new(node.clone()));
+        Ok(())
+    }
+
+    /// Its veths go first, taking their peers in other nodes with them.
+    fn del_node(&mut self, node: &NodeName) -> Result<()> {
+        if node.as_str() == HOST {
+            return Err(Error::BadNodeName {
+                name: node.to_string(),
+                reason: "the host is the sandbox's own namespace; it cannot be deleted".into(),
+            });
+        }
+        let veths: Vec<LinkName> = self
+            .node(node.as_str())?
+            .links
+            .iter()
+            .filter(|l| l.kind == LinkKind::Veth)
+            .map(|l| l.name.clone())
+            .collect();
+        for veth in &veths {
+            self.del_link(node, veth)?;
+        }
+        self.nodes.remove(node.as_str());
+        Ok(())
+    }
+
+    fn add_veth(&mut self, node: &NodeName, name: &LinkName, peer_node: &NodeName, peer: &LinkName) -> Result<()> {
+        let exists = || errno(libc::EEXIST);
+        if self.node(node.as_str())?.link_named(name).is_some() {
+            return Err(Error::kernel("creating veth", node.as_str(), name.as_str(), exists()));
+        }
+        // Both ends with one name in one node clash at the second end registered.
+        if self.node(peer_node.as_str())?.link_named(peer).is_some() || (node == peer_node && name == peer) {
+            return Err(Error::kernel("creating veth peer", peer_node.as_str(), peer.as_str(), exists()));
+        }
+        // The peer gets the lower index, as the kernel registers it first (link.rs).
+        let index = self.take_index(2);
+        let (here, there) = (self.node(node.as_str())?, self.node(peer_node.as_str())?);
+        let far = there.new_link(index, peer, LinkKind::Veth, Some((node.clone(), name.clone())));
+        let near = here.new_link(index + 1, name, LinkKind::Veth, Some((peer_node.clone(), peer.clone())));
+        self.node_mut(peer_node.as_str())?.insert_link(far);
+        self.node_mut(node.as_str())?.insert_link(near);
+        Ok(())
+    }
+
+    fn add_bridge(&mut self, node: &NodeName, name: &LinkName) -> Result<()> {
+        if self.node(node.as_str())?.link_named(name).is_some() {
+            return Err(Error::kernel("creating bridge", node.as_str(), name.as_str(), errno(libc::EEXIST)));
+        }
+        let index = self.take_index(1);
+        let n = self.node_mut(node.as_str())?;
+        let bridge = n.new_link(index, name, LinkKind::Bridge, None);
+        n.insert_link(bridge);
+        Ok(())
+    }
+
+    /// `ip link set LINK netns TO`, then the rename as a second step, as the kernel
+    /// backend does. The link arrives down, without addresses or master, with the
+    /// target's IPv6 default (the kernel unregisters it from the old namespace).
+    fn move_link(&mut self, node: &NodeName, link: &LinkName, to: &NodeName, new_name: &LinkName) -> Result<()> {
+        let from = self.node(node.as_str())?;
+        let target = self.node(to.as_str())?;
+        let l = from.link(link)?.clone();
+        if matches!(l.kind, LinkKind::Loopback | LinkKind::Bridge) {
+            // NETIF_F_NETNS_LOCAL: these stay in the namespace they were made in.
+            let help = format!("a {} link cannot leave its node; make a new one in {to}", l.kind);
+            return Err(kernel_with_help("moving", node.as_str(), link.to_string(), libc::EINVAL, help));
+        }
+        if node == to {
+            // The kernel accepts a move into the namespace the link is in, and does nothing.
+            return if new_name == link { Ok(()) } else { self.rename(to, link, new_name) };
+        }
+        if target.link_named(link).is_some() {
+            return Err(Error::kernel("moving", node.as_str(), link.as_str(), errno(libc::EEXIST)));
+        }
+        let ipv6 = target.new_links_ipv6();
+        let from = self.node_mut(node.as_str())?;
+        from.remove_link(l.index);
+        let moved = Link { admin_up: false, master: None, addrs: Vec::new(), ipv6, ..l };
+        self.node_mut(to.as_str())?.insert_link(moved.clone());
+        self.repoint_peer(&moved, to);
+        if new_name != link {
+            self.rename(to, link, new_name)?;
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self, node: &NodeName, old: &LinkName, new: &LinkName) -> Result<()> {
+        let n = self.node_mut(node.as_str())?;
+        if n.link_named(new).is_some() {
+            let what = format!("{old} to {new}");
+            return Err(Error::kernel("renaming", node.as_str(), what, errno(libc::EEXIST)));
+        }
+        let index = n.link(old)?.index;
+        let l = n.by_index_mut(index).expect("link exists");
+        l.name = new.clone();
+        let renamed = l.clone();
+        self.repoint_peer(&renamed, node);
+        Ok(())
+    }
+
+    /// Tells a veth's peer where its other end now is.
+    fn repoint_peer(&mut self, link: &Link, node: &NodeName) {
+        let Some((peer_node, peer_name)) = &link.peer else { return };
+        let Some(n) = self.nodes.get_mut(peer_node.as_str()) else { return };
+        if let Some(p) = n.links.iter_mut().find(|p| p.name == *peer_name) {
+            p.peer = Some((node.clone(), link.name.clone()));
+        }
+    }
+
+    /// `ip link del`: a veth takes its peer with it, a bridge releases its ports.
+    fn del_link(&mut self, node: &NodeName, link: &LinkName) -> Result<()> {
+        let l = self.node(node.as_str())?.link(link)?.clone();
+        if l.kind == LinkKind::Loopback {
+            return Err(Error::kernel("deleting", node.as_str(), link.as_str(), errno(libc::EOPNOTSUPP)));
+        }
+        self.node_mut(node.as_str())?.remove_link(l.index);
+        if let Some((peer_node, peer_name)) = &l.peer {
+            if let Some(n) = self.nodes.get_mut(peer_node.as_str()) {
+                if let Some(index) = n.link_named(peer_name).map(|p| p.index) {
+                    n.remove_link(index);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NodeState {
+    fn new_link(&self, index: u32, name: &LinkName, kind: LinkKind, peer: Option<(NodeName, LinkName)>) -> Link {
+        Link {
+            index,
+            name: name.clone(),
+            kind,
+            mac: stable_mac(self.name.as_str(), name.as_str()),
+            admin_up: false,
+            mtu: 1500,
+            master: None,
+            peer,
+            addrs: Vec::new(),
+            ipv6: self.new_links_ipv6(),
+        }
+    }
+
+    /// The link leaves the node: its routes go, its ports are released.
+    fn remove_link(&mut self, index: u32) {
+        self.routes.retain(|r| r.dev != index);
+        self.links.retain(|l| l.index != index);
+        for port in self.links.iter_mut().filter(|p| p.master == Some(index)) {
+            port.master = None;
+        }
+    }
+
+    /// `ip link set up|down`. Up: lo gets its loopback addresses, and every address
+    /// its connected route. Down: every route through the link goes, and so do its
+    /// IPv6 addresses (keep_addr_on_down is 0).
+    pub(super) fn set_up(&mut self, index: u32, up: bool) {
+        let Some(l) = self.by_index_mut(index) else { return };
+        if l.admin_up == up {
+            return;
+        }
+        l.admin_up = up;
+        if up {
+            if l.kind == LinkKind::Loopback {
+                let mut own = vec![IpNet::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8).expect("valid prefix")];
+                if l.ipv6 {
+                    own.push(IpNet::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128).expect("valid prefix"));
+                }
+                for a in own {
+                    if !l.addrs.contains(&a) {
+                        l.addrs.push(a);
+                    }
+                }
+            }
+            for a in l.addrs.clone() {
+                self.add_connected(index, a);
+            }
+        } else {
+            l.addrs.retain(|a| a.addr().is_ipv4());
+            self.routes.retain(|r| r.dev != index);
+        }
+    }
+
+    /// The route the kernel adds for an address on an up link (none for a host
+    /// prefix, none on lo: those live in the local table).
+    fn add_connected(&mut self, index: u32, cidr: IpNet) {
+        let Some(l) = self.by_index(index) else { return };
+        if !l.admin_up || l.kind == LinkKind::Loopback || cidr.prefix_len() == cidr.max_prefix_len() {
+            return;
+        }
+        let dest = Some(cidr.trunc());
+        if self.routes.iter().any(|r| r.connected && r.dev == index && r.dest == dest) {
+            return; // a secondary address of the same subnet
+        }
+        let v6 = cidr.addr().is_ipv6();
+        let scope = if v6 { Scope::Universe } else { Scope::Link };
+        self.routes.push(Route { dest, v6, gateway: None, dev: index, scope, connected: true });
+    }
+
+    fn set_master(&mut self, link: &LinkName, master: Option<&LinkName>) -> Result<()> {
+        let node = self.name.to_string();
+        // As the kernel backend: the bridge is looked up first.
+        let bridge = match master {
+            Some(name) => {
+                let b = self.link(name)?;
+                if b.kind != LinkKind::Bridge {
+                    let why = io::Error::other(format!("{name} is not a bridge (kind {})", b.kind));
+                    return Err(Error::kernel("attaching to", &node, name.as_str(), why));
+                }
+                Some(b.index)
+            }
+            None => None,
+        };
+        let port = self.link(link)?;
+        if bridge.is_some() {
+            match port.kind {
+                LinkKind::Bridge => {
+                    let help = format!("{link} is a bridge; a bridge cannot be a port of a bridge");
+                    return Err(kernel_with_help("setting master of", &node, link.to_string(), libc::ELOOP, help));
+                }
+                LinkKind::Loopback => {
+                    return Err(Error::kernel("setting master of", &node, link.as_str(), errno(libc::EINVAL)))
+                }
+                _ => {}
+            }
+        }
+        let index = port.index;
+        self.by_index_mut(index).expect("link exists").master = bridge;
+        Ok(())
+    }
+
+    fn add_addr(&mut self, link: &LinkName, cidr: IpNet) -> Result<()> {
+        let l = self.link(link)?;
+        let what = format!("{link} ({cidr})");
+        let v6 = cidr.addr().is_ipv6();
+        if v6 && !l.ipv6 {
+            let help = format!("IPv6 is off on {link} (net.ipv6.conf.{link}.disable_ipv6 = 1)");
+            return Err(kernel_with_help("adding address to", self.name.as_str(), what, libc::EACCES, help));
+        }
+        // IPv4 clashes on address and prefix, IPv6 on the address alone; both per link.
+        if l.addrs.iter().any(|a| a.addr() == cidr.addr() && (v6 || a.prefix_len() == cidr.prefix_len())) {
+            return Err(Error::kernel("adding address to", self.name.as_str(), what, errno(libc::EEXIST)));
+        }
+        let index = l.index;
+        self.by_index_mut(index).expect("link exists").addrs.push(cidr);
+        self.add_connected(index, cidr);
+        Ok(())
+    }
+
+    /// `ip addr del`. Deleting an IPv4 primary deletes its secondaries too
+    /// (promote_secondaries is 0), and once a link has no IPv4 address left the
+    /// kernel drops every IPv4 route through it.
+    fn del_addr(&mut self, link: &LinkName, cidr: IpNet) -> Result<()> {
+        let l = self.link(link)?;
+        if !l.addrs.contains(&cidr) {
+            return Err(Error::BadAddress {
+                value: cidr.to_string(),
+                expected: "address",
+                reason: format!("{link} in {} does not have it", self.name),
+                help: None,
+            });
+        }
+        let index = l.index;
+        let same_subnet = |a: &IpNet| a.prefix_len() == cidr.prefix_len() && a.trunc() == cidr.trunc();
+        let primary = l.addrs.iter().find(|a| same_subnet(a)) == Some(&cidr);
+        let l = self.by_index_mut(index).expect("link exists");
+        if primary && cidr.addr().is_ipv4() {
+            l.addrs.retain(|a| !same_subnet(a));
+        } else {
+            l.addrs.retain(|a| *a != cidr);
+        }
+        let subnet_left = l.addrs.iter().any(same_subnet);
+        let v4_left = l.addrs.iter().any(|a| a.addr().is_ipv4());
+        if !subnet_left {
+            self.routes.retain(|r| !(r.connected && r.dev == index && r.dest == Some(cidr.trunc())));
+        }
+        if cidr.addr().is_ipv4() && !v4_left {
+            self.routes.retain(|r| r.dev != index || r.v6);
+        }
+        Ok(())
+    }
+
+    fn add_route(&mut self, dest: Option<IpNet>, hop: &NextHop) -> Result<()> {
+        let v6 = match (dest, hop) {
+            (Some(net), _) => net.addr().is_ipv6(),
+            (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
+            (None, NextHop::Device(_)) => false,
+        };
+        let node = self.name.to_string();
+        let what = crate::route::describe(dest, hop);
+        let (gateway, dev, scope) = match hop {
+            NextHop::Gateway(gw) => {
+                if gw.is_ipv6() != v6 {
+                    return Err(Error::BadAddress {
+                        value: what,
+                        expected: "route",
+                        reason: "the destination and the gateway are of different IP versions".into(),
+                        help: None,
+                    });
+                }
+                let dev = match self.gateway_dev(*gw) {
+                    Ok(dev) => dev,
+                    Err(libc::ENETUNREACH) => {
+                        let help = format!(
+                            "the gateway is not on any subnet of {node}: give its link an address in that subnet first"
+                        );
+                        return Err(kernel_with_help("adding route", &node, what, libc::ENETUNREACH, help));
+                    }
+                    Err(code) => return Err(Error::kernel("adding route", &node, what, errno(code))),
+                };
+                (Some(*gw), dev, Scope::Universe)
+            }
+            NextHop::Device(name) => {
+                let l = self.link(name)?;
+                if !l.admin_up {
+                    return Err(Error::kernel("adding route", &node, what, errno(libc::ENETDOWN)));
+                }
+                (None, l.index, if v6 { Scope::Universe } else { Scope::Link })
+            }
+        };
+        // IPv4 routes of one prefix clash whatever their device (same metric 0);
+        // IPv6 connected routes have metric 256, a lab's 1024.
+        if self.routes.iter().any(|r| r.v6 == v6 && r.dest == dest && !(v6 && r.connected)) {
+            return Err(Error::kernel("adding route", &node, what, errno(libc::EEXIST)));
+        }
+        self.routes.push(Route { dest, v6, gateway, dev, scope, connected: false });
+        Ok(())
+    }
+
+    /// The device a gateway is reached by, or the errno the kernel refuses it with:
+    /// the longest prefix route to it must be on-link (IPv4 only looks at link-scope
+    /// routes), and it must not be the node's own address.
+    fn gateway_dev(&self, gw: IpAddr) -> std::result::Result<u32, i32> {
+        if self.links.iter().any(|l| l.addrs.iter().any(|a| a.addr() == gw)) {
+            return Err(libc::EINVAL); // "Nexthop has invalid gateway"
+        }
+        let v6 = gw.is_ipv6();
+        let mut best: Option<&Route> = None;
+        for r in self.routes.iter().filter(|r| r.v6 == v6 && (v6 || r.scope == Scope::Link)) {
+            let len = r.dest.map(|d| d.prefix_len());
+            if r.dest.is_none_or(|d| d.contains(&gw)) && best.is_none_or(|b| b.dest.map(|d| d.prefix_len()) < len) {
+                best = Some(r);
+            }
+        }
+        match best {
+            None => Err(libc::ENETUNREACH),
+            Some(r) if r.gateway.is_some() => Err(libc::EINVAL),
+            Some(r) => Ok(r.dev),
+        }
+    }
+
+    /// `ip route del DEST`: the first route of that destination as listed (IPv4 first).
+    fn del_route(&mut self, dest: Option<IpNet>) -> Result<()> {
+        let found = [false, true].iter().find_map(|v6| self.routes.iter().position(|r| r.v6 == *v6 && r.dest == dest));
+        let Some(at) = found else {
+            let what = dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
+            return Err(Error::kernel("deleting route", self.name.as_str(), what, errno(libc::ESRCH)));
+        };
+        self.routes.remove(at);
+        Ok(())
+    }
+
+    /// Records the value; a per-link key needs the link, and IPv6 on or off takes
+    /// effect on the link as in the kernel.
+    fn set_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        crate::sysctl::path_for(key)?;
+        let path = sysctl_path(key);
+        let parts: Vec<&str> = path.split('/').collect();
+        if let ["net", family @ ("ipv4" | "ipv6"), "conf" | "neigh", dev, rest @ ..] = parts.as_slice() {
+            let off = value.trim() != "0";
+            let disable_ipv6 = *family == "ipv6" && rest == ["disable_ipv6"];
+            match *dev {
+                "default" => {}
+                "all" if disable_ipv6 => {
+                    let all: Vec<u32> = self.links.iter().map(|l| l.index).collect();
+                    all.into_iter().for_each(|i| self.set_ipv6(i, !off));
+                }
+                "all" => {}
+                dev => {
+                    let Some(index) = self.links.iter().find(|l| l.name.as_str() == dev).map(|l| l.index) else {
+                        return Err(Error::BadSysctl {
+                            key: key.to_string(),
+                            reason: format!("no such sysctl (in {})", self.name),
+                        });
+                    };
+                    if disable_ipv6 {
+                        self.set_ipv6(index, !off);
+                    }
+                }
+            }
+        }
+        self.sysctls.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    fn set_ipv6(&mut self, index: u32, on: bool) {
+        let Some(l) = self.by_index_mut(index) else { return };
+        l.ipv6 = on;
+        if !on {
+            l.addrs.retain(|a| a.addr().is_ipv4());
+            self.routes.retain(|r| !(r.dev == index && r.v6));
+        }
+    }
+
+    /// Binding as the kernel backend's servers bind: to one of the node's addresses
+    /// or the wildcard, and not where a server of the same protocol already is.
+    fn start_server(&mut self, server: &ServerSpec) -> Result<()> {
+        let addr = server.addr();
+        let fail = |code: i32, help: String| {
+            let what = format!("{} on {addr}", server.what());
+            kernel_with_help("binding", self.name.as_str(), what, code, help)
+        };
+        let own = self.links.iter().any(|l| l.addrs.iter().any(|a| a.addr() == addr.ip()));
+        if !addr.ip().is_unspecified() && !own {
+            let help = format!("{} has no address {}: add it with addr() first", self.name, addr.ip());
+            return Err(fail(libc::EADDRNOTAVAIL, help));
+        }
+        let clash = self.servers.iter().map(|s| (s.proto(), s.addr())).any(|(proto, other)| {
+            proto == server.proto()
+                && other.port() == addr.port()
+                && other.is_ipv6() == addr.is_ipv6()
+                && (other.ip() == addr.ip() || other.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
+        if clash {
+            return Err(fail(libc::EADDRINUSE, format!("something in {} already listens on {addr}", self.name)));
+        }
+        self.servers.push(server.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,207 @@
+//! What the Backend queries answer, derived from the topology as the kernel
+//! reports it: carrier and operstate from both ends of a veth and a bridge's
+//! ports, link-local addresses once a link with IPv6 has carrier, and the order
+//! of the kernel's dumps.
+
+use std::cmp::Reverse;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use super::{sysctl_path, Link, NodeState, Topology, HOST};
+use crate::error::{Error, Result};
+use crate::model::op::EtcFile;
+use crate::model::state::{AddrState, LinkKind, LinkState, OperState, PortState, RouteState, Scope};
+use crate::sockets::Listening;
+
+/// The main routing table's id.
+const MAIN_TABLE: u32 = 254;
+
+impl Topology {
+    /// Whether the link has carrier: lo always; a veth when both ends are up; a
+    /// bridge when up with a forwarding port; anything else when up.
+    pub fn carrier(&self, node: &NodeState, link: &Link) -> bool {
+        match link.kind {
+            LinkKind::Loopback => true,
+            LinkKind::Veth => link.admin_up && self.peer_of(link).is_some_and(|(_, p)| p.admin_up),
+            LinkKind::Bridge => {
+                link.admin_up && node.links.iter().any(|p| p.master == Some(link.index) && self.forwarding(node, p))
+            }
+            _ => link.admin_up,
+        }
+    }
+
+    /// A bridge port forwards (no STP) when it and its bridge are up and it has carrier.
+    fn forwarding(&self, node: &NodeState, port: &Link) -> bool {
+        let bridge_up = port.master.and_then(|m| node.by_index(m)).is_some_and(|b| b.admin_up);
+        bridge_up && port.kind != LinkKind::Bridge && self.carrier(node, port)
+    }
+
+    /// The link as `ip -d link show` reports it.
+    pub fn link_state(&self, node: &NodeState, link: &Link) -> LinkState {
+        let carrier = self.carrier(node, link);
+        let oper = match (link.kind, link.admin_up, carrier) {
+            (_, false, _) => OperState::Down,
+            (LinkKind::Loopback, true, _) => OperState::Unknown,
+            (_, true, true) => OperState::Up,
+            // A veth's lower device is its peer (iflink differs from its own index).
+            (LinkKind::Veth, true, false) => OperState::LowerLayerDown,
+            (_, true, false) => OperState::Down,
+        };
+        let port_state =
+            link.master.map(|_| if self.forwarding(node, link) { PortState::Forwarding } else { PortState::Disabled });
+        LinkState {
+            index: link.index,
+            name: link.name.to_string(),
+            kind: link.kind,
+            mac: crate::link::format_mac(&link.mac),
+            admin_up: link.admin_up,
+            oper,
+            carrier,
+            mtu: link.mtu,
+            master: link.master,
+            peer_index: self.peer_of(link).map(|(_, p)| p.index),
+            port_state,
+        }
+    }
+
+    pub fn links(&self, node: &str) -> Result<Vec<LinkState>> {
+        let n = self.node(node)?;
+        Ok(n.links.iter().map(|l| self.link_state(n, l)).collect())
+    }
+
+    /// The fe80::/64 address the kernel gives a link with IPv6 once it has carrier
+    /// (EUI-64 from the MAC, addr_gen_mode 0).
+    pub fn link_local(&self, node: &NodeState, link: &Link) -> Option<IpNet> {
+        if !link.ipv6 || link.kind == LinkKind::Loopback || !self.carrier(node, link) {
+            return None;
+        }
+        let m = link.mac;
+        let iid = [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]];
+        let mut bytes = [0u8; 16];
+        bytes[..2].copy_from_slice(&[0xfe, 0x80]);
+        bytes[8..].copy_from_slice(&iid);
+        IpNet::new(IpAddr::V6(Ipv6Addr::from(bytes)), 64).ok()
+    }
+
+    /// Every address, in the kernel's dump order: IPv4 of all links, then IPv6.
+    pub fn addresses(&self, node: &str) -> Result<Vec<AddrState>> {
+        let n = self.node(node)?;
+        let mut all = Vec::new();
+        for v6 in [false, true] {
+            for l in &n.links {
+                let own = l.addrs.iter().copied().filter(|a| a.addr().is_ipv6() == v6);
+                let local = if v6 { self.link_local(n, l) } else { None };
+                for cidr in own.chain(local) {
+                    all.push(AddrState { link_index: l.index, cidr, broadcast: broadcast(l, cidr) });
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// The main table as `ip route` and `ip -6 route` list it: IPv4 first, by
+    /// destination, a longer prefix before a shorter one of the same address.
+    pub fn routes(&self, node: &str) -> Result<Vec<RouteState>> {
+        let n = self.node(node)?;
+        let mut all: Vec<(bool, RouteState)> = n
+            .routes
+            .iter()
+            .map(|r| {
+                let state = RouteState {
+                    destination: r.dest,
+                    gateway: r.gateway,
+                    device_index: Some(r.dev),
+                    scope: r.scope,
+                    table: MAIN_TABLE,
+                };
+                (r.v6, state)
+            })
+            .collect();
+        for l in &n.links {
+            if let Some(local) = self.link_local(n, l) {
+                let state = RouteState {
+                    destination: Some(local.trunc()),
+                    gateway: None,
+                    device_index: Some(l.index),
+                    scope: Scope::Universe,
+                    table: MAIN_TABLE,
+                };
+                all.push((true, state));
+            }
+        }
+        all.sort_by_key(|(v6, r)| {
+            let unspecified = if *v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+            let dest = r.destination.map_or(unspecified, |d| d.addr());
+            (*v6, dest, Reverse(r.destination.map_or(0, |d| d.prefix_len())))
+        });
+        Ok(all.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The value the lab set, else the one netlab or the kernel starts a node with;
+    /// anything else depends on the machine.
+    pub fn sysctl(&self, node: &str, key: &str) -> Result<String> {
+        crate::sysctl::path_for(key)?;
+        let n = self.node(node)?;
+        let path = sysctl_path(key);
+        let parts: Vec<&str> = path.split('/').collect();
+        if let ["net", "ipv4" | "ipv6", "conf" | "neigh", dev, ..] = parts.as_slice() {
+            if !matches!(*dev, "all" | "default") && !n.links.iter().any(|l| l.name.as_str() == *dev) {
+                return Err(Error::BadSysctl { key: key.to_string(), reason: format!("no such sysctl (in {node})") });
+            }
+        }
+        if let ["net", "ipv6", "conf", dev, "disable_ipv6"] = parts.as_slice() {
+            if let Some(l) = n.links.iter().find(|l| l.name.as_str() == *dev) {
+                return Ok(if l.ipv6 { "0" } else { "1" }.to_string());
+            }
+        }
+        if let Some(value) = n.sysctl_set(key) {
+            return Ok(value.trim().to_string());
+        }
+        let ip_forward = || n.sysctl_set("net.ipv4.ip_forward").unwrap_or("0").trim().to_string();
+        let known = match parts.as_slice() {
+            ["net", "ipv4", "ip_forward"] | ["net", "ipv4", "conf", _, "forwarding"] => Some(ip_forward()),
+            ["net", "ipv6", "conf", "default", "disable_ipv6"] => Some("1".to_string()),
+            ["net", "ipv6", "conf", "all", "disable_ipv6"] => Some("0".to_string()),
+            ["net", "ipv4", "ping_group_range"] => Some("0\t2147483647".to_string()),
+            _ => None,
+        };
+        known.ok_or_else(|| Error::NotInPlan { what: format!("{key}'s value in {node}") })
+    }
+
+    /// The node's /etc/FILE as its programs see it: its own, else the host's (the
+    /// sandbox's /etc), else netlab's resolv.conf without a nameserver. The
+    /// machine's /etc/hosts the model cannot know.
+    pub fn file(&self, node: &str, file: EtcFile) -> Result<Option<String>> {
+        let n = self.node(node)?;
+        let host = self.node(HOST)?;
+        if let Some(text) = n.files.get(&file).or_else(|| host.files.get(&file)) {
+            return Ok(Some(text.clone()));
+        }
+        match file {
+            EtcFile::ResolvConf => Ok(Some(crate::sandbox::NO_NAMESERVER.to_string())),
+            EtcFile::Hosts => Err(Error::NotInPlan { what: format!("/etc/hosts of {node} (the machine's)") }),
+        }
+    }
+
+    /// The hostname the lab set; else "netlab" stands for the machine's.
+    pub fn hostname(&self, node: &str) -> Result<String> {
+        Ok(self.node(node)?.hostname.clone().unwrap_or_else(|| "netlab".to_string()))
+    }
+
+    /// The built-in servers' sockets, sorted like sockets.rs sorts the kernel's.
+    pub fn listening(&self, node: &str) -> Result<Vec<Listening>> {
+        let mut all: Vec<Listening> =
+            self.node(node)?.servers.iter().map(|s| Listening { proto: s.proto(), local: s.addr() }).collect();
+        all.sort_by_key(|l| (l.proto, l.local.port(), l.local.ip()));
+        Ok(all)
+    }
+}
+
+/// What the kernel backend's `ip addr add` sets: a broadcast for IPv4 prefixes
+/// shorter than /31 (rtnetlink's builder does), none for lo's own 127.0.0.1/8.
+fn broadcast(link: &Link, cidr: IpNet) -> Option<IpAddr> {
+    let IpNet::V4(net) = cidr else { return None };
+    let lo_own = link.kind == LinkKind::Loopback && cidr == IpNet::new(Ipv4Addr::LOCALHOST.into(), 8).ok()?;
+    (net.prefix_len() < 31 && !lo_own).then(|| IpAddr::V4(net.broadcast()))
+}
