@@ -18,6 +18,7 @@ pub mod ping;
 pub mod route;
 pub mod sandbox;
 pub mod service;
+pub mod snapshot;
 pub mod sockets;
 pub mod sysctl;
 

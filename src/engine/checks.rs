@@ -58,8 +58,11 @@ fn ping_hint(lab: &Lab, node: &Node, report: &PingReport) -> Option<String> {
         ));
     }
     let links = lab.block_on(node.links()).ok()?;
-    let down: Vec<String> =
-        links.iter().filter(|l| l.kind != LinkKind::Loopback && !l.admin_up).map(|l| format!("{} is DOWN", l.name)).collect();
+    let down: Vec<String> = links
+        .iter()
+        .filter(|l| l.kind != LinkKind::Loopback && !l.admin_up)
+        .map(|l| format!("{} is DOWN", l.name))
+        .collect();
     if !down.is_empty() {
         return Some(format!("in {}: {}", node.name, down.join(", ")));
     }

@@ -77,10 +77,18 @@ pub trait Backend {
         mode: PingMode,
         interval: Duration,
     ) -> Result<(Vec<PingReport>, usize)>;
-    fn http_get(&self, node: &NodeName, url: &str, timeout: Duration)
-        -> Result<std::result::Result<HttpReply, CurlError>>;
-    fn resolve(&self, node: &NodeName, name: &str, timeout: Duration)
-        -> Result<std::result::Result<Vec<IpAddr>, LookupError>>;
+    fn http_get(
+        &self,
+        node: &NodeName,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<HttpReply, CurlError>>;
+    fn resolve(
+        &self,
+        node: &NodeName,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Vec<IpAddr>, LookupError>>;
     /// Before a negative probe: no leftovers of earlier unanswered probes.
     fn clear_probe_leftovers(&self) -> Result<()>;
     /// Runs a real program in the node.

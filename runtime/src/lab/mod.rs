@@ -596,7 +596,7 @@ fn raise_fd_limit() {
 
 /// With carrier the operstate becomes UP (a veth passes through UNKNOWN on the way;
 /// other devices may stay UNKNOWN when they report none); without, anything but UP.
-fn operstate_converged(l: &LinkState) -> bool {
+pub(crate) fn operstate_converged(l: &LinkState) -> bool {
     match (l.admin_up && l.carrier, l.kind) {
         (true, LinkKind::Veth) => l.oper == OperState::Up,
         (true, _) => matches!(l.oper, OperState::Up | OperState::Unknown),

@@ -6,5 +6,7 @@ pub mod state;
 pub mod topology;
 
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
-pub use state::{AddrState, LinkKind, LinkState, NeighState, Neighbour, NextHop, OperState, PortState, RouteState, Scope};
+pub use state::{
+    AddrState, LinkKind, LinkState, NeighState, Neighbour, NextHop, OperState, PortState, RouteState, Scope,
+};
 pub use topology::Topology;

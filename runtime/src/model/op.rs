@@ -152,9 +152,20 @@ pub enum Expect {
 /// One entry of the journal of a run: what ran, in order, under which step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Step { title: String },
-    Op { op: Op, line: usize },
-    Probe { probe: Probe, line: usize },
+    Step {
+        title: String,
+    },
+    Op {
+        op: Op,
+        line: usize,
+    },
+    Probe {
+        probe: Probe,
+        line: usize,
+    },
     /// A check on a value the lab computed (expect, expect_eq): only its claim.
-    Claim { title: String, line: usize },
+    Claim {
+        title: String,
+        line: usize,
+    },
 }
