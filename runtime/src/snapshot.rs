@@ -28,7 +28,7 @@ use crate::error::{nl_to_io, Error, Result};
 use crate::exec::{self, CommandLine};
 use crate::iptables::{IptTable, Ruleset};
 use crate::lab::HOST;
-use crate::model::{AddrState, LinkKind, LinkState, RouteState};
+use crate::model::{AddrState, LinkKind, LinkState, PortState, RouteState};
 use crate::names::NodeName;
 use crate::node::Node;
 use crate::nsenter::current_netns;
@@ -41,7 +41,7 @@ pub const VERSION: u32 = 1;
 pub const UTS_DIR: &str = "/run/netlab/uts";
 /// How long `take` waits for link states to settle (linkwatch runs up to a second
 /// after a change; see Lab::settle_links).
-const SETTLE: Duration = Duration::from_secs(5);
+const SETTLE: Duration = Duration::from_secs(3);
 /// The bridge table netlab keeps per node (firewall.rs).
 const BRIDGE_TABLE: &str = "netlab_bridge";
 const MAIN_TABLE: u32 = 254;
@@ -315,13 +315,33 @@ async fn settled_links(node: &Node, deadline: Instant) -> Result<Vec<RawLink>> {
             .await
             .map_err(|e| Error::kernel("listing links", node.name.as_str(), "", nl_to_io(e)))?;
         let links: Vec<RawLink> = msgs.iter().map(raw_link).collect();
-        let settled =
-            links.iter().all(|l| l.state.kind == LinkKind::Loopback || crate::lab::operstate_converged(&l.state));
-        if settled || Instant::now() >= deadline {
+        let states: Vec<LinkState> = links.iter().map(|l| l.state.clone()).collect();
+        if settled(&states) || Instant::now() >= deadline {
             return Ok(links);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether linkwatch is done with the node's links (their operstates follow their
+/// flags). A veth with carrier and a bridge with a forwarding port end UP (a
+/// bridge passes through UNKNOWN on the way); a bridge without ports, lo or a
+/// dummy may stay UNKNOWN.
+fn settled(links: &[LinkState]) -> bool {
+    use crate::model::OperState::{Down, LowerLayerDown, Unknown, Up};
+    let forwarding_port = |bridge: &LinkState| {
+        links.iter().any(|p| {
+            p.master == Some(bridge.index) && p.admin_up && p.carrier && p.port_state == Some(PortState::Forwarding)
+        })
+    };
+    links.iter().all(|l| match (l.kind, l.admin_up, l.carrier) {
+        (_, false, _) => l.oper != Up,
+        (LinkKind::Veth, true, true) => l.oper == Up,
+        (LinkKind::Veth, true, false) => matches!(l.oper, Down | LowerLayerDown),
+        (LinkKind::Bridge, true, true) if forwarding_port(l) => l.oper == Up,
+        (_, true, true) => matches!(l.oper, Up | Unknown),
+        (_, true, false) => l.oper != Up,
+    })
 }
 
 fn raw_link(msg: &LinkMessage) -> RawLink {
