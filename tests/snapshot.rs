@@ -38,7 +38,8 @@ const SYSCTLS: &[&str] = &["a:net.ipv4.ip_forward", "b:net.ipv4.ip_forward", "ho
 
 /// Two nodes joined by a veth with addresses and a route, a bridge in the host with
 /// a port (a veth to a), forwarding on in a, a's own resolv.conf and a MASQUERADE
-/// rule; and c and d joined by a veth whose ends have the same ifindexes as a's
+/// rule, b's own hostname (its UTS namespace where netlab publishes a node's); and
+/// c and d joined by a veth whose ends have the same ifindexes as a's
 /// and b's, so only the peer's namespace tells the pairs apart.
 const SCRIPT: &str = r#"set -e
 ip netns add a
@@ -64,6 +65,8 @@ ip netns exec a sysctl -qw net.ipv4.ip_forward=1
 mkdir -p /etc/netns/a
 echo "nameserver 192.0.2.53" > /etc/netns/a/resolv.conf
 ip netns exec a iptables -t nat -A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE
+mkdir -p /run/netlab/uts && touch /run/netlab/uts/b
+unshare --uts=/run/netlab/uts/b hostname node-b
 "#;
 
 /// The same network, written differently: other order, the veths made from their
@@ -89,6 +92,8 @@ ip link set vh up
 ip link set vh master br0
 ip netns exec a ip link set lo up
 echo 1 | ip netns exec a tee /proc/sys/net/ipv4/ip_forward > /dev/null
+mkdir -p /run/netlab/uts && touch /run/netlab/uts/b
+unshare --uts=/run/netlab/uts/b sh -c 'hostname node-b'
 "#;
 
 fn node<'a>(snap: &'a Snapshot, name: &str) -> &'a NodeState {
@@ -141,6 +146,11 @@ fn a_scripts_snapshot_holds_what_it_built() {
     let route = b.routes.iter().find(|r| r.dst == "10.9.0.0/16").unwrap_or_else(|| panic!("{:?}", b.routes));
     assert_eq!((route.via.as_deref(), route.dev.as_deref()), (Some("10.0.0.1"), Some("vb")));
     assert!(b.routes.iter().any(|r| r.dst == "10.0.0.0/24" && r.dev.as_deref() == Some("vb") && r.scope == "link"));
+
+    // Hostnames: b's own, the others the sandbox's.
+    assert_eq!(node(&snap, "b").hostname, "node-b");
+    assert_eq!(node(&snap, "a").hostname, node(&snap, "host").hostname);
+    assert_ne!(node(&snap, "a").hostname, "node-b");
 
     // Sysctls asked for, per node; per-node files; firewall.
     let ip_forward = |n: &str| node(&snap, n).sysctls.get("net.ipv4.ip_forward").cloned().flatten();
