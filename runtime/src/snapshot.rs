@@ -32,13 +32,11 @@ use crate::model::{AddrState, LinkKind, LinkState, PortState, RouteState};
 use crate::names::NodeName;
 use crate::node::Node;
 use crate::nsenter::current_netns;
-use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NETNS_DIR, NODE_ETC_DIR};
+use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NETNS_DIR, NODE_ETC_DIR, UTS_DIR};
 use crate::sysctl;
 
 /// The JSON format's version; bump it when a field changes meaning.
 pub const VERSION: u32 = 1;
-/// Where a node's own UTS namespace is bind-mounted when it has one.
-pub const UTS_DIR: &str = "/run/netlab/uts";
 /// How long `take` waits for link states to settle (linkwatch runs up to a second
 /// after a change; see Lab::settle_links).
 const SETTLE: Duration = Duration::from_secs(3);

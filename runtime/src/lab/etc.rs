@@ -147,7 +147,8 @@ impl Lab {
         let result = set();
         setns(home.as_fd(), CloneFlags::CLONE_NEWUTS)
             .map_err(|e| Error::io("returning to the sandbox's UTS namespace", e.into()))?;
-        result
+        result?;
+        publish_uts(node)
     }
 
     /// The node's hostname.
@@ -166,5 +167,31 @@ impl Lab {
         setns(home.as_fd(), CloneFlags::CLONE_NEWUTS)
             .map_err(|e| Error::io("returning to the sandbox's UTS namespace", e.into()))?;
         name
+    }
+}
+
+/// Bind-mounts the node's UTS namespace at UTS_DIR/NODE (once), where a snapshot
+/// finds it, as /run/netns/NODE does for its network namespace.
+fn publish_uts(node: &Node) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = PathBuf::from(crate::sandbox::UTS_DIR).join(node.name.as_str());
+    if path.exists() {
+        return Ok(());
+    }
+    let Some(fd) = node.uts.borrow().as_ref().map(|f| f.as_raw_fd()) else { return Ok(()) };
+    std::fs::create_dir_all(crate::sandbox::UTS_DIR)
+        .and_then(|()| File::create(&path).map(drop))
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let source = format!("/proc/self/fd/{fd}");
+    nix::mount::mount(Some(source.as_str()), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))
+}
+
+/// Undoes publish_uts when the node goes.
+pub(super) fn unpublish_uts(name: &str) {
+    let path = PathBuf::from(crate::sandbox::UTS_DIR).join(name);
+    if path.exists() {
+        let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -185,6 +185,7 @@ impl Lab {
             self.rt.block_on(node.delete_link(veth))?;
         }
         remove_netns_name(node.name.as_str())?;
+        etc::unpublish_uts(node.name.as_str());
         self.nodes.borrow_mut().remove(node.name.as_str());
         let name = node.name.to_string();
         self.bridge_nodes.borrow_mut().remove(&name);
