@@ -19,6 +19,7 @@ pub mod render;
 pub mod route;
 pub mod sandbox;
 pub mod service;
+pub mod snapshot;
 pub mod sockets;
 pub mod sysctl;
 

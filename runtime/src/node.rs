@@ -85,6 +85,23 @@ impl Node {
         inside
     }
 
+    /// A namespace netlab did not make (a script's `ip netns add`, or the sandbox's
+    /// own), to read it back (snapshot.rs): its netlink connection is opened from
+    /// inside it at once, and closed when the Node is dropped. Nothing is set up in it.
+    /// Must be called inside a tokio runtime context.
+    pub fn attach(name: NodeName, ns: File) -> Result<Node> {
+        let home = current_netns()?;
+        let handle = in_netns_file(&home, &ns, || open_netlink(&name))??;
+        Ok(Node {
+            name,
+            ns: RefCell::new(Some(ns)),
+            netlink: Rc::new(RefCell::new(Some(handle))),
+            pinned: true,
+            uts: Default::default(),
+            bridge_filter: Default::default(),
+        })
+    }
+
     /// The node's rtnetlink handle. A connection costs a socket and ~70 KiB of
     /// buffers, so at most `OPEN_CONNECTIONS` nodes keep one open; the oldest is
     /// closed (its connection ends once in-flight requests finish) and reopened from

@@ -98,7 +98,7 @@ impl Node {
             .map_err(|e| Error::kernel("deleting route", self.name.as_str(), what, nl_to_io(e)))
     }
 
-    async fn route_messages(&self) -> Result<Vec<RouteMessage>> {
+    pub(crate) async fn route_messages(&self) -> Result<Vec<RouteMessage>> {
         let mut all = Vec::new();
         for proto in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
             let msgs: Vec<RouteMessage> = self
@@ -128,7 +128,7 @@ pub(crate) fn describe(destination: Option<IpNet>, hop: &NextHop) -> String {
     }
 }
 
-fn route_state(msg: &RouteMessage) -> RouteState {
+pub(crate) fn route_state(msg: &RouteMessage) -> RouteState {
     let mut state = RouteState {
         destination: None,
         gateway: None,

@@ -25,6 +25,9 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// Where per-node files (resolv.conf, hosts) live when /etc cannot be overlaid
 /// (see `etc_overlaid`): a private folder only netlab's exec_in applies.
 pub const NODE_ETC_DIR: &str = "/run/netlab/etc";
+/// Where a node's own UTS namespace is bind-mounted once it has one (hostname()),
+/// so a snapshot (snapshot.rs) can read a node's hostname however it was set.
+pub const UTS_DIR: &str = "/run/netlab/uts";
 /// Where `ip netns exec NAME` looks for a namespace's own /etc files.
 pub const ETC_NETNS_DIR: &str = "/etc/netns";
 /// The writable layer of the sandbox's /etc (on the /run tmpfs).

@@ -2,6 +2,7 @@
 
 mod prove;
 mod run;
+mod sh;
 mod test;
 
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Command {
     /// Show that every check of a lab can fail: run it with each `// break:` tag
     /// removed and each `// fix:` applied early.
     Prove(prove::ProveArgs),
+    /// Run a shell script (e.g. `ip` commands) in a fresh sandbox; --state writes a snapshot of what it built.
+    Sh(sh::ShArgs),
     /// List the functions a lab can call.
     Functions {
         /// Print Markdown (for the book's reference).
@@ -82,6 +85,7 @@ pub fn main() -> i32 {
         Command::Check { labs } => run::check(&labs),
         Command::Test(args) => test::test(&args),
         Command::Prove(args) => prove::prove(&args),
+        Command::Sh(args) => sh::sh(&args),
         Command::Functions { markdown } => {
             print_functions(markdown);
             0

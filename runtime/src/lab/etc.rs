@@ -21,9 +21,6 @@ use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NODE_ETC_DIR, NO_NAMESERVER};
 /// The files a node can have its own copy of.
 pub const NODE_FILES: &[&str] = &["resolv.conf", "hosts"];
 
-/// Where the UTS namespaces of nodes with a hostname of their own are pinned.
-pub const UTS_DIR: &str = "/run/netlab/uts";
-
 impl Lab {
     pub(crate) fn is_host(&self, node: &Node) -> bool {
         std::ptr::eq(node, &*self.host)
@@ -140,31 +137,13 @@ impl Lab {
                 let uts =
                     File::open("/proc/thread-self/ns/uts").map_err(|e| Error::io("opening the UTS namespace", e))?;
                 *node.uts.borrow_mut() = Some(uts);
-                // Named like /run/netns/NODE, so a shell (`nsenter --uts=...`), a
-                // snapshot and an exported script find the node's hostname too.
-                let path = std::path::Path::new(UTS_DIR).join(node.name.as_str());
-                let pinned = std::fs::create_dir_all(UTS_DIR)
-                    .and_then(|_| File::create(&path).map(|_| ()))
-                    .and_then(|_| {
-                        nix::mount::mount(
-                            Some("/proc/thread-self/ns/uts"),
-                            &path,
-                            None::<&str>,
-                            nix::mount::MsFlags::MS_BIND,
-                            None::<&str>,
-                        )
-                        .map_err(std::io::Error::from)
-                    });
-                if let Err(e) = pinned {
-                    let _ = setns(home.as_fd(), CloneFlags::CLONE_NEWUTS);
-                    return Err(Error::io(format!("pinning the UTS namespace of {} at {}", node.name, path.display()), e));
-                }
             }
         }
         let result = set();
         setns(home.as_fd(), CloneFlags::CLONE_NEWUTS)
             .map_err(|e| Error::io("returning to the sandbox's UTS namespace", e.into()))?;
-        result
+        result?;
+        publish_uts(node)
     }
 
     /// The node's hostname.
@@ -183,5 +162,31 @@ impl Lab {
         setns(home.as_fd(), CloneFlags::CLONE_NEWUTS)
             .map_err(|e| Error::io("returning to the sandbox's UTS namespace", e.into()))?;
         name
+    }
+}
+
+/// Bind-mounts the node's UTS namespace at UTS_DIR/NODE (once), where a snapshot
+/// finds it, as /run/netns/NODE does for its network namespace.
+fn publish_uts(node: &Node) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = PathBuf::from(crate::sandbox::UTS_DIR).join(node.name.as_str());
+    if path.exists() {
+        return Ok(());
+    }
+    let Some(fd) = node.uts.borrow().as_ref().map(|f| f.as_raw_fd()) else { return Ok(()) };
+    std::fs::create_dir_all(crate::sandbox::UTS_DIR)
+        .and_then(|()| File::create(&path).map(drop))
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let source = format!("/proc/self/fd/{fd}");
+    nix::mount::mount(Some(source.as_str()), &path, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))
+}
+
+/// Undoes publish_uts when the node goes.
+pub(super) fn unpublish_uts(name: &str) {
+    let path = PathBuf::from(crate::sandbox::UTS_DIR).join(name);
+    if path.exists() {
+        let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&path);
     }
 }

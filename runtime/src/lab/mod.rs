@@ -180,6 +180,7 @@ impl Lab {
             self.rt.block_on(node.delete_link(veth))?;
         }
         remove_netns_name(node.name.as_str())?;
+        etc::unpublish_uts(node.name.as_str());
         self.nodes.borrow_mut().remove(node.name.as_str());
         let name = node.name.to_string();
         self.bridge_nodes.borrow_mut().remove(&name);
@@ -549,12 +550,6 @@ impl Lab {
 
 /// Undoes `ip netns add`'s name: the bind mount under /run/netns and its file.
 fn remove_netns_name(name: &str) -> Result<()> {
-    // The node's pinned UTS namespace (etc.rs), if it had a hostname of its own.
-    let uts = std::path::Path::new(etc::UTS_DIR).join(name);
-    if uts.exists() {
-        let _ = nix::mount::umount2(&uts, nix::mount::MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_file(&uts);
-    }
     let path = std::path::Path::new(crate::sandbox::NETNS_DIR).join(name);
     nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
         .map_err(|e| Error::io(format!("unmounting {}", path.display()), e.into()))?;
@@ -597,7 +592,7 @@ fn raise_fd_limit() {
 
 /// With carrier the operstate becomes UP (a veth passes through UNKNOWN on the way;
 /// other devices may stay UNKNOWN when they report none); without, anything but UP.
-fn operstate_converged(l: &LinkState) -> bool {
+pub(crate) fn operstate_converged(l: &LinkState) -> bool {
     match (l.admin_up && l.carrier, l.kind) {
         (true, LinkKind::Veth) => l.oper == OperState::Up,
         (true, _) => matches!(l.oper, OperState::Up | OperState::Unknown),
