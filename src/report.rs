@@ -26,6 +26,8 @@ pub struct Reporter {
     started: Instant,
     /// key=value pairs from metric(), for the benchmark line.
     metrics: Vec<(String, String)>,
+    /// Print nothing (`export`, `graph`, `check` run the lab only for its ops).
+    pub silent: bool,
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -46,12 +48,16 @@ impl Default for Reporter {
             checks_passed: 0,
             started: Instant::now(),
             metrics: Vec::new(),
+            silent: false,
         }
     }
 }
 
 impl Reporter {
     fn emit(&self, line: &str) {
+        if self.silent {
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -79,6 +85,11 @@ impl Reporter {
             StepResult::Error => format!("   ERROR after {took}"),
         };
         self.emit(&line);
+    }
+
+    /// The number and title of the last step that ended, as (2, "Bring both ends up").
+    pub fn last_step(&self) -> Option<(usize, String)> {
+        self.steps.iter().enumerate().rev().find(|(_, s)| s.result.is_some()).map(|(i, s)| (i + 1, s.title.clone()))
     }
 
     /// The step currently running, as "2. Bring both ends up".
@@ -127,6 +138,17 @@ impl Reporter {
         let indent = if self.current_step().is_some() { "   " } else { "" };
         for command in commands {
             self.emit(&format!("{indent}$ {command}"));
+        }
+    }
+
+    /// What a step changed in the kernel (`--diff`).
+    pub fn changes(&self, changes: &[String]) {
+        let indent = if self.current_step().is_some() { "   " } else { "" };
+        if changes.is_empty() {
+            self.emit(&format!("{indent}Δ nothing changed"));
+        }
+        for change in changes {
+            self.emit(&format!("{indent}Δ {change}"));
         }
     }
 

@@ -1,5 +1,6 @@
-//! Command line: `netlab run`, `netlab check`, `netlab test`, `netlab prove`, `netlab functions`.
+//! Command line: `netlab run`, `check`, `plan`, `graph`, `export`, `test`, `prove`, `functions`.
 
+mod model;
 mod prove;
 mod run;
 mod sh;
@@ -29,18 +30,62 @@ pub struct RunArgs {
     /// After the lab, open a shell inside the sandbox (the lab's host) to look around.
     #[arg(long)]
     pub keep: bool,
+    /// Under each step, show the commands (`ip`, `iptables`, `sysctl`, `ping`, ...)
+    /// equivalent to what netlab did.
+    #[arg(long)]
+    pub explain: bool,
+    /// Under each step, show what changed in the kernel (links, addresses, routes, rules).
+    #[arg(long)]
+    pub diff: bool,
+    /// Stop after this step (its number or its exact title); with --keep, stay there.
+    #[arg(long, value_name = "STEP")]
+    pub until: Option<String>,
+    /// At the end, write the normalized kernel state (JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+/// A lab and its settings, for the commands that only read it (plan, graph, export).
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// The lab file (.rhai).
+    pub lab: PathBuf,
+    /// Set a constant visible to the lab, e.g. --set n=100 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Build the lab in a private sandbox, check every claim, tear everything down.
     Run(RunArgs),
-    /// Parse and lint a lab without touching the kernel.
+    /// Lint labs without root or kernel: run each against netlab's model of the
+    /// network and report mistakes with the line they are on.
     Check {
         /// Lab files.
         #[arg(required = true)]
         labs: Vec<PathBuf>,
+        /// Set a constant visible to the labs, e.g. --set n=100 (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
     },
+    /// Print what the lab would create, step by step, as commands; no root needed.
+    Plan(ModelArgs),
+    /// Draw the lab's network (nodes, links, addresses, NAT) as mermaid or graphviz dot.
+    Graph {
+        #[command(flatten)]
+        lab: ModelArgs,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
+    /// Write the lab as a standalone bash script (ip, iptables, sysctl, ping, curl).
+    Export(ModelArgs),
     /// Run many labs in parallel, each in its own sandbox.
     Test(test::TestArgs),
     /// Show that every check of a lab can fail: run it with each `// break:` tag
@@ -82,7 +127,10 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run::run(&args),
-        Command::Check { labs } => run::check(&labs),
+        Command::Check { labs, set } => model::check(&labs, &set),
+        Command::Plan(args) => model::plan(&args),
+        Command::Graph { lab, format } => model::graph(&lab, format),
+        Command::Export(args) => model::export(&args),
         Command::Test(args) => test::test(&args),
         Command::Prove(args) => prove::prove(&args),
         Command::Sh(args) => sh::sh(&args),

@@ -1,6 +1,6 @@
-//! `netlab run` and `netlab check`.
+//! `netlab run`: the lab against the kernel, in a sandbox.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -9,20 +9,21 @@ use rhai::Dynamic;
 
 use super::RunArgs;
 use crate::engine::diagnose::{LabDiagnostic, Source, Verdict};
+use crate::engine::session::{Explain, RunOptions};
 use crate::engine::{self, parse_setting};
 
-fn report(d: LabDiagnostic) {
+pub(super) fn report(d: LabDiagnostic) {
     eprintln!("{:?}", miette::Report::new(d));
 }
 
-fn read_lab(path: &Path) -> Result<String, i32> {
+pub(super) fn read_lab(path: &Path) -> Result<String, i32> {
     std::fs::read_to_string(path).map_err(|e| {
         eprintln!("netlab: cannot read {}: {e}", path.display());
         2
     })
 }
 
-fn parse_settings(set: &[String]) -> Result<Vec<(String, Dynamic)>, i32> {
+pub(super) fn parse_settings(set: &[String]) -> Result<Vec<(String, Dynamic)>, i32> {
     set.iter()
         .map(|s| match s.split_once('=') {
             Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
@@ -34,28 +35,6 @@ fn parse_settings(set: &[String]) -> Result<Vec<(String, Dynamic)>, i32> {
             }
         })
         .collect()
-}
-
-pub fn check(labs: &[PathBuf]) -> i32 {
-    let mut code = 0;
-    for path in labs {
-        let text = match read_lab(path) {
-            Ok(t) => t,
-            Err(c) => {
-                code = code.max(c);
-                continue;
-            }
-        };
-        let name = path.display().to_string();
-        match engine::compile(&Source { path: &name, text: &text }) {
-            Ok(_) => println!("ok {name}"),
-            Err(d) => {
-                report(*d);
-                code = 2;
-            }
-        }
-    }
-    code
 }
 
 pub fn run(args: &RunArgs) -> i32 {
@@ -81,6 +60,8 @@ pub fn run(args: &RunArgs) -> i32 {
             return 2;
         }
     };
+    // Relative to where netlab was started, whatever the lab does to its cwd.
+    let state = args.state.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     // Before any thread exists: from here on we are inside the sandbox.
     if let Err(e) = sandbox::enter() {
         eprintln!("{:?}", miette::Report::new(e));
@@ -93,7 +74,13 @@ pub fn run(args: &RunArgs) -> i32 {
             return 3;
         }
     };
-    let outcome = engine::run(lab.clone(), engine::session::Explain::Quiet, &src, &ast, &settings);
+    let options = RunOptions {
+        explain: if args.explain { Explain::Commands } else { Explain::Quiet },
+        silent: false,
+        until: args.until.clone(),
+        diff: args.diff,
+    };
+    let outcome = engine::run(lab.clone(), &options, &src, &ast, &settings);
     let rep = outcome.reporter.borrow();
     let code = match outcome.diagnostic {
         None => {
@@ -116,6 +103,11 @@ pub fn run(args: &RunArgs) -> i32 {
             verdict.exit_code()
         }
     };
+    if let Some(path) = &state {
+        if let Err(e) = netlab_runtime::snapshot::write_state(path, &outcome.session.sysctls_set()) {
+            eprintln!("netlab: cannot write the state to {}: {e}", path.display());
+        }
+    }
     if args.keep {
         keep_shell(&lab);
     }

@@ -94,14 +94,24 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
     engine.register_fn("step", move |ctx: NativeCallContext, title: &str, body: FnPtr| -> RhaiResult<()> {
         ss.begin_step(title);
         r.borrow_mut().begin_step(title);
+        let before = ss.state_before_step();
         let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
+        ss.show_changes(before);
         let result = match &out {
             Ok(_) => StepResult::Passed,
             Err(e) if is_check_failure(e) => StepResult::Failed,
             Err(_) => StepResult::Error,
         };
         r.borrow_mut().end_step(result);
-        out.map(|_| ())
+        out.map(|_| ())?;
+        // --until STEP: the lab stops once this step is done.
+        let last = r.borrow().last_step();
+        match (ss.until(), last) {
+            (Some(until), Some((number, title))) if until == number.to_string() || until == title => {
+                Err(failure(Failure::StopAfter(format!("{number}. {title}")), ctx.call_position()))
+            }
+            _ => Ok(()),
+        }
     });
 
     for with_opts in [false, true] {

@@ -41,6 +41,8 @@ pub struct LabDiagnostic {
     pub span: Option<SourceSpan>,
     pub src: NamedSource<String>,
     pub verdict: Verdict,
+    /// A lint that does not stop the lab (`netlab check` prints it, exit 0).
+    pub warning: bool,
 }
 
 impl fmt::Display for LabDiagnostic {
@@ -57,6 +59,9 @@ impl Diagnostic for LabDiagnostic {
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(if self.warning { miette::Severity::Warning } else { miette::Severity::Error })
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         Some(&self.src)
@@ -124,6 +129,7 @@ impl Source<'_> {
             span: self.span_at(pos),
             src: self.named(),
             verdict: Verdict::ScriptError,
+            warning: false,
         }
     }
 
@@ -222,6 +228,7 @@ pub fn from_parse_error(src: &Source, err: &ParseError) -> LabDiagnostic {
         span: src.span_at(err.position()),
         src: src.named(),
         verdict: Verdict::ScriptError,
+        warning: false,
     }
 }
 
@@ -237,6 +244,7 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
         span,
         src: src.named(),
         verdict: Verdict::ScriptError,
+        warning: false,
     };
     match payload(inner) {
         Some(Failure::Check(c)) => {
@@ -245,6 +253,10 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
             d.help = c.hint.clone();
             d.label = "this check failed".into();
             d.verdict = Verdict::CheckFailed;
+        }
+        Some(Failure::StopAfter(step)) => {
+            d.code = "netlab::stopped".into();
+            d.message = format!("stopped after step {step} (--until)");
         }
         Some(Failure::Error(e)) => {
             d.code = e.code().map(|c| c.to_string()).unwrap_or_else(|| "netlab::error".into());
@@ -287,7 +299,11 @@ fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
         EvalAltResult::ErrorVariableNotFound(name, _) => {
             d.code = "netlab::unknown_variable".into();
             d.message = format!("unknown variable {name}{in_step}");
-            d.help = Some("declare it with `let` before using it".into());
+            d.help = Some(if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                format!("declare it with `let` before using it, or give it with --set {name}=VALUE")
+            } else {
+                "declare it with `let` before using it".into()
+            });
         }
         EvalAltResult::ErrorTerminated(_, _) => {
             d.code = "netlab::interrupted".into();

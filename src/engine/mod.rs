@@ -61,13 +61,15 @@ pub struct Outcome {
 /// Runs a compiled lab against a backend: the kernel's, or the model's.
 pub fn run(
     backend: Rc<dyn Backend>,
-    explain: session::Explain,
+    options: &session::RunOptions,
     src: &Source,
     ast: &AST,
     settings: &[(String, Dynamic)],
 ) -> Outcome {
-    let reporter = Rc::new(RefCell::new(Reporter::default()));
-    let session = Rc::new(session::Session::new(backend, reporter.clone(), explain));
+    let mut reporter = Reporter::default();
+    reporter.silent = options.silent;
+    let reporter = Rc::new(RefCell::new(reporter));
+    let session = Rc::new(session::Session::new(backend, reporter.clone(), options));
     let mut engine = base_engine();
     let lab_dir = std::path::Path::new(src.path).parent().map(|p| p.to_path_buf()).unwrap_or_default();
     engine.set_module_resolver(stdlib::StdlibResolver::new(lab_dir));
@@ -88,6 +90,11 @@ pub fn run(
         scope.push_constant_dynamic(name.as_str(), value.clone());
     }
     let result = engine.run_ast_with_scope(&mut scope, ast);
+    // --until: stopping after the step asked for is a pass.
+    let result = result.or_else(|e| match diagnose::payload(&e) {
+        Some(values::Failure::StopAfter(_)) => Ok(()),
+        _ => Err(e),
+    });
     let diagnostic = result.err().map(|e| {
         let step = reporter.borrow().stopped_in();
         Box::new(diagnose::from_eval_error(src, &e, step))

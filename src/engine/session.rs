@@ -30,6 +30,18 @@ impl PartialEq for NodeRef {
     }
 }
 
+/// How a run goes, beyond the backend.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub explain: Explain,
+    /// Print nothing: the run is only for its journal or its model.
+    pub silent: bool,
+    /// Stop after this step (its number or its title).
+    pub until: Option<String>,
+    /// Show per step what changed in the kernel (`--diff`).
+    pub diff: bool,
+}
+
 /// How much of what ran a run prints under each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Explain {
@@ -44,6 +56,8 @@ pub struct Session {
     reporter: Rc<RefCell<Reporter>>,
     journal: RefCell<Vec<Entry>>,
     explain: Explain,
+    until: Option<String>,
+    diff: bool,
     generations: RefCell<HashMap<NodeName, u64>>,
     next_generation: Cell<u64>,
     host: NodeName,
@@ -56,19 +70,26 @@ fn line_of(ctx: &NativeCallContext) -> usize {
 }
 
 impl Session {
-    pub fn new(backend: Rc<dyn Backend>, reporter: Rc<RefCell<Reporter>>, explain: Explain) -> Session {
+    pub fn new(backend: Rc<dyn Backend>, reporter: Rc<RefCell<Reporter>>, options: &RunOptions) -> Session {
         let host = NodeName::new(HOST).expect("a valid name");
         let generations = backend.node_names().into_iter().map(|n| (n, 0)).collect();
         Session {
             backend,
             reporter,
             journal: RefCell::default(),
-            explain,
+            explain: options.explain,
+            until: options.until.clone(),
+            diff: options.diff,
             generations: RefCell::new(generations),
             next_generation: Cell::new(1),
             host,
             checks_outside_steps: RefCell::default(),
         }
+    }
+
+    /// The step `--until` stops after.
+    pub fn until(&self) -> Option<&str> {
+        self.until.as_deref()
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -144,6 +165,40 @@ impl Session {
 
     pub fn begin_step(&self, title: &str) {
         self.journal.borrow_mut().push(Entry::Step { title: title.to_string() });
+    }
+
+    /// With `--diff`, the kernel state before a step, to compare with after it.
+    pub fn state_before_step(&self) -> Option<netlab_runtime::snapshot::Snapshot> {
+        if !self.diff || !self.evaluates() {
+            return None;
+        }
+        netlab_runtime::snapshot::take(&[]).ok()
+    }
+
+    /// With `--diff`, what the step changed.
+    pub fn show_changes(&self, before: Option<netlab_runtime::snapshot::Snapshot>) {
+        let Some(before) = before else { return };
+        match netlab_runtime::snapshot::take(&[]) {
+            Ok(after) => {
+                let changes = netlab_runtime::snapshot::diff(&before, &after);
+                self.reporter.borrow().changes(&changes);
+            }
+            Err(e) => self.reporter.borrow().changes(&[format!("(cannot read the kernel state: {e})")]),
+        }
+    }
+
+    /// The sysctls the lab set, per node: what a state snapshot reads back.
+    pub fn sysctls_set(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for entry in self.journal.borrow().iter() {
+            if let Entry::Op { op: Op::SetSysctl { node, key, .. }, .. } = entry {
+                let pair = (node.to_string(), key.clone());
+                if !keys.contains(&pair) {
+                    keys.push(pair);
+                }
+            }
+        }
+        keys
     }
 
     /// The handle of a live node.

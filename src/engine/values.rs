@@ -15,11 +15,13 @@ pub struct CheckFailure {
     pub hint: Option<String>,
 }
 
-/// What aborts a lab: a failed check (exit 1) or an error (exit 2 or 3).
+/// What aborts a lab: a failed check (exit 1), an error (exit 2 or 3), or
+/// `--until STEP` reached (a pass).
 #[derive(Clone)]
 pub enum Failure {
     Check(Rc<CheckFailure>),
     Error(Rc<Error>),
+    StopAfter(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -27,6 +29,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Check(c) => write!(f, "check failed: {}: {}", c.title, c.detail),
             Failure::Error(e) => write!(f, "{e}"),
+            Failure::StopAfter(step) => write!(f, "stopped after step {step} (--until)"),
         }
     }
 }
