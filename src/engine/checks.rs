@@ -58,8 +58,11 @@ fn ping_hint(ss: &Session, node: &NodeName, report: &PingReport) -> Option<Strin
         ));
     }
     let links = ss.backend().links(node, None).ok()?;
-    let down: Vec<String> =
-        links.iter().filter(|l| l.kind != LinkKind::Loopback && !l.admin_up).map(|l| format!("{} is DOWN", l.name)).collect();
+    let down: Vec<String> = links
+        .iter()
+        .filter(|l| l.kind != LinkKind::Loopback && !l.admin_up)
+        .map(|l| format!("{} is DOWN", l.name))
+        .collect();
     if !down.is_empty() {
         return Some(format!("in {node}: {}", down.join(", ")));
     }

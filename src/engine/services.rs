@@ -14,7 +14,9 @@ use netlab_runtime::{Error, NodeName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
 use super::session::Session;
-use super::values::{check_failure, opt_seconds, opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult};
+use super::values::{
+    check_failure, opt_seconds, opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult,
+};
 use crate::report::{fmt_duration, Reporter};
 
 /// How long expect_no_http / expect_no_resolve wait by default: between a lab's
@@ -446,10 +448,7 @@ fn curl_hint(ss: &Session, node: &NodeName, problem: &str) -> Option<String> {
     if problem.starts_with("Could not resolve") {
         let conf = ss.backend().file(node, EtcFile::ResolvConf).ok().flatten().unwrap_or_default();
         if !conf.lines().any(|l| l.trim_start().starts_with("nameserver")) {
-            return Some(format!(
-                "{} has no nameserver: set one with resolv_conf({}, \"nameserver IP\")",
-                node, node
-            ));
+            return Some(format!("{} has no nameserver: set one with resolv_conf({}, \"nameserver IP\")", node, node));
         }
         return Some(format!("{node}'s nameserver did not answer the name; is it reachable (route, NAT)?"));
     }

@@ -56,9 +56,7 @@ impl Lab {
             }
             Op::AddBridge { node, name } => rt.block_on(self.node_of(node)?.create_bridge(name)),
             Op::SetUp { node, link, up } => rt.block_on(self.node_of(node)?.set_link_up(link, *up)),
-            Op::SetMaster { node, link, master } => {
-                rt.block_on(self.node_of(node)?.set_master(link, master.as_ref()))
-            }
+            Op::SetMaster { node, link, master } => rt.block_on(self.node_of(node)?.set_master(link, master.as_ref())),
             Op::MoveLink { node, link, to, new_name } => {
                 let (from, to) = (self.node_of(node)?, self.node_of(to)?);
                 rt.block_on(from.move_link(link, &to, new_name))
@@ -223,4 +221,3 @@ impl Backend for Lab {
         self.rt.block_on(async { tokio::time::sleep(duration).await });
     }
 }
-
