@@ -100,6 +100,18 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         let before = ss.state_before_step();
         let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
         ss.show_changes(before);
+        // The model runs no program: a step that goes wrong on what a program
+        // printed is planned only up to there, and the plan goes on.
+        let out = match (out, ss.program_ran_in_step()) {
+            (Err(e), Some(line)) if !ss.evaluates() && super::diagnose::payload(&e).is_none() => {
+                r.borrow().print(&format!(
+                    "(planned up to here: this step reads the output of the program run at line {line}, \
+                     which only a real run has: {e})"
+                ));
+                Ok(Dynamic::UNIT)
+            }
+            (out, _) => out,
+        };
         let result = match &out {
             Ok(_) => StepResult::Passed,
             Err(e) if is_check_failure(e) => StepResult::Failed,

@@ -61,6 +61,8 @@ pub struct Session {
     generations: RefCell<HashMap<NodeName, u64>>,
     next_generation: Cell<u64>,
     host: NodeName,
+    /// The line of the last program run (exec_in) in the current step.
+    program_in_step: Cell<Option<usize>>,
     /// Checks made outside any step (a lint of `netlab check`).
     pub checks_outside_steps: RefCell<Vec<usize>>,
 }
@@ -84,6 +86,7 @@ impl Session {
             next_generation: Cell::new(1),
             host,
             checks_outside_steps: RefCell::default(),
+            program_in_step: Cell::new(None),
         }
     }
 
@@ -141,6 +144,7 @@ impl Session {
         timeout: std::time::Duration,
     ) -> RhaiResult<netlab_runtime::exec::ExecOutput> {
         let out = to_rhai(ctx, self.backend.exec(op.node(), command, timeout))?;
+        self.program_in_step.set(Some(line_of(ctx)));
         self.explain_lines(render::ip::op_commands(&op, self.host.as_str()));
         self.journal.borrow_mut().push(Entry::Op { op, line: line_of(ctx) });
         Ok(out)
@@ -163,7 +167,13 @@ impl Session {
         self.journal.borrow_mut().push(Entry::Claim { title: title.to_string(), line: line_of(ctx) });
     }
 
+    /// The line of the last program the current step ran, if any.
+    pub fn program_ran_in_step(&self) -> Option<usize> {
+        self.program_in_step.get()
+    }
+
     pub fn begin_step(&self, title: &str) {
+        self.program_in_step.set(None);
         self.journal.borrow_mut().push(Entry::Step { title: title.to_string() });
     }
 
