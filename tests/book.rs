@@ -88,7 +88,7 @@ fn include_targets(text: &str) -> Vec<String> {
 }
 
 /// (a) Every labs/<name>.rhai has a chapter book/src/labs/<name>.md that includes the
-/// lab inside a ```rhai block and is listed in SUMMARY.md.
+/// lab inside a ```rhai block, shows the lab's graph, and is listed in SUMMARY.md.
 #[test]
 fn every_lab_has_a_chapter() {
     let summary = read(&book_src().join("SUMMARY.md"));
@@ -114,6 +114,10 @@ fn every_lab_has_a_chapter() {
         }
         if !summary.contains(&format!("(labs/{name}.md)")) {
             problems.push(format!("SUMMARY.md does not list labs/{name}.md"));
+        }
+        // The drawing book/generate-graphs.sh makes from `netlab graph` when the book is built.
+        if !text.contains(&format!("](../graphs/{name}.svg)")) {
+            problems.push(format!("book/src/labs/{name}.md does not show its graph ../graphs/{name}.svg"));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -190,7 +190,11 @@ impl Session {
         let Some(before) = before else { return };
         match netlab_runtime::snapshot::take(&[]) {
             Ok(after) => {
-                let changes = netlab_runtime::snapshot::diff(&before, &after);
+                // Said as a change: the first snapshot is before the step.
+                let changes: Vec<String> = netlab_runtime::snapshot::diff(&before, &after)
+                    .into_iter()
+                    .map(|c| c.replace(" only in the second", " added").replace(" only in the first", " removed").replace(" vs ", " -> "))
+                    .collect();
                 self.reporter.borrow().changes(&changes);
             }
             Err(e) => self.reporter.borrow().changes(&[format!("(cannot read the kernel state: {e})")]),
