@@ -138,7 +138,7 @@ impl Error {
             | Error::Interrupted
             | Error::MissingModule { .. }
             | Error::NotInPlan { .. } => ErrorClass::Environment,
-            Error::ProgramNotFound { program, .. } if crate::exec::package_for(program).is_some() => {
+            Error::ProgramNotFound { program, .. } if crate::packages::package_for(program).is_some() => {
                 ErrorClass::Environment
             }
             Error::Kernel { source, .. } => match source.raw_os_error() {

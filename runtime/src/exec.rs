@@ -42,23 +42,7 @@ impl CommandLine {
     }
 }
 
-/// Debian package that provides a program the seeds use, for the help line.
-pub fn package_for(program: &str) -> Option<&'static str> {
-    Some(match program {
-        "ip" | "bridge" | "ss" => "iproute2",
-        "ping" => "iputils-ping",
-        "nft" => "nftables",
-        "iptables" | "iptables-save" | "iptables-restore" => "iptables",
-        "curl" => "curl",
-        "tcpdump" => "tcpdump",
-        "brctl" => "bridge-utils",
-        "ethtool" => "ethtool",
-        "ifconfig" | "netstat" | "route" | "arp" => "net-tools",
-        "nginx" => "nginx-light",
-        "dig" | "nslookup" => "dnsutils",
-        _ => return None,
-    })
-}
+pub use crate::packages::package_for;
 
 pub fn find_program(program: &str) -> Option<PathBuf> {
     let is_exec = |p: &Path| {

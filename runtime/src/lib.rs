@@ -14,6 +14,7 @@ pub mod neigh;
 pub mod node;
 pub mod nsenter;
 pub mod outcome;
+pub mod packages;
 pub mod ping;
 pub mod render;
 pub mod route;
@@ -27,3 +28,10 @@ pub use error::{Error, ErrorClass, Result};
 pub use lab::{Lab, LabOptions};
 pub use names::{LinkName, NodeName};
 pub use node::Node;
+
+/// Enters netlab's sandbox (see sandbox.rs), after reading what only the machine's
+/// own namespace shows (the neighbour table's limit, see neigh.rs).
+pub fn enter_sandbox() -> Result<()> {
+    neigh::remember_capacity();
+    sandbox::enter()
+}

@@ -25,8 +25,9 @@ pub struct Node {
     /// This node's rtnetlink connection, opened on first use from inside the node and
     /// closed again when many nodes are open (see `handle()`).
     netlink: Rc<RefCell<Option<rtnetlink::Handle>>>,
-    /// The host's connection is never closed.
-    pinned: bool,
+    /// The lab's pool of open connections; None for a node whose connection is
+    /// never closed (the host, an attached namespace).
+    pool: Option<Rc<NetlinkPool>>,
     /// The node's UTS namespace once it has a hostname of its own.
     pub uts: std::cell::RefCell<Option<File>>,
     /// The forwarding filter for bridged frames netlab keeps for this node (see
@@ -50,15 +51,16 @@ impl Node {
             name,
             ns: RefCell::new(Some(ns)),
             netlink: Rc::new(RefCell::new(Some(handle))),
-            pinned: true,
+            pool: None,
             uts: Default::default(),
             bridge_filter: Default::default(),
         })
     }
 
     /// A new named namespace, bind-mounted under /run/netns so `ip netns exec` finds it.
-    /// `home` is the namespace the calling thread returns to.
-    pub fn create(name: NodeName, home: &File) -> Result<Node> {
+    /// The calling thread returns to the pool's home namespace.
+    pub fn create(name: NodeName, pool: &Rc<NetlinkPool>) -> Result<Node> {
+        let home = &pool.home;
         let path = PathBuf::from(NETNS_DIR).join(name.as_str());
         if path.exists() {
             return Err(Error::NodeExists { name: name.to_string() });
@@ -75,7 +77,7 @@ impl Node {
                 name: name.clone(),
                 ns: RefCell::new(Some(ns)),
                 netlink: Default::default(),
-                pinned: false,
+                pool: Some(pool.clone()),
                 uts: Default::default(),
                 bridge_filter: Default::default(),
             })
@@ -96,7 +98,7 @@ impl Node {
             name,
             ns: RefCell::new(Some(ns)),
             netlink: Rc::new(RefCell::new(Some(handle))),
-            pinned: true,
+            pool: None,
             uts: Default::default(),
             bridge_filter: Default::default(),
         })
@@ -110,29 +112,15 @@ impl Node {
         if let Some(h) = self.netlink.borrow().as_ref() {
             return Ok(h.clone());
         }
-        let home = HOME_NS.with(|h| h.borrow().as_ref().map(|f| f.try_clone()));
-        let home = match home {
-            Some(Ok(f)) => f,
-            _ => {
-                return Err(Error::io(
-                    "reopening netlink",
-                    std::io::Error::other("the lab's host namespace is unknown"),
-                ))
-            }
+        let Some(pool) = &self.pool else {
+            return Err(Error::io(
+                "reopening netlink",
+                std::io::Error::other(format!("{} lost its connection", self.name)),
+            ));
         };
-        let handle = self.enter(&home, || open_netlink(&self.name))??;
+        let handle = self.enter(&pool.home, || open_netlink(&self.name))??;
         *self.netlink.borrow_mut() = Some(handle.clone());
-        if !self.pinned {
-            OPEN.with(|open| {
-                let mut open = open.borrow_mut();
-                open.push_back(self.netlink.clone());
-                while open.len() > OPEN_CONNECTIONS {
-                    if let Some(oldest) = open.pop_front() {
-                        oldest.borrow_mut().take();
-                    }
-                }
-            });
-        }
+        pool.opened(&self.netlink);
         Ok(handle)
     }
 
@@ -165,27 +153,36 @@ impl Node {
 /// How many nodes keep a netlink connection open at once.
 const OPEN_CONNECTIONS: usize = 32;
 
-thread_local! {
-    /// The lab host's namespace, which the main thread returns to after entering a node.
-    static HOME_NS: RefCell<Option<File>> = const { RefCell::new(None) };
-    /// Open connections of non-host nodes, oldest first.
-    static OPEN: RefCell<VecDeque<Rc<RefCell<Option<rtnetlink::Handle>>>>> = const { RefCell::new(VecDeque::new()) };
+/// The nodes' open netlink connections, oldest first, and the namespace the main
+/// thread returns to after opening one inside a node.
+pub struct NetlinkPool {
+    home: File,
+    open: RefCell<VecDeque<Rc<RefCell<Option<rtnetlink::Handle>>>>>,
 }
 
-/// Remembers the namespace the main thread lives in (the lab's host).
-pub fn set_home(home: &File) -> Result<()> {
-    let dup = home.try_clone().map_err(|e| Error::io("duplicating the host namespace handle", e))?;
-    HOME_NS.with(|h| *h.borrow_mut() = Some(dup));
-    Ok(())
-}
+impl NetlinkPool {
+    pub fn new(home: &File) -> Result<NetlinkPool> {
+        let home = home.try_clone().map_err(|e| Error::io("duplicating the host namespace handle", e))?;
+        Ok(NetlinkPool { home, open: RefCell::default() })
+    }
 
-/// Closes every pooled connection (at teardown).
-pub fn close_connections() {
-    OPEN.with(|open| {
-        for slot in open.borrow_mut().drain(..) {
+    /// A connection was opened: the oldest goes when there are too many.
+    fn opened(&self, slot: &Rc<RefCell<Option<rtnetlink::Handle>>>) {
+        let mut open = self.open.borrow_mut();
+        open.push_back(slot.clone());
+        while open.len() > OPEN_CONNECTIONS {
+            if let Some(oldest) = open.pop_front() {
+                oldest.borrow_mut().take();
+            }
+        }
+    }
+
+    /// Closes every pooled connection (at teardown).
+    pub fn close_all(&self) {
+        for slot in self.open.borrow_mut().drain(..) {
             slot.borrow_mut().take();
         }
-    });
+    }
 }
 
 /// Opens an rtnetlink socket in the calling thread's namespace and spawns its

@@ -49,9 +49,8 @@ pub fn etc_overlaid() -> bool {
 /// Set in the environment of the sandbox, so child processes can tell.
 pub const SANDBOX_ENV: &str = "NETLAB_SANDBOX";
 
-pub fn enter() -> Result<()> {
-    // Host-wide limits that are only visible from the machine's own namespace.
-    crate::neigh::remember_capacity();
+/// Use `crate::enter_sandbox`, which first reads what only the machine shows.
+pub(crate) fn enter() -> Result<()> {
     let root = geteuid().is_root();
     let (uid, gid) = (geteuid(), getegid());
     let mut flags =

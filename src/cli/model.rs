@@ -26,7 +26,7 @@ struct ModelRun {
 
 /// Compiles and runs the lab against a fresh model; a mistake is reported and
 /// becomes the exit code.
-fn run_model(path: &PathBuf, set: &[String], options: &RunOptions) -> Result<ModelRun, i32> {
+fn run_model(path: &std::path::Path, set: &[String], options: &RunOptions) -> Result<ModelRun, i32> {
     let settings = parse_settings(set)?;
     let text = read_lab(path)?;
     let name = path.display().to_string();

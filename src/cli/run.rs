@@ -4,7 +4,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use netlab_runtime::{sandbox, Lab, LabOptions};
+use netlab_runtime::{Lab, LabOptions};
 use rhai::Dynamic;
 
 use super::RunArgs;
@@ -63,7 +63,7 @@ pub fn run(args: &RunArgs) -> i32 {
     // Relative to where netlab was started, whatever the lab does to its cwd.
     let state = args.state.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     // Before any thread exists: from here on we are inside the sandbox.
-    if let Err(e) = sandbox::enter() {
+    if let Err(e) = netlab_runtime::enter_sandbox() {
         eprintln!("{:?}", miette::Report::new(e));
         return 3;
     }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
-use netlab_runtime::{sandbox, snapshot, Lab, LabOptions};
+use netlab_runtime::{snapshot, Lab, LabOptions};
 
 #[derive(clap::Args, Clone)]
 pub struct ShArgs {
@@ -66,7 +66,7 @@ pub fn sh(args: &ShArgs) -> i32 {
         None => None,
     };
     // Before any thread exists: from here on we are inside the sandbox.
-    if let Err(e) = sandbox::enter() {
+    if let Err(e) = netlab_runtime::enter_sandbox() {
         eprintln!("{:?}", miette::Report::new(e));
         return 3;
     }

@@ -193,7 +193,11 @@ impl Session {
                 // Said as a change: the first snapshot is before the step.
                 let changes: Vec<String> = netlab_runtime::snapshot::diff(&before, &after)
                     .into_iter()
-                    .map(|c| c.replace(" only in the second", " added").replace(" only in the first", " removed").replace(" vs ", " -> "))
+                    .map(|c| {
+                        c.replace(" only in the second", " added")
+                            .replace(" only in the first", " removed")
+                            .replace(" vs ", " -> ")
+                    })
                     .collect();
                 self.reporter.borrow().changes(&changes);
             }

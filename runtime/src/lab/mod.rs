@@ -40,6 +40,8 @@ pub struct Lab {
     rt: tokio::runtime::Runtime,
     /// The sandbox's own namespace, which the main thread always returns to.
     home: File,
+    /// The nodes' netlink connections (a bounded number open at once).
+    pool: Rc<crate::node::NetlinkPool>,
     host: Rc<Node>,
     nodes: RefCell<BTreeMap<String, Rc<Node>>>,
     /// veth pairs the lab made: readiness waits for both ends when both are up.
@@ -87,7 +89,7 @@ impl Lab {
             .map_err(|e| Error::io("starting the async runtime", e))?;
         let home = crate::nsenter::current_netns()?;
         Self::prepare_etc()?;
-        crate::node::set_home(&home)?;
+        let pool = Rc::new(crate::node::NetlinkPool::new(&home)?);
         raise_fd_limit();
         let host_name = NodeName::new(HOST)?;
         let host = Rc::new(rt.block_on(async { Node::host(host_name) })?);
@@ -97,6 +99,7 @@ impl Lab {
         Ok(Lab {
             rt,
             home,
+            pool,
             host,
             nodes,
             bridge_nodes: Default::default(),
@@ -126,7 +129,7 @@ impl Lab {
             let _ = remove_netns_name(name);
         }
         self.nodes.borrow_mut().retain(|name, _| name == HOST);
-        crate::node::close_connections();
+        self.pool.close_all();
         self.bridge_nodes.borrow_mut().clear();
     }
 
@@ -152,7 +155,7 @@ impl Lab {
         if self.nodes.borrow().contains_key(name.as_str()) {
             return Err(Error::NodeExists { name: name.to_string() });
         }
-        let node = Rc::new(self.rt.block_on(async { Node::create(name.clone(), &self.home) })?);
+        let node = Rc::new(self.rt.block_on(async { Node::create(name.clone(), &self.pool) })?);
         self.nodes.borrow_mut().insert(name.to_string(), node.clone());
         Ok(node)
     }
