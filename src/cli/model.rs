@@ -2,7 +2,7 @@
 //! the kernel: `check`, `plan`, `graph` and `export`. No root, no sandbox, no
 //! kernel: the ops are applied to an in-memory topology and the checks recorded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ struct ModelRun {
 
 /// Compiles and runs the lab against a fresh model; a mistake is reported and
 /// becomes the exit code.
-fn run_model(path: &PathBuf, set: &[String], options: &RunOptions) -> Result<ModelRun, i32> {
+fn run_model(path: &Path, set: &[String], options: &RunOptions) -> Result<ModelRun, i32> {
     let settings = parse_settings(set)?;
     let text = read_lab(path)?;
     let name = path.display().to_string();
