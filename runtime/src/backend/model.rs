@@ -172,9 +172,12 @@ impl Backend for ModelBackend {
         Ok(())
     }
 
-    /// Nothing runs: success with no output (the op that ran it is in the topology).
-    fn exec(&self, node: &NodeName, _command: &CommandLine, _timeout: Duration) -> Result<ExecOutput> {
-        self.require_node(node.as_str())?;
+    /// Nothing runs: success with no output. The program is recorded in the node,
+    /// and what its `ip`, `brctl` and `sysctl -w` commands change is applied (as
+    /// apply does for an Op::Exec; see model::programs).
+    fn exec(&self, node: &NodeName, command: &CommandLine, _timeout: Duration) -> Result<ExecOutput> {
+        let command = command.shell.clone().unwrap_or_else(|| shell_words::join(&command.argv));
+        self.apply(&Op::Exec { node: node.clone(), command })?;
         Ok(ExecOutput { code: Some(0), stdout: String::new(), stderr: String::new() })
     }
 
@@ -280,6 +283,56 @@ mod tests {
         let exec = Op::Exec { node: nn("c"), command: "ip link".into() };
         assert!(matches!(m.apply(&exec).unwrap(), Applied::Done));
         assert_eq!(m.topology().node("c").unwrap().execs, vec!["ip link".to_string()]);
+    }
+
+    fn link_names(m: &ModelBackend, node: &str) -> Vec<String> {
+        m.topology().node(node).unwrap().links.iter().map(|l| l.name.to_string()).collect()
+    }
+
+    #[test]
+    fn an_exec_applies_what_its_ip_commands_change_leniently() {
+        let m = model_with_node();
+        let host = nn("host");
+        let exec = |command: &str| m.apply(&Op::Exec { node: host.clone(), command: command.into() }).unwrap();
+        // The second bridge is refused (it exists) and skipped; `;` runs on, `&&` does not.
+        exec("ip link add br0 type bridge; ip link add br0 type bridge; ip link add v0 type veth peer name v1 netns c");
+        exec("ip link add br0 type bridge && ip link add skipped type bridge || ip link set br0 up");
+        assert_eq!(link_names(&m, "host"), ["lo", "br0", "v0"]);
+        assert_eq!(link_names(&m, "c"), ["lo", "v1"]);
+        assert!(m.topology().node("host").unwrap().links[1].admin_up, "|| ran after the failed add");
+        // docker::run_ip's batch: ip stops at the first failure (the second line), -force does not.
+        exec("printf '%s\\n' 'link set v0 master br0' 'link set nope up' 'link set v0 up' | ip -batch -");
+        let v0 = m.topology().node("host").unwrap().links[2].clone();
+        assert_eq!((v0.master, v0.admin_up), (Some(1000), false));
+        exec("printf '%s\\n' 'link set nope up' 'link set v0 up' | ip -force -batch -");
+        assert!(m.topology().node("host").unwrap().links[2].admin_up);
+        // A rename needs the link down (EBUSY); the onlink route needs no subnet of the gateway's.
+        exec("ip link set v0 name v00");
+        assert_eq!(link_names(&m, "host"), ["lo", "br0", "v0"]);
+        exec("ip -n c link set v1 name eth0 && ip netns exec c sh -c 'ip link set eth0 up && ip route add default via 192.168.30.1 dev eth0 onlink'");
+        let routes = m.routes(&nn("c")).unwrap();
+        assert_eq!((routes.len(), routes[0].gateway), (1, Some("192.168.30.1".parse().unwrap())));
+        exec("ip route add 10.0.0.0/8 via 192.168.30.1");
+        assert_eq!(m.routes(&host).unwrap().len(), 0, "no onlink: the gateway is on no subnet, refused");
+        // Programs the model does not follow change nothing; the exec is recorded all the same.
+        exec("ip addr show; mount -t tmpfs none /run/netns && iptables -S");
+        assert_eq!(m.topology().node("host").unwrap().execs.len(), 8);
+        assert!(m.apply(&Op::Exec { node: nn("nope"), command: "true".into() }).is_err());
+    }
+
+    #[test]
+    fn exec_runs_the_program_in_the_model() {
+        let m = model_with_node();
+        let line = CommandLine::parse("ip netns add jh_ns; ip link add veth00 type veth peer name veth01").unwrap();
+        let out = m.exec(&nn("host"), &line, Duration::from_secs(1)).unwrap();
+        assert_eq!((out.code, out.stdout.as_str()), (Some(0), ""));
+        assert_eq!(m.node_names(), [nn("host"), nn("c"), nn("jh_ns")]);
+        assert_eq!(link_names(&m, "host"), ["lo", "veth01", "veth00"]);
+        let line = CommandLine::parse("ip link set veth01 netns 'jh_ns'").unwrap();
+        m.exec(&nn("host"), &line, Duration::from_secs(1)).unwrap();
+        assert_eq!(link_names(&m, "jh_ns"), ["lo", "veth01"]);
+        assert_eq!(m.topology().node("host").unwrap().execs.len(), 2);
+        assert!(m.exec(&nn("nope"), &line, Duration::from_secs(1)).is_err());
     }
 
     #[test]

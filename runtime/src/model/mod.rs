@@ -2,10 +2,12 @@
 //! typed state a node holds. No kernel in here.
 
 pub mod op;
+pub mod programs;
 pub mod state;
 pub mod topology;
 
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
+pub use programs::ops_of;
 pub use state::{
     AddrState, LinkKind, LinkState, NeighState, Neighbour, NextHop, OperState, PortState, RouteState, Scope,
 };

@@ -10,6 +10,7 @@ use super::{sysctl_path, Link, NodeState, Route, Topology, HOST};
 use crate::error::{Error, Result};
 use crate::link::stable_mac;
 use crate::model::op::{Op, ServerSpec};
+use crate::model::programs::{self, Conn, Extra, Item, Step};
 use crate::model::state::{LinkKind, NextHop, Scope};
 use crate::names::{LinkName, NodeName};
 
@@ -77,8 +78,51 @@ impl Topology {
             Op::StartServer { node, server } => self.node_mut(node.as_str())?.start_server(server),
             Op::Exec { node, command } => {
                 self.node_mut(node.as_str())?.execs.push(command.clone());
+                self.run_leniently(&programs::parse(node, command));
                 Ok(())
             }
+        }
+    }
+
+    /// What a program run in a node changed (its `ip`, `brctl`, `sysctl -w`), as the
+    /// shell runs its list: `&&` and `||` go by the previous command's success, and
+    /// an op the kernel would refuse is skipped (the real program fails, which does
+    /// not fail exec_in). Returns whether the list succeeded.
+    fn run_leniently(&mut self, item: &Item) -> bool {
+        match item {
+            Item::Step(step) => self.apply_step(step).is_ok(),
+            Item::List(items) => {
+                let mut ok = true;
+                for (conn, item) in items {
+                    let runs = match conn {
+                        Conn::Seq => true,
+                        Conn::And => ok,
+                        Conn::Or => !ok,
+                    };
+                    if runs {
+                        ok = self.run_leniently(item);
+                    }
+                }
+                ok
+            }
+        }
+    }
+
+    fn apply_step(&mut self, step: &Step) -> Result<()> {
+        match (&step.op, &step.extra) {
+            (Op::AddRoute { node, dest, hop: NextHop::Gateway(gw) }, Extra::Dev { dev, onlink }) => {
+                self.node_mut(node.as_str())?.add_route_via(*dest, *gw, Some((dev, *onlink)))
+            }
+            (Op::MoveLink { node, link, new_name, .. }, Extra::Rename) => {
+                // The kernel renames only a link that is down (EBUSY).
+                let n = self.node(node.as_str())?;
+                if n.link(link)?.admin_up {
+                    let what = format!("{link} to {new_name}");
+                    return Err(Error::kernel("renaming", node.as_str(), what, errno(libc::EBUSY)));
+                }
+                self.rename(node, link, new_name)
+            }
+            (op, _) => self.apply(op),
         }
     }
 
@@ -369,6 +413,20 @@ impl NodeState {
     }
 
     fn add_route(&mut self, dest: Option<IpNet>, hop: &NextHop) -> Result<()> {
+        match hop {
+            NextHop::Gateway(gw) => self.add_route_via(dest, *gw, None),
+            NextHop::Device(_) => self.add_route_hop(dest, hop, None),
+        }
+    }
+
+    /// A route via GW; with `dev`, the gateway must be reached through that link,
+    /// or with onlink (`ip route add ... via GW dev DEV onlink`) is taken to be on
+    /// its link: the kernel then wants the link up and GW not one of the node's own.
+    fn add_route_via(&mut self, dest: Option<IpNet>, gw: IpAddr, dev: Option<(&LinkName, bool)>) -> Result<()> {
+        self.add_route_hop(dest, &NextHop::Gateway(gw), dev)
+    }
+
+    fn add_route_hop(&mut self, dest: Option<IpNet>, hop: &NextHop, via_dev: Option<(&LinkName, bool)>) -> Result<()> {
         let v6 = match (dest, hop) {
             (Some(net), _) => net.addr().is_ipv6(),
             (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
@@ -386,7 +444,26 @@ impl NodeState {
                         help: None,
                     });
                 }
-                let dev = match self.gateway_dev(*gw) {
+                let found = match via_dev {
+                    Some((name, true)) => {
+                        let l = self.link(name)?;
+                        if !l.admin_up {
+                            return Err(Error::kernel("adding route", &node, what, errno(libc::ENETDOWN)));
+                        }
+                        let own = self.links.iter().any(|l| l.addrs.iter().any(|a| a.addr() == *gw));
+                        if own {
+                            Err(libc::EINVAL)
+                        } else {
+                            Ok(l.index)
+                        }
+                    }
+                    Some((name, false)) => {
+                        let index = self.link(name)?.index;
+                        self.gateway_dev(*gw, Some(index))
+                    }
+                    None => self.gateway_dev(*gw, None),
+                };
+                let dev = match found {
                     Ok(dev) => dev,
                     Err(libc::ENETUNREACH) => {
                         let help = format!(
@@ -418,13 +495,15 @@ impl NodeState {
     /// The device a gateway is reached by, or the errno the kernel refuses it with:
     /// the longest prefix route to it must be on-link (IPv4 only looks at link-scope
     /// routes), and it must not be the node's own address.
-    fn gateway_dev(&self, gw: IpAddr) -> std::result::Result<u32, i32> {
+    /// With `oif`, only routes through that link count (`via GW dev DEV`).
+    fn gateway_dev(&self, gw: IpAddr, oif: Option<u32>) -> std::result::Result<u32, i32> {
         if self.links.iter().any(|l| l.addrs.iter().any(|a| a.addr() == gw)) {
             return Err(libc::EINVAL); // "Nexthop has invalid gateway"
         }
         let v6 = gw.is_ipv6();
         let mut best: Option<&Route> = None;
-        for r in self.routes.iter().filter(|r| r.v6 == v6 && (v6 || r.scope == Scope::Link)) {
+        let candidates = self.routes.iter().filter(|r| oif.is_none_or(|i| r.dev == i));
+        for r in candidates.filter(|r| r.v6 == v6 && (v6 || r.scope == Scope::Link)) {
             let len = r.dest.map(|d| d.prefix_len());
             if r.dest.is_none_or(|d| d.contains(&gw)) && best.is_none_or(|b| b.dest.map(|d| d.prefix_len()) < len) {
                 best = Some(r);
@@ -498,7 +577,13 @@ impl NodeState {
             let what = format!("{} on {addr}", server.what());
             kernel_with_help("binding", self.name.as_str(), what, code, help)
         };
-        let own = self.links.iter().any(|l| l.addrs.iter().any(|a| a.addr() == addr.ip()));
+        // An address of the node's, or one of a prefix on an up lo: the kernel makes
+        // such a prefix (127.0.0.0/8) a local route, and binds to any of it.
+        let own = self.links.iter().any(|l| {
+            let local_prefix =
+                |a: &IpNet| l.kind == LinkKind::Loopback && l.admin_up && a.addr().is_ipv4() && a.contains(&addr.ip());
+            l.addrs.iter().any(|a| a.addr() == addr.ip() || local_prefix(a))
+        });
         if !addr.ip().is_unspecified() && !own {
             let help = format!("{} has no address {}: add it with addr() first", self.name, addr.ip());
             return Err(fail(libc::EADDRNOTAVAIL, help));

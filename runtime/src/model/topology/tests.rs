@@ -535,6 +535,23 @@ fn files_hostname_firewall_and_programs() {
 }
 
 #[test]
+fn servers_bind_anywhere_in_an_up_los_prefix() {
+    let mut t = pair();
+    let http = |node: &str, addr: &str| Op::StartServer {
+        node: nn(node),
+        server: ServerSpec::Http { addr: addr.parse().unwrap(), body: String::new(), status: 200 },
+    };
+    // The host's lo is up: 127.0.0.0/8 is a local route, as in the kernel.
+    t.apply(&http("host", "127.0.0.53:53")).unwrap();
+    t.apply(&http("host", "127.255.0.1:80")).unwrap();
+    // a's lo is down; and ::1 is one address, not a prefix.
+    assert!(t.apply(&http("a", "127.0.0.53:53")).is_err());
+    t.apply(&up("a", "lo")).unwrap();
+    t.apply(&http("a", "127.0.0.53:53")).unwrap();
+    assert!(t.apply(&http("a", "[::2]:80")).is_err());
+}
+
+#[test]
 fn servers_bind_like_sockets() {
     let mut t = pair();
     let http = |addr: &str| Op::StartServer {
