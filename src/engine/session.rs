@@ -152,7 +152,7 @@ impl Session {
 
     /// A probe is about to be made (or, with the model, planned).
     pub fn probe(&self, ctx: &NativeCallContext, probe: Probe) {
-        if self.reporter.borrow().current_step().is_none() {
+        if probe.is_check() && self.reporter.borrow().current_step().is_none() {
             self.checks_outside_steps.borrow_mut().push(line_of(ctx));
         }
         self.explain_lines(render::ip::probe_commands(&probe, self.host.as_str()));

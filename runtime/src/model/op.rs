@@ -158,6 +158,18 @@ pub enum Probe {
     Resolve { node: NodeName, name: String, expect: Option<Expect> },
 }
 
+impl Probe {
+    /// Whether this probe is a check (expect_*), not a value the lab uses.
+    pub fn is_check(&self) -> bool {
+        match self {
+            Probe::Ping { expect, .. }
+            | Probe::PingAll { expect, .. }
+            | Probe::Http { expect, .. }
+            | Probe::Resolve { expect, .. } => expect.is_some(),
+        }
+    }
+}
+
 /// Whether a check wants an answer or wants none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
