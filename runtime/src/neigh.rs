@@ -131,3 +131,49 @@ pub fn arp_stats() -> (usize, u64) {
     let fulls = rows.iter().filter_map(|r| r.last()).filter_map(|h| u64::from_str_radix(h, 16).ok()).sum();
     (entries, fulls)
 }
+
+/// Which neighbour table: ARP (IPv4) or neighbour discovery (IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighTable {
+    Arp,
+    Ndisc,
+}
+
+impl Node {
+    /// `ip ntable change name arp_cache|ndisc_cache dev LINK retrans MS`: a link's
+    /// neighbour retransmit time, over netlink (writing retrans_time_ms under
+    /// /proc/sys costs a path walk through a directory holding every link of the node).
+    pub async fn set_neighbour_retrans(&self, table: NeighTable, index: u32, ms: u64) -> Result<()> {
+        use futures::StreamExt;
+        use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+        use rtnetlink::packet_route::neighbour_table::{
+            NeighbourTableAttribute, NeighbourTableMessage, NeighbourTableParameter,
+        };
+        use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+        let (family, name) = match table {
+            NeighTable::Arp => (AddressFamily::Inet, "arp_cache"),
+            NeighTable::Ndisc => (AddressFamily::Inet6, "ndisc_cache"),
+        };
+        let mut msg = NeighbourTableMessage::default();
+        msg.header.family = family;
+        msg.attributes = vec![
+            NeighbourTableAttribute::Name(name.to_string()),
+            NeighbourTableAttribute::Parms(vec![
+                NeighbourTableParameter::Ifindex(index),
+                NeighbourTableParameter::RetransTime(ms),
+            ]),
+        ];
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::SetNeighbourTable(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let fail = |e: std::io::Error| Error::kernel("tuning neighbour timing", self.name.as_str(), name, e);
+        let mut replies = self.handle()?.request(req).map_err(|e| fail(nl_to_io(e)))?;
+        while let Some(reply) = replies.next().await {
+            if let NetlinkPayload::Error(e) = reply.payload {
+                if let Some(code) = e.code {
+                    return Err(fail(std::io::Error::from_raw_os_error(-code.get())));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -108,9 +108,10 @@ impl Session {
         self.journal.borrow().clone()
     }
 
-    fn explain_lines(&self, lines: Vec<String>) {
+    /// With --explain, shows the commands `render` makes (rendered only then).
+    fn explain_lines(&self, render: impl FnOnce() -> Vec<String>) {
         if self.explain == Explain::Commands {
-            self.reporter.borrow().explain(&lines);
+            self.reporter.borrow().explain(&render());
         }
     }
 
@@ -129,7 +130,7 @@ impl Session {
             }
             _ => {}
         }
-        self.explain_lines(render::ip::op_commands(&op, self.host.as_str()));
+        self.explain_lines(|| render::ip::op_commands(&op, self.host.as_str()));
         self.journal.borrow_mut().push(Entry::Op { op, line: line_of(ctx) });
         Ok(applied)
     }
@@ -145,7 +146,7 @@ impl Session {
     ) -> RhaiResult<netlab_runtime::exec::ExecOutput> {
         let out = to_rhai(ctx, self.backend.exec(op.node(), command, timeout))?;
         self.program_in_step.set(Some(line_of(ctx)));
-        self.explain_lines(render::ip::op_commands(&op, self.host.as_str()));
+        self.explain_lines(|| render::ip::op_commands(&op, self.host.as_str()));
         self.journal.borrow_mut().push(Entry::Op { op, line: line_of(ctx) });
         Ok(out)
     }
@@ -155,7 +156,7 @@ impl Session {
         if probe.is_check() && self.reporter.borrow().current_step().is_none() {
             self.checks_outside_steps.borrow_mut().push(line_of(ctx));
         }
-        self.explain_lines(render::ip::probe_commands(&probe, self.host.as_str()));
+        self.explain_lines(|| render::ip::probe_commands(&probe, self.host.as_str()));
         self.journal.borrow_mut().push(Entry::Probe { probe, line: line_of(ctx) });
     }
 

@@ -76,7 +76,7 @@ pub const HOST: &str = "host";
 pub(super) const QUIET_AFTER: Duration = Duration::from_millis(30);
 /// ARP/ND retransmit time inside the lab (see tune_neighbours); the kernel's
 /// floor is 10 ms (HZ/100).
-pub(super) const NEIGH_RETRANS_MS: &str = "10";
+pub(super) const NEIGH_RETRANS_MS: u64 = 10;
 /// Pings in flight at once in a batch (see ping_many).
 pub(super) const PING_CONCURRENCY: usize = 8;
 /// Neighbour-table entries left free for everything else on the machine.

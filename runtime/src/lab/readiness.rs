@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{Lab, NEIGH_RETRANS_MS};
 use crate::error::{Error, Result};
 use crate::model::{LinkKind, LinkState, OperState, PortState};
+use crate::neigh::NeighTable;
 use crate::node::Node;
 
 impl Lab {
@@ -105,7 +106,7 @@ impl Lab {
         let mut pending = Vec::new();
         for (node, links) in nodes.iter().zip(dumps) {
             let links = links?;
-            self.tune_neighbours(node, &links)?;
+            self.tune_neighbours(node, &links).await?;
             if links.iter().any(|l| l.kind == LinkKind::Bridge) {
                 self.record_bridge(node);
             }
@@ -123,7 +124,7 @@ impl Lab {
     /// the kernel's next retry up to a second later, and a negative probe's short
     /// window covers a full resolution (ucast_solicit + mcast_solicit = 6 probes,
     /// 60 ms, then FAILED).
-    fn tune_neighbours(&self, node: &Node, links: &[LinkState]) -> Result<()> {
+    async fn tune_neighbours(&self, node: &Node, links: &[LinkState]) -> Result<()> {
         let fresh: Vec<&LinkState> = {
             let tuned = self.tuned.borrow();
             links
@@ -135,17 +136,11 @@ impl Lab {
         if fresh.is_empty() {
             return Ok(());
         }
-        node.enter(&self.home, || {
-            for l in &fresh {
-                // A dot in a link name is a slash in the sysctl path (eth0.10 -> eth0/10).
-                let dir = l.name.replace('.', "/");
-                for family in ["ipv4", "ipv6"] {
-                    let path = format!("/proc/sys/net/{family}/neigh/{dir}/retrans_time_ms");
-                    // IPv6 may be off for the link (no neigh directory): nothing to tune.
-                    let _ = std::fs::write(path, NEIGH_RETRANS_MS);
-                }
-            }
-        })?;
+        for l in &fresh {
+            // IPv6 may be off for the link (no ND parameters then): nothing to tune.
+            node.set_neighbour_retrans(NeighTable::Arp, l.index, NEIGH_RETRANS_MS).await?;
+            let _ = node.set_neighbour_retrans(NeighTable::Ndisc, l.index, NEIGH_RETRANS_MS).await;
+        }
         self.tuned.borrow_mut().extend(fresh.iter().map(|l| (node.name.to_string(), l.index, l.name.clone())));
         Ok(())
     }
