@@ -24,16 +24,16 @@ use rtnetlink::packet_route::route::{RouteAttribute, RouteType};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::kernel::exec::{self, CommandLine};
+use crate::backend::kernel::node::Node;
+use crate::backend::kernel::nsenter::current_netns;
+use crate::backend::kernel::sandbox::{etc_overlaid, ETC_NETNS_DIR, NETNS_DIR, NODE_ETC_DIR, UTS_DIR};
+use crate::backend::kernel::sysctl;
+use crate::backend::kernel::HOST;
 use crate::error::{nl_to_io, Error, Result};
-use crate::exec::{self, CommandLine};
 use crate::iptables::{IptTable, Ruleset};
-use crate::lab::HOST;
 use crate::model::{AddrState, LinkKind, LinkState, PortState, RouteState};
 use crate::names::NodeName;
-use crate::node::Node;
-use crate::nsenter::current_netns;
-use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NETNS_DIR, NODE_ETC_DIR, UTS_DIR};
-use crate::sysctl;
 
 /// The JSON format's version; bump it when a field changes meaning.
 pub const VERSION: u32 = 1;
@@ -268,7 +268,7 @@ async fn read_node(node: &Node, home: &File, sysctls: &[&str], deadline: Instant
         .await?
         .iter()
         .map(|m| RawRoute {
-            state: crate::route::route_state(m),
+            state: crate::backend::kernel::route::route_state(m),
             kind: m.header.kind,
             metric: m.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Priority(p) => Some(*p),

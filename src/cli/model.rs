@@ -161,7 +161,10 @@ pub fn export(args: &ModelArgs) -> i32 {
         Err(code) => code,
         Ok(run) => {
             let name = args.lab.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            print!("{}", render::bash::export(&name, &run.outcome.session.journal(), netlab_runtime::lab::HOST));
+            print!(
+                "{}",
+                render::bash::export(&name, &run.outcome.session.journal(), netlab_runtime::backend::kernel::HOST)
+            );
             0
         }
     }

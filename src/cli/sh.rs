@@ -34,7 +34,7 @@ pub fn sh(args: &ShArgs) -> i32 {
     let mut sysctls = Vec::new();
     for s in &args.sysctl {
         match s.split_once(':') {
-            Some((node, key)) if !node.is_empty() && netlab_runtime::sysctl::path_for(key).is_ok() => {
+            Some((node, key)) if !node.is_empty() && netlab_runtime::backend::kernel::sysctl::path_for(key).is_ok() => {
                 sysctls.push((node.to_string(), key.to_string()))
             }
             _ => {

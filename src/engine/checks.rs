@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use netlab_runtime::addr::parse_ip;
-use netlab_runtime::exec::CommandLine;
+use netlab_runtime::backend::kernel::addr::parse_ip;
+use netlab_runtime::backend::kernel::exec::CommandLine;
 use netlab_runtime::model::{Expect, LinkKind, Op, Probe};
 use netlab_runtime::outcome::{describe, Wanted};
 use netlab_runtime::ping::{PingMode, PingReport};
@@ -49,7 +49,7 @@ fn ping_hint(ss: &Session, node: &NodeName, report: &PingReport) -> Option<Strin
         return Some(format!(
             "the machine's neighbour table was full (net.ipv4.neigh.default.gc_thresh3 = {}, shared by every \
              namespace on the machine): is another large lab running? netlab never changes that limit",
-            netlab_runtime::neigh::capacity()
+            netlab_runtime::backend::kernel::neigh::capacity()
         ));
     }
     if report.reasons.iter().any(|r| r.is("unreachable")) {

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use netlab_runtime::addr::{parse_cidr, parse_prefix};
+use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
 use netlab_runtime::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
 use netlab_runtime::iptables::IptTable;
 use netlab_runtime::model::Op;

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use netlab_runtime::addr::{parse_cidr, parse_prefix};
+use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
 use netlab_runtime::error::known_names_help;
 use netlab_runtime::model::{LinkState, NextHop, Op};
 use netlab_runtime::{Error, LinkName, NodeName};
@@ -19,7 +19,7 @@ fn link_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<LinkName> {
 
 /// A sysctl key as `sysctl -w` writes it (dotted), once validated.
 fn sysctl_key(ctx: &NativeCallContext, key: &str) -> RhaiResult<String> {
-    to_rhai(ctx, netlab_runtime::sysctl::path_for(key))?;
+    to_rhai(ctx, netlab_runtime::backend::kernel::sysctl::path_for(key))?;
     Ok(if key.contains('/') { key.replace('/', ".") } else { key.to_string() })
 }
 
@@ -32,7 +32,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
     engine.register_fn("!=", |a: &mut NodeRef, b: NodeRef| *a != b);
 
     let ss = s.clone();
-    engine.register_fn("host", move || ss.node_ref(NodeName::new(netlab_runtime::lab::HOST).expect("valid")));
+    engine
+        .register_fn("host", move || ss.node_ref(NodeName::new(netlab_runtime::backend::kernel::HOST).expect("valid")));
     let ss = s.clone();
     engine.register_fn("netns", move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
         let node = to_rhai(&ctx, NodeName::new(name))?;

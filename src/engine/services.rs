@@ -53,7 +53,7 @@ fn ip_list(ctx: &NativeCallContext, name: &str, value: &Dynamic) -> RhaiResult<V
         .iter()
         .map(|v| {
             let text = v.clone().into_string().map_err(|_| type_error(ctx, &format!("an IP address for {name}"), v))?;
-            to_rhai(ctx, netlab_runtime::addr::parse_ip(&text))
+            to_rhai(ctx, netlab_runtime::backend::kernel::addr::parse_ip(&text))
         })
         .collect()
 }

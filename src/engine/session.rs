@@ -6,8 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use netlab_runtime::backend::kernel::HOST;
 use netlab_runtime::backend::{Applied, Backend};
-use netlab_runtime::lab::HOST;
 use netlab_runtime::model::{Entry, Op, Probe};
 use netlab_runtime::render;
 use netlab_runtime::{Error, NodeName};
@@ -141,9 +141,9 @@ impl Session {
         &self,
         ctx: &NativeCallContext,
         op: Op,
-        command: &netlab_runtime::exec::CommandLine,
+        command: &netlab_runtime::backend::kernel::exec::CommandLine,
         timeout: std::time::Duration,
-    ) -> RhaiResult<netlab_runtime::exec::ExecOutput> {
+    ) -> RhaiResult<netlab_runtime::backend::kernel::exec::ExecOutput> {
         let out = to_rhai(ctx, self.backend.exec(op.node(), command, timeout))?;
         self.program_in_step.set(Some(line_of(ctx)));
         self.explain_lines(|| render::ip::op_commands(&op, self.host.as_str()));

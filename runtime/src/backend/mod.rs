@@ -1,22 +1,23 @@
 //! The seam between a lab and what it runs on. The bindings build ops, queries and
-//! probes; a backend answers them: the kernel one (`crate::lab::Lab`) over netlink
+//! probes; a backend answers them: the kernel one (`kernel::Lab`) over netlink
 //! inside the sandbox, the model one (`model::ModelBackend`) in memory, with no
 //! root and no kernel, for `netlab plan`, `check`, `graph` and `export`.
 
+pub mod kernel;
 pub mod model;
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::backend::kernel::exec::{CommandLine, ExecOutput};
+use crate::backend::kernel::sockets::Listening;
 use crate::error::Result;
-use crate::exec::{CommandLine, ExecOutput};
 use crate::iptables::IptTable;
 use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
 use crate::service::{CurlError, HttpReply, LookupError};
-use crate::sockets::Listening;
 
 /// What one request to a built-in HTTP server looked like.
 pub use crate::service::http::SeenRequest;

@@ -11,15 +11,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{Applied, Backend, SeenRequest, ServerLog};
+use crate::backend::kernel::exec::{CommandLine, ExecOutput};
+use crate::backend::kernel::sockets::Listening;
 use crate::error::Result;
-use crate::exec::{CommandLine, ExecOutput};
 use crate::firewall::FirewallChange;
 use crate::iptables::IptTable;
 use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState, Topology};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
 use crate::service::{CurlError, HttpReply, LookupError};
-use crate::sockets::Listening;
 
 /// What a probe says when the model is asked to make one.
 const NOT_EVALUATED: &str = "not evaluated: a plan makes no requests";

@@ -715,7 +715,7 @@ mod tests {
     }
 
     fn have(program: &str) -> bool {
-        crate::exec::find_program(program).is_some()
+        crate::backend::kernel::exec::find_program(program).is_some()
     }
 
     #[test]

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::exec::CommandLine;
+use crate::backend::kernel::exec::CommandLine;
+use crate::backend::kernel::link::{format_mac, stable_mac};
 use crate::firewall::RestoreInput;
-use crate::link::{format_mac, stable_mac};
 use crate::model::{EtcFile, NextHop, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use super::{sysctl_path, Link, NodeState, Route, Topology, HOST};
+use crate::backend::kernel::link::stable_mac;
 use crate::error::{Error, Result};
-use crate::link::stable_mac;
 use crate::model::op::{Op, ServerSpec};
 use crate::model::programs::{self, Conn, Extra, Item, Step};
 use crate::model::state::{LinkKind, NextHop, Scope};
@@ -433,7 +433,7 @@ impl NodeState {
             (None, NextHop::Device(_)) => false,
         };
         let node = self.name.to_string();
-        let what = crate::route::describe(dest, hop);
+        let what = crate::backend::kernel::route::describe(dest, hop);
         let (gateway, dev, scope) = match hop {
             NextHop::Gateway(gw) => {
                 if gw.is_ipv6() != v6 {
@@ -530,7 +530,7 @@ impl NodeState {
     /// Records the value; a per-link key needs the link, and IPv6 on or off takes
     /// effect on the link as in the kernel.
     fn set_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
-        crate::sysctl::path_for(key)?;
+        crate::backend::kernel::sysctl::path_for(key)?;
         let path = sysctl_path(key);
         let parts: Vec<&str> = path.split('/').collect();
         if let ["net", family @ ("ipv4" | "ipv6"), "conf" | "neigh", dev, rest @ ..] = parts.as_slice() {

@@ -9,10 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use super::{sysctl_path, Link, NodeState, Topology, HOST};
+use crate::backend::kernel::sockets::Listening;
 use crate::error::{Error, Result};
 use crate::model::op::EtcFile;
 use crate::model::state::{AddrState, LinkKind, LinkState, OperState, PortState, RouteState, Scope};
-use crate::sockets::Listening;
 
 /// The main routing table's id.
 const MAIN_TABLE: u32 = 254;
@@ -54,7 +54,7 @@ impl Topology {
             index: link.index,
             name: link.name.to_string(),
             kind: link.kind,
-            mac: crate::link::format_mac(&link.mac),
+            mac: crate::backend::kernel::link::format_mac(&link.mac),
             admin_up: link.admin_up,
             oper,
             carrier,
@@ -141,7 +141,7 @@ impl Topology {
     /// The value the lab set, else the one netlab or the kernel starts a node with;
     /// anything else depends on the machine.
     pub fn sysctl(&self, node: &str, key: &str) -> Result<String> {
-        crate::sysctl::path_for(key)?;
+        crate::backend::kernel::sysctl::path_for(key)?;
         let n = self.node(node)?;
         let path = sysctl_path(key);
         let parts: Vec<&str> = path.split('/').collect();
@@ -179,7 +179,7 @@ impl Topology {
             return Ok(Some(text.clone()));
         }
         match file {
-            EtcFile::ResolvConf => Ok(Some(crate::sandbox::NO_NAMESERVER.to_string())),
+            EtcFile::ResolvConf => Ok(Some(crate::backend::kernel::sandbox::NO_NAMESERVER.to_string())),
             EtcFile::Hosts => Err(Error::NotInPlan { what: format!("/etc/hosts of {node} (the machine's)") }),
         }
     }

@@ -168,7 +168,10 @@ fn a_veth_peer_gets_the_lower_index_and_each_end_knows_the_other() {
     let (near, far) = (link(&t, "host", "veth0"), link(&t, "a", "eth0"));
     assert_eq!((far.index, near.index), (1000, 1001));
     assert_eq!((near.peer_index, far.peer_index), (Some(1000), Some(1001)));
-    assert_eq!(near.mac, crate::link::format_mac(&crate::link::stable_mac("host", "veth0")));
+    assert_eq!(
+        near.mac,
+        crate::backend::kernel::link::format_mac(&crate::backend::kernel::link::stable_mac("host", "veth0"))
+    );
     assert_eq!((near.kind, near.mtu), (LinkKind::Veth, 1500));
     let b = build(&[bridge("host", "br0")]);
     assert_eq!(link(&b, "host", "br0").index, 1000);
@@ -363,7 +366,7 @@ fn ipv6_is_off_on_new_links_until_the_lab_turns_it_on() {
     assert_eq!(t.sysctl("a", "net.ipv6.conf.x.disable_ipv6").unwrap(), "1");
     t.apply(&sysctl("a", "net/ipv6/conf/x/disable_ipv6", "0")).unwrap();
     t.apply(&addr("a", "x", "fd00::1/64")).unwrap();
-    let [m0, m1, m2, m3, m4, m5] = crate::link::stable_mac("a", "x");
+    let [m0, m1, m2, m3, m4, m5] = crate::backend::kernel::link::stable_mac("a", "x");
     let ll = format!(
         "fe80::{:x}:{:x}ff:fe{:02x}:{:x}/64",
         u16::from_be_bytes([m0 ^ 2, m1]),
@@ -515,7 +518,10 @@ fn sysctls() {
 #[test]
 fn files_hostname_firewall_and_programs() {
     let mut t = build(&[node("c")]);
-    assert_eq!(t.file("c", EtcFile::ResolvConf).unwrap().as_deref(), Some(crate::sandbox::NO_NAMESERVER));
+    assert_eq!(
+        t.file("c", EtcFile::ResolvConf).unwrap().as_deref(),
+        Some(crate::backend::kernel::sandbox::NO_NAMESERVER)
+    );
     assert!(matches!(t.file("c", EtcFile::Hosts), Err(Error::NotInPlan { .. })));
     let write = |node: &str, text: &str| Op::WriteFile { node: nn(node), file: EtcFile::ResolvConf, text: text.into() };
     t.apply(&write("host", "nameserver 10.0.0.53")).unwrap();

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use super::Lab;
+use crate::backend::kernel::exec::{self, CommandLine};
+use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
-use crate::exec::{self, CommandLine};
 use crate::firewall::FirewallChange;
 use crate::iptables::{IptTable, Ruleset};
-use crate::node::Node;
 
 impl Lab {
     /// Applies one change to the node's firewall, as the tutorial's iptables command

@@ -9,9 +9,9 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
+use crate::backend::kernel::node::Node;
 use crate::error::{known_names_help, nl_to_io, Error, Result};
 use crate::names::LinkName;
-use crate::node::Node;
 
 pub use crate::model::state::{LinkKind, LinkState, OperState, PortState};
 

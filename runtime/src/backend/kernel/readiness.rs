@@ -6,10 +6,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{Lab, NEIGH_RETRANS_MS};
+use crate::backend::kernel::neigh::NeighTable;
+use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
 use crate::model::{LinkKind, LinkState, OperState, PortState};
-use crate::neigh::NeighTable;
-use crate::node::Node;
 
 impl Lab {
     /// Waits until what the lab brought up is usable: every veth with carrier and

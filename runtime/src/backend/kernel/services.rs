@@ -9,8 +9,8 @@ use std::time::Duration;
 use nix::sched::{setns, CloneFlags};
 
 use super::Lab;
+use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::service::{self, CurlError, DnsServer, HttpReply, HttpServer, LookupError, NodeResolver};
 
 pub enum ServerKind {
@@ -25,7 +25,7 @@ pub struct Server {
     pub kind: ServerKind,
 }
 
-pub use crate::sockets::Listening;
+pub use crate::backend::kernel::sockets::Listening;
 
 /// A socket bound the way servers like nginx bind theirs: a TCP one with
 /// SO_REUSEADDR (for UDP it would let two servers share a port), and an IPv6 one only
@@ -167,7 +167,7 @@ impl Lab {
 
     /// Listening TCP sockets and bound UDP sockets of the node (sock_diag, as `ss`).
     pub fn listening(&self, node: &Node) -> Result<Vec<Listening>> {
-        node.enter(&self.home, crate::sockets::listening)?
+        node.enter(&self.home, crate::backend::kernel::sockets::listening)?
             .map_err(|e| Error::io(format!("reading the sockets of {}", node.name), e))
     }
 }

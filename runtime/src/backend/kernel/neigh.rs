@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
 
+use crate::backend::kernel::link::format_mac;
+use crate::backend::kernel::node::Node;
 use crate::error::{nl_to_io, Error, Result};
-use crate::link::format_mac;
-use crate::node::Node;
 
 pub use crate::model::state::{NeighState, Neighbour};
 

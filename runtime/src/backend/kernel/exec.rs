@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
-use crate::node::Node;
 
 #[derive(Debug, Clone)]
 pub struct ExecOutput {

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{Lab, NEIGH_MARGIN, PING_CONCURRENCY, QUIET_AFTER};
+use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::ping::{self, PingMode, PingReport};
 
 impl Lab {
@@ -66,7 +66,7 @@ impl Lab {
         let sock = node
             .enter(&self.home, || ping::icmp_socket(dst))?
             .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
-        let (_, fulls_before) = crate::neigh::arp_stats();
+        let (_, fulls_before) = crate::backend::kernel::neigh::arp_stats();
         // A watch needs to last only while something can still come back: once no
         // neighbour resolution is in progress anywhere in the lab (none INCOMPLETE),
         // a request is answered within microseconds or not at all.
@@ -76,7 +76,7 @@ impl Lab {
             .rt
             .block_on(ping::ping_until_quiet(sock, dst, mode, interval, Some((QUIET_AFTER, quiet))))
             .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))?;
-        report.neigh_table_full = crate::neigh::arp_stats().1 > fulls_before;
+        report.neigh_table_full = crate::backend::kernel::neigh::arp_stats().1 > fulls_before;
         if report.received < report.sent {
             self.note_unanswered();
         }
@@ -103,20 +103,20 @@ impl Lab {
         self.settle()?;
         let mut reports = Vec::with_capacity(sources.len());
         let mut flushes = 0;
-        let limit = crate::neigh::capacity().saturating_sub(NEIGH_MARGIN);
+        let limit = crate::backend::kernel::neigh::capacity().saturating_sub(NEIGH_MARGIN);
         for chunk in sources.chunks(PING_CONCURRENCY * 4) {
             let cold = chunk.iter().filter(|n| !self.neigh_warm.borrow().contains(n.name.as_str())).count();
             // The kernel's count when it can be read (not from inside another tool's
             // network namespace), and at least what our own pings since the last
             // flush have added.
-            let in_use = crate::neigh::entries_in_use().max(2 * self.neigh_warm.borrow().len());
+            let in_use = crate::backend::kernel::neigh::entries_in_use().max(2 * self.neigh_warm.borrow().len());
             if in_use + 2 * cold > limit {
                 self.flush_neighbours()?;
                 flushes += 1;
             }
-            let (_, fulls_before) = crate::neigh::arp_stats();
+            let (_, fulls_before) = crate::backend::kernel::neigh::arp_stats();
             let mut done = self.ping_chunk(chunk, dst, mode, interval)?;
-            let (_, fulls_after) = crate::neigh::arp_stats();
+            let (_, fulls_after) = crate::backend::kernel::neigh::arp_stats();
             if fulls_after > fulls_before {
                 self.flush_neighbours()?;
                 flushes += 1;

@@ -7,9 +7,9 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::AddressFamily;
 
+use crate::backend::kernel::node::Node;
 use crate::error::{nl_to_io, Error, Result};
 use crate::names::LinkName;
-use crate::node::Node;
 
 /// "10.0.0.1/24" (host bits kept). A bare address is refused: `ip` would make it a
 /// /32, which is the seed-001 trap (the peer is then "Network is unreachable").

@@ -1,4 +1,5 @@
-//! The kernel backend's lab: the tokio runtime, the host node and every node
+//! The kernel backend: netlink, namespaces, sysctls, programs and probes inside the
+//! sandbox. Its lab: the tokio runtime, the host node and every node
 //! created. Readiness waits are in readiness.rs, pings in probes.rs, the Backend
 //! implementation in backend.rs.
 
@@ -9,20 +10,28 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use self::node::Node;
 use crate::error::{known_names_help, Error, Result};
-use crate::exec::{self, CommandLine, ExecOutput};
 use crate::model::LinkKind;
 use crate::names::{LinkName, NodeName};
-use crate::node::Node;
+use exec::{CommandLine, ExecOutput};
 
-use crate::sysctl;
-
+pub mod addr;
 mod backend;
 mod etc;
+pub mod exec;
 mod firewall;
+pub mod link;
+pub mod neigh;
+pub mod node;
+pub mod nsenter;
 mod probes;
 mod readiness;
+pub mod route;
+pub mod sandbox;
 mod services;
+pub mod sockets;
+pub mod sysctl;
 
 pub use services::{Server, ServerKind};
 
@@ -43,7 +52,7 @@ pub struct Lab {
     /// The sandbox's own namespace, which the main thread always returns to.
     home: File,
     /// The nodes' netlink connections (a bounded number open at once).
-    pool: Rc<crate::node::NetlinkPool>,
+    pool: Rc<self::node::NetlinkPool>,
     host: Rc<Node>,
     nodes: RefCell<BTreeMap<String, Rc<Node>>>,
     /// veth pairs the lab made: readiness waits for both ends when both are up.
@@ -89,9 +98,9 @@ impl Lab {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the async runtime", e))?;
-        let home = crate::nsenter::current_netns()?;
+        let home = self::nsenter::current_netns()?;
         Self::prepare_etc()?;
-        let pool = Rc::new(crate::node::NetlinkPool::new(&home)?);
+        let pool = Rc::new(self::node::NetlinkPool::new(&home)?);
         raise_fd_limit();
         let host_name = NodeName::new(HOST)?;
         let host = Rc::new(rt.block_on(async { Node::host(host_name) })?);
@@ -249,7 +258,7 @@ impl Lab {
 
 /// Undoes `ip netns add`'s name: the bind mount under /run/netns and its file.
 fn remove_netns_name(name: &str) -> Result<()> {
-    let path = std::path::Path::new(crate::sandbox::NETNS_DIR).join(name);
+    let path = std::path::Path::new(self::sandbox::NETNS_DIR).join(name);
     nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH)
         .map_err(|e| Error::io(format!("unmounting {}", path.display()), e.into()))?;
     std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))

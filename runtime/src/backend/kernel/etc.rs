@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use nix::sched::{setns, unshare, CloneFlags};
 
 use super::Lab;
+use crate::backend::kernel::exec::BindMounts;
+use crate::backend::kernel::node::Node;
+use crate::backend::kernel::sandbox::{etc_overlaid, ETC_NETNS_DIR, NODE_ETC_DIR, NO_NAMESERVER};
 use crate::error::{Error, Result};
-use crate::exec::BindMounts;
-use crate::node::Node;
-use crate::sandbox::{etc_overlaid, ETC_NETNS_DIR, NODE_ETC_DIR, NO_NAMESERVER};
 
 /// The files a node can have its own copy of.
 pub const NODE_FILES: &[&str] = &["resolv.conf", "hosts"];
@@ -169,12 +169,12 @@ impl Lab {
 /// finds it, as /run/netns/NODE does for its network namespace.
 fn publish_uts(node: &Node) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let path = PathBuf::from(crate::sandbox::UTS_DIR).join(node.name.as_str());
+    let path = PathBuf::from(crate::backend::kernel::sandbox::UTS_DIR).join(node.name.as_str());
     if path.exists() {
         return Ok(());
     }
     let Some(fd) = node.uts.borrow().as_ref().map(|f| f.as_raw_fd()) else { return Ok(()) };
-    std::fs::create_dir_all(crate::sandbox::UTS_DIR)
+    std::fs::create_dir_all(crate::backend::kernel::sandbox::UTS_DIR)
         .and_then(|()| File::create(&path).map(drop))
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     let source = format!("/proc/self/fd/{fd}");
@@ -184,7 +184,7 @@ fn publish_uts(node: &Node) -> Result<()> {
 
 /// Undoes publish_uts when the node goes.
 pub(super) fn unpublish_uts(name: &str) {
-    let path = PathBuf::from(crate::sandbox::UTS_DIR).join(name);
+    let path = PathBuf::from(crate::backend::kernel::sandbox::UTS_DIR).join(name);
     if path.exists() {
         let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_file(&path);

@@ -7,16 +7,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{Lab, Server, ServerKind};
+use crate::backend::kernel::exec::{CommandLine, ExecOutput};
+use crate::backend::kernel::node::Node;
+use crate::backend::kernel::sockets::Listening;
 use crate::backend::{Applied, Backend, SeenRequest, ServerLog};
 use crate::error::Result;
-use crate::exec::{CommandLine, ExecOutput};
 use crate::iptables::IptTable;
 use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState, ServerSpec};
 use crate::names::NodeName;
-use crate::node::Node;
 use crate::ping::{PingMode, PingReport};
 use crate::service::{CurlError, HttpReply, LookupError};
-use crate::sockets::Listening;
 
 impl ServerLog for Server {
     fn node(&self) -> &str {

@@ -7,8 +7,8 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
 use rtnetlink::RouteMessageBuilder;
 
+use crate::backend::kernel::node::Node;
 use crate::error::{nl_to_io, Error, Result};
-use crate::node::Node;
 
 pub use crate::model::state::{NextHop, RouteState, Scope};
 

@@ -11,11 +11,11 @@ use std::rc::Rc;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
+use crate::backend::kernel::nsenter::{current_netns, in_netns_file};
+use crate::backend::kernel::sandbox::NETNS_DIR;
+use crate::backend::kernel::sysctl;
 use crate::error::{Error, Result};
 use crate::names::NodeName;
-use crate::nsenter::{current_netns, in_netns_file};
-use crate::sandbox::NETNS_DIR;
-use crate::sysctl;
 
 pub struct Node {
     pub name: NodeName,
