@@ -2,8 +2,6 @@
 
 pub mod backend;
 pub mod error;
-pub mod firewall;
-pub mod iptables;
 pub mod model;
 pub mod names;
 pub mod outcome;

@@ -31,9 +31,9 @@ use crate::backend::kernel::sandbox::{etc_overlaid, ETC_NETNS_DIR, NETNS_DIR, NO
 use crate::backend::kernel::sysctl;
 use crate::backend::kernel::HOST;
 use crate::error::{nl_to_io, Error, Result};
-use crate::iptables::{IptTable, Ruleset};
 use crate::model::{AddrState, LinkKind, LinkState, PortState, RouteState};
 use crate::names::NodeName;
+use crate::render::iptables::{IptTable, Ruleset};
 
 /// The JSON format's version; bump it when a field changes meaning.
 pub const VERSION: u32 = 1;

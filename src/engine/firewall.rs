@@ -3,9 +3,9 @@
 use std::rc::Rc;
 
 use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
-use netlab_runtime::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
-use netlab_runtime::iptables::IptTable;
+use netlab_runtime::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
 use netlab_runtime::model::Op;
+use netlab_runtime::render::iptables::IptTable;
 use netlab_runtime::{Error, LinkName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 

@@ -13,10 +13,10 @@ use std::time::Duration;
 use crate::backend::kernel::exec::{CommandLine, ExecOutput};
 use crate::backend::kernel::sockets::Listening;
 use crate::error::Result;
-use crate::iptables::IptTable;
 use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
+use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
 
 /// What one request to a built-in HTTP server looked like.

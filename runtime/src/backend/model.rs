@@ -14,11 +14,11 @@ use super::{Applied, Backend, SeenRequest, ServerLog};
 use crate::backend::kernel::exec::{CommandLine, ExecOutput};
 use crate::backend::kernel::sockets::Listening;
 use crate::error::Result;
-use crate::firewall::FirewallChange;
-use crate::iptables::IptTable;
+use crate::model::firewall::FirewallChange;
 use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState, Topology};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
+use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
 
 /// What a probe says when the model is asked to make one.
@@ -227,7 +227,7 @@ pub fn iptables_lines(changes: &[FirewallChange], table: IptTable) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::{ForwardAccept, Masquerade, Policy, PortForward, Proto};
+    use crate::model::firewall::{ForwardAccept, Masquerade, Policy, PortForward, Proto};
     use crate::model::ServerSpec;
     use crate::names::LinkName;
 

@@ -1,6 +1,7 @@
 //! The lab as data: names, the ops a lab applies, the probes it makes, and the
 //! typed state a node holds. No kernel in here.
 
+pub mod firewall;
 pub mod op;
 pub mod programs;
 pub mod state;

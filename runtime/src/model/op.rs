@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use super::state::NextHop;
-use crate::firewall::FirewallChange;
+use crate::model::firewall::FirewallChange;
 use crate::names::{LinkName, NodeName};
 
 /// One mutation of the lab's network.

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use super::ip::{iptables_commands, q, sysctl_key, Renderer};
-use crate::firewall::BridgeFilter;
+use crate::model::firewall::BridgeFilter;
 use crate::model::{Entry, Expect, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 
@@ -511,7 +511,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy};
+    use crate::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy};
     use crate::model::{EtcFile, NextHop};
     use crate::names::LinkName;
 
@@ -653,8 +653,8 @@ mod tests {
                 Op::SetSysctl { node: b.clone(), key: "net.ipv4.ip_forward".into(), value: "1".into() },
                 Op::Firewall {
                     node: b.clone(),
-                    change: FirewallChange::PortForward(crate::firewall::PortForward {
-                        proto: crate::firewall::Proto::Udp,
+                    change: FirewallChange::PortForward(crate::model::firewall::PortForward {
+                        proto: crate::model::firewall::Proto::Udp,
                         port: 53,
                         to: "[fd00::1]:53".parse().unwrap(),
                         in_link: Some(l("x$y")),

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use crate::firewall::{FirewallChange, Masquerade, PortForward};
+use crate::model::firewall::{FirewallChange, Masquerade, PortForward};
 use crate::model::{LinkKind, NodeState, ServerSpec, Topology};
 
 /// Mermaid flowchart source.
@@ -193,8 +193,8 @@ fn masquerade_line(m: &Masquerade) -> String {
 
 fn proto_name(pf: &PortForward) -> &'static str {
     match pf.proto {
-        crate::firewall::Proto::Tcp => "tcp",
-        crate::firewall::Proto::Udp => "udp",
+        crate::model::firewall::Proto::Tcp => "tcp",
+        crate::model::firewall::Proto::Udp => "udp",
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::backend::kernel::exec::CommandLine;
 use crate::backend::kernel::link::{format_mac, stable_mac};
-use crate::firewall::RestoreInput;
+use crate::model::firewall::RestoreInput;
 use crate::model::{EtcFile, NextHop, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 
@@ -343,7 +343,7 @@ pub fn program_line(command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
+    use crate::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
     use crate::model::Expect;
     use crate::names::LinkName;
 

@@ -3,3 +3,4 @@
 pub mod bash;
 pub mod graph;
 pub mod ip;
+pub mod iptables;

@@ -12,10 +12,10 @@ use crate::backend::kernel::node::Node;
 use crate::backend::kernel::sockets::Listening;
 use crate::backend::{Applied, Backend, SeenRequest, ServerLog};
 use crate::error::Result;
-use crate::iptables::IptTable;
 use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState, ServerSpec};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
+use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
 
 impl ServerLog for Server {

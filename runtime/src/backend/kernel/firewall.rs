@@ -8,8 +8,8 @@ use super::Lab;
 use crate::backend::kernel::exec::{self, CommandLine};
 use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
-use crate::firewall::FirewallChange;
-use crate::iptables::{IptTable, Ruleset};
+use crate::model::firewall::FirewallChange;
+use crate::render::iptables::{IptTable, Ruleset};
 
 impl Lab {
     /// Applies one change to the node's firewall, as the tutorial's iptables command
@@ -52,7 +52,7 @@ impl Lab {
     }
 
     /// The node's rules for `table` as `iptables -t TABLE -S` prints them, read from
-    /// the kernel: every IPv4 rule in the node, not only netlab's (crate::iptables).
+    /// the kernel: every IPv4 rule in the node, not only netlab's (crate::render::iptables).
     /// Rules iptables-nft made with xtables extensions are taken from its own
     /// listing, read only when there are any.
     pub fn iptables_rules(&self, node: &Node, table: IptTable) -> Result<Vec<String>> {

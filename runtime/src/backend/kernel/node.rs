@@ -32,7 +32,7 @@ pub struct Node {
     pub uts: std::cell::RefCell<Option<File>>,
     /// The forwarding filter for bridged frames netlab keeps for this node (see
     /// firewall.rs); its iptables rules live in the kernel only.
-    pub bridge_filter: std::cell::RefCell<crate::firewall::BridgeFilter>,
+    pub bridge_filter: std::cell::RefCell<crate::model::firewall::BridgeFilter>,
 }
 
 impl std::fmt::Debug for Node {

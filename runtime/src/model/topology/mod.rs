@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use super::op::{EtcFile, ServerSpec};
 use super::state::{LinkKind, Scope};
 use crate::error::{known_names_help, Error, Result};
-use crate::firewall::FirewallChange;
+use crate::model::firewall::FirewallChange;
 use crate::names::{LinkName, NodeName};
 
 pub use lint::{Lint, LintKind};

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::firewall::{Masquerade, PortForward, Proto};
+use crate::model::firewall::{Masquerade, PortForward, Proto};
 use crate::model::{NextHop, Op};
 use crate::names::{LinkName, NodeName};
 
