@@ -112,6 +112,12 @@ pub struct Firewall {
     pub filter: Vec<String>,
     /// `iptables -t nat -S`.
     pub nat: Vec<String>,
+    /// `ip6tables -S`, once the node has an IPv6 filter table (empty before).
+    #[serde(default)]
+    pub filter6: Vec<String>,
+    /// `ip6tables -t nat -S`, once the node has an IPv6 nat table (empty before).
+    #[serde(default)]
+    pub nat6: Vec<String>,
     /// `nft list table bridge netlab_bridge`, if the table exists.
     pub bridge_table: Option<String>,
 }
@@ -402,8 +408,9 @@ fn hostname(node: &str, host: bool) -> Result<String> {
     name
 }
 
-/// The node's IPv4 rules as `iptables -S` and `iptables -t nat -S` print them, and
-/// netlab's bridge table; None when nft is not installed.
+/// The node's IPv4 rules as `iptables -S` and `iptables -t nat -S` print them, its
+/// IPv6 rules as ip6tables prints them (for the tables the node has: listing one it
+/// has not would make it), and netlab's bridge table; None when nft is not installed.
 async fn firewall(node: &Node) -> Result<Option<Firewall>> {
     if exec::find_program("nft").is_none() {
         return Ok(None);
@@ -421,19 +428,34 @@ async fn firewall(node: &Node) -> Result<Option<Firewall>> {
         };
         lines.push(ruleset.iptables_lines(table, listing.as_deref()));
     }
-    let has_bridge_table = serde_json::from_str::<serde_json::Value>(&json).ok().is_some_and(|doc| {
-        doc["nftables"].as_array().is_some_and(|items| {
-            items.iter().any(|i| i["table"]["family"] == "bridge" && i["table"]["name"] == BRIDGE_TABLE)
+    let doc = serde_json::from_str::<serde_json::Value>(&json).ok();
+    let has_table = |family: &str, name: &str| {
+        doc.as_ref().is_some_and(|doc| {
+            doc["nftables"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|i| i["table"]["family"] == family && i["table"]["name"] == name))
         })
-    });
-    let bridge_table = if has_bridge_table {
+    };
+    let mut v6 = Vec::new();
+    for table in [IptTable::Filter, IptTable::Nat] {
+        let lines = if has_table("ip6", table.name()) && exec::find_program("ip6tables-nft").is_some() {
+            let listing = run_in(node, &format!("ip6tables-nft -t {} -S", table.name())).await?;
+            listing.lines().map(|l| l.trim_end().to_string()).filter(|l| !l.is_empty()).collect()
+        } else {
+            Vec::new()
+        };
+        v6.push(lines);
+    }
+    let nat6 = v6.pop().unwrap_or_default();
+    let filter6 = v6.pop().unwrap_or_default();
+    let bridge_table = if has_table("bridge", BRIDGE_TABLE) {
         Some(run_in(node, &format!("nft list table bridge {BRIDGE_TABLE}")).await?)
     } else {
         None
     };
     let nat = lines.pop().unwrap_or_default();
     let filter = lines.pop().unwrap_or_default();
-    Ok(Some(Firewall { filter, nat, bridge_table }))
+    Ok(Some(Firewall { filter, nat, filter6, nat6, bridge_table }))
 }
 
 /// Runs a listing command in the node; its stdout.
@@ -704,8 +726,13 @@ fn diff_node(out: &mut Vec<String>, node: &str, a: &NodeState, b: &NodeState) {
     }
     match (&a.firewall, &b.firewall) {
         (Some(x), Some(y)) => {
-            for (table, p, q) in [("filter", &x.filter, &y.filter), ("nat", &x.nat, &y.nat)] {
-                let prefix = format!("{node}: iptables -t {table}");
+            for (tool, table, p, q) in [
+                ("iptables", "filter", &x.filter, &y.filter),
+                ("iptables", "nat", &x.nat, &y.nat),
+                ("ip6tables", "filter", &x.filter6, &y.filter6),
+                ("ip6tables", "nat", &x.nat6, &y.nat6),
+            ] {
+                let prefix = format!("{node}: {tool} -t {table}");
                 only_in(out, &prefix, p, q);
                 let (ps, qs): (BTreeSet<&String>, BTreeSet<&String>) = (p.iter().collect(), q.iter().collect());
                 if p != q && ps == qs {
@@ -804,7 +831,13 @@ mod tests {
             sysctls: BTreeMap::from([("net.ipv4.ip_forward".to_string(), Some("0".to_string()))]),
             resolv_conf: None,
             hosts: None,
-            firewall: Some(Firewall { filter: vec!["-P INPUT ACCEPT".into()], nat: vec![], bridge_table: None }),
+            firewall: Some(Firewall {
+                filter: vec!["-P INPUT ACCEPT".into()],
+                nat: vec![],
+                filter6: vec![],
+                nat6: vec![],
+                bridge_table: None,
+            }),
         }
     }
 
@@ -832,6 +865,7 @@ mod tests {
         n.sysctls.insert("net.ipv4.ip_forward".into(), Some("1".into()));
         n.resolv_conf = Some("nameserver 192.0.2.1\n".into());
         n.firewall.as_mut().unwrap().nat.push("-A POSTROUTING -j MASQUERADE".into());
+        n.firewall.as_mut().unwrap().filter6.push("-P FORWARD DROP".into());
         let d = diff(&a, &snapshot(n));
         assert_eq!(
             d,
@@ -843,6 +877,7 @@ mod tests {
                 "container4: sysctl net.ipv4.ip_forward 0 vs 1",
                 "container4: resolv.conf (missing) vs \"nameserver 192.0.2.1\\n\"",
                 "container4: iptables -t nat: -A POSTROUTING -j MASQUERADE only in the second",
+                "container4: ip6tables -t filter: -P FORWARD DROP only in the second",
             ]
         );
     }

@@ -315,10 +315,14 @@ impl Export {
                 self.undo(format!("umount {path}"));
             }
             Op::StartServer { node, server } => self.server(node, server),
-            Op::Exec { .. } => {
+            Op::Exec { node, .. } => {
+                // netlab runs the program as `ip netns exec` does a node's: in a mount
+                // namespace of its own (exec.rs), also in the host, so what it mounts
+                // (`mount -t tmpfs none /run/netns`) stays its own; without input.
                 // exec_in hands the exit status to the lab, which judges it (a claim).
+                let own_mounts = if host(node) { "unshare --mount --propagation slave " } else { "" };
                 for l in self.r.op(op) {
-                    self.line(format!("{l} || echo \"exit status $?\""));
+                    self.line(format!("{own_mounts}{l} </dev/null || echo \"exit status $?\""));
                 }
             }
             _ => {
@@ -773,10 +777,29 @@ mod tests {
         has("unshare --uts=/run/netlab/uts/container5 hostname web5\n");
         has("\nhttp_answers 'container5 curl http://google.com/' 200 'it'\\''s the web' nsenter --uts=/run/netlab/uts/container5 ip netns exec container5 curl -sS -o \"$STANDIN/body\" --max-time 3 -w '%{http_code}' http://google.com/\n");
         has(
-            "\nnsenter --uts=/run/netlab/uts/container5 ip netns exec container5 hostname || echo \"exit status $?\"\n",
+            "\nnsenter --uts=/run/netlab/uts/container5 ip netns exec container5 hostname </dev/null || echo \"exit status $?\"\n",
         );
         has("\nip netns delete container5\numount /run/netlab/uts/container5 && rm /run/netlab/uts/container5\nip netns add container5\n");
         assert!(script.ends_with("echo \"PASS $LAB: $checks checks passed\"\n"));
+    }
+
+    #[test]
+    fn programs_run_with_mounts_of_their_own_like_netlabs() {
+        let journal = vec![
+            op(Op::AddNode { node: n("c4") }),
+            op(Op::Exec { node: n("host"), command: "mount -t tmpfs none /run/netns && ip addr show".into() }),
+            op(Op::Exec { node: n("c4"), command: "cat /etc/resolv.conf".into() }),
+        ];
+        let script = export("exec", &journal, "host");
+        // The host's program in a mount namespace of its own, as netlab's exec_in runs it;
+        // a node's gets one from `ip netns exec`.
+        assert!(script.contains(
+            "\nunshare --mount --propagation slave sh -c 'mount -t tmpfs none /run/netns && ip addr show' </dev/null || echo \"exit status $?\"\n"
+        ), "{script}");
+        assert!(
+            script.contains("\nip netns exec c4 cat /etc/resolv.conf </dev/null || echo \"exit status $?\"\n"),
+            "{script}"
+        );
     }
 
     #[test]
