@@ -164,6 +164,14 @@ fn until_stops_after_a_step_and_passes() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("── 8. "), "a step that does not exist stops nothing\n{out}");
+    let (_, _, err) = decode(
+        netlab()
+            .args(["run", "--until", "No such step"])
+            .arg(root().join("labs/veth_direct.rhai"))
+            .output()
+            .expect("runs"),
+    );
+    assert!(err.contains("no step is numbered or titled so"), "{err}");
 }
 
 #[test]
@@ -177,6 +185,20 @@ fn diff_shows_what_each_step_changed() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.lines().any(|l| l.contains("Δ ") && l.contains("veth0")), "{out}");
+}
+
+#[test]
+fn an_unwritable_state_file_is_refused_before_the_run() {
+    let (code, out, err) = decode(
+        netlab()
+            .args(["run", "--state", "/nonexistent/dir/state.json"])
+            .arg(root().join("labs/veth_direct.rhai"))
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("--state /nonexistent/dir/state.json"), "{err}");
+    assert!(!out.contains("── 1."), "nothing ran: {out}");
 }
 
 #[test]

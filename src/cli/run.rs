@@ -62,6 +62,13 @@ pub fn run(args: &RunArgs) -> i32 {
     };
     // Relative to where netlab was started, whatever the lab does to its cwd.
     let state = args.state.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    // A state file that cannot be written is the caller's mistake: say so before the run.
+    if let Some(path) = &state {
+        if let Err(e) = std::fs::File::create(path) {
+            eprintln!("netlab: --state {}: {e}", path.display());
+            return 2;
+        }
+    }
     // Before any thread exists: from here on we are inside the sandbox.
     if let Err(e) = netlab_runtime::enter_sandbox() {
         eprintln!("{:?}", miette::Report::new(e));
@@ -103,6 +110,11 @@ pub fn run(args: &RunArgs) -> i32 {
             verdict.exit_code()
         }
     };
+    if let (Some(until), None) = (&args.until, outcome.stopped_after.as_ref()) {
+        if code == 0 {
+            eprintln!("netlab: --until {until:?}: no step is numbered or titled so; the lab ran to its end");
+        }
+    }
     if let Some(path) = &state {
         if let Err(e) = netlab_runtime::snapshot::write_state(path, &outcome.session.sysctls_set()) {
             eprintln!("netlab: cannot write the state to {}: {e}", path.display());

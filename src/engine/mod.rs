@@ -56,6 +56,8 @@ pub struct Outcome {
     pub reporter: Rc<RefCell<Reporter>>,
     pub diagnostic: Option<Box<LabDiagnostic>>,
     pub session: Rc<session::Session>,
+    /// The step `--until` stopped after, as "2. Title".
+    pub stopped_after: Option<String>,
 }
 
 /// Runs a compiled lab against a backend: the kernel's, or the model's.
@@ -91,13 +93,17 @@ pub fn run(
     }
     let result = engine.run_ast_with_scope(&mut scope, ast);
     // --until: stopping after the step asked for is a pass.
+    let mut stopped_after = None;
     let result = result.or_else(|e| match diagnose::payload(&e) {
-        Some(values::Failure::StopAfter(_)) => Ok(()),
+        Some(values::Failure::StopAfter(step)) => {
+            stopped_after = Some(step);
+            Ok(())
+        }
         _ => Err(e),
     });
     let diagnostic = result.err().map(|e| {
         let step = reporter.borrow().stopped_in();
         Box::new(diagnose::from_eval_error(src, &e, step))
     });
-    Outcome { reporter, diagnostic, session }
+    Outcome { reporter, diagnostic, session, stopped_after }
 }
