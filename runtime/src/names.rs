@@ -73,6 +73,14 @@ impl fmt::Display for NodeName {
     }
 }
 
+/// A hostname as `hostname NAME` takes it (RFC 1123 letters, digits, '-' and '.').
+pub fn check_hostname(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err(Error::BadNodeName { name: name.to_string(), reason: "not a valid hostname".into() });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,12 +105,4 @@ mod tests {
         assert!(NodeName::new("a b").is_err());
         assert!(NodeName::new("").is_err());
     }
-}
-
-/// A hostname as `hostname NAME` takes it (RFC 1123 letters, digits, '-' and '.').
-pub fn check_hostname(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-        return Err(Error::BadNodeName { name: name.to_string(), reason: "not a valid hostname".into() });
-    }
-    Ok(())
 }

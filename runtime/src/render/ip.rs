@@ -182,7 +182,10 @@ impl Renderer {
             Op::AddNode { node } if self.is_host(node) => vec![],
             Op::AddNode { node } => {
                 let mut out = vec![format!("ip netns add {}", q(node.as_str()))];
-                out.extend(NODE_DEFAULTS.iter().map(|(k, v)| self.sysctl(node, k, v)));
+                // netlab's defaults for every node it makes, in one command (sysctl -w
+                // takes several assignments).
+                let sets: Vec<String> = NODE_DEFAULTS.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
+                out.push(format!("{}sysctl -w {}", self.netns_exec(node), sets.join(" ")));
                 out
             }
             Op::DelNode { node } => {
@@ -365,9 +368,8 @@ mod tests {
             cmds(Op::AddNode { node: n("container4") }),
             [
                 "ip netns add container4",
-                "ip netns exec container4 sysctl -w 'net.ipv4.ping_group_range=0 2147483647'",
-                "ip netns exec container4 sysctl -w net.ipv6.conf.default.disable_ipv6=1",
-                "ip netns exec container4 sysctl -w net.ipv4.ip_forward=0",
+                "ip netns exec container4 sysctl -w 'net.ipv4.ping_group_range=0 2147483647' \
+                 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0",
             ]
         );
         assert!(cmds(Op::AddNode { node: n("host") }).is_empty(), "the host exists already");

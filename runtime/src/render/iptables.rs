@@ -606,7 +606,7 @@ mod tests {
 
     macro_rules! fixture {
         ($name:literal) => {
-            include_str!(concat!("../tests/fixtures/iptables/", $name))
+            include_str!(concat!("../../tests/fixtures/iptables/", $name))
         };
     }
 
