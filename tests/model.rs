@@ -54,6 +54,8 @@ fn check_finds_mistakes_with_the_line_they_are_on() {
     lint("wrong_argument_count", 2, "wrong arguments for veth()", 3);
     lint("wrong_argument_type", 2, "wrong arguments for addr()", 4);
     lint("setting_not_set", 2, "--set subnet=VALUE", 5);
+    // What the model cannot follow is named, with the program that likely made it.
+    lint("link_made_by_a_loop", 2, "if a program made it", 4);
     // Warnings: the kernel accepts these, the lab likely did not mean them.
     lint("overlapping_subnets", 0, "netlab::overlapping_subnets", 6);
     lint("duplicate_address_on_segment", 0, "netlab::duplicate_address", 11);

@@ -118,7 +118,7 @@ impl Session {
     /// Applies an op through the backend; on success it joins the journal (and,
     /// with --explain, is shown as the commands it stands for).
     pub fn apply(&self, ctx: &NativeCallContext, op: Op) -> RhaiResult<Applied> {
-        let applied = to_rhai(ctx, self.backend.apply(&op))?;
+        let applied = to_rhai(ctx, self.backend.apply(&op).map_err(|e| self.unseen_by_the_model(e)))?;
         match &op {
             Op::AddNode { node } => {
                 let g = self.next_generation.get();
@@ -149,6 +149,35 @@ impl Session {
         self.explain_lines(|| render::ip::op_commands(&op, self.host.as_str()));
         self.journal.borrow_mut().push(Entry::Op { op, line: line_of(ctx) });
         Ok(out)
+    }
+
+    /// With the model, a link or node a program made may be one the model could not
+    /// follow: say so, with the program's line.
+    fn unseen_by_the_model(&self, e: Error) -> Error {
+        if self.evaluates() {
+            return e;
+        }
+        let program = self.journal.borrow().iter().rev().find_map(|entry| match entry {
+            Entry::Op { op: Op::Exec { command, .. }, line } => Some((command.clone(), *line)),
+            _ => None,
+        });
+        let Some((command, line)) = program else { return e };
+        let note = format!(
+            "if a program made it (e.g. `{command}` at line {line}): the plan follows the ip, brctl and \
+             sysctl commands of a program's command line, not other programs or shell variables"
+        );
+        match e {
+            Error::NoSuchLink { node, link, help } => Error::NoSuchLink {
+                node,
+                link,
+                help: Some(help.map(|h| format!("{h}; {note}")).unwrap_or(note)),
+            },
+            Error::NoSuchNode { name, help } => Error::NoSuchNode {
+                name,
+                help: Some(help.map(|h| format!("{h}; {note}")).unwrap_or(note)),
+            },
+            other => other,
+        }
     }
 
     /// A probe is about to be made (or, with the model, planned).
