@@ -25,6 +25,28 @@ expect_ping(b, "fd00::1", #{timeout: 1});
     );
 }
 
+/// Every node starts like a fresh host: ip_forward 0 whatever the host's, and ARP/ND
+/// retries every ~10 ms on its links (IPv6 ones included once IPv6 is on).
+#[test]
+fn new_nodes_start_from_netlabs_defaults() {
+    passes(
+        "defaults.rhai",
+        r#"
+sysctl(host(), "net.ipv4.ip_forward", 1);
+let a = netns("a"); let b = netns("b");
+expect_eq(sysctl(a, "net.ipv4.ip_forward"), "0", "a new node starts unforwarded");
+veth(a, "x", b, "y");
+addr(a, "x", "fd00::1/64");
+up(a, "x"); up(b, "y");
+expect_eq(link(a, "x").state, "UP", "x is up");
+let t = exec_in(a, "cat /proc/sys/net/ipv4/neigh/x/retrans_time_ms /proc/sys/net/ipv6/neigh/x/retrans_time_ms").stdout.split("
+");
+expect(t[0].parse_int() <= 20 && t[1].parse_int() <= 20, `ARP and ND retries within 20 ms: ${t}`);
+expect_eq(exec_in(b, "cat /proc/sys/net/ipv4/neigh/y/retrans_time_ms").stdout.trim().parse_int() <= 20, true, "ARP on an IPv4-only link too");
+"#,
+    );
+}
+
 #[test]
 fn move_link_moves_and_renames() {
     passes(

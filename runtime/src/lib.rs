@@ -17,8 +17,10 @@ pub use error::{Error, ErrorClass, Result};
 pub use names::{LinkName, NodeName};
 
 /// Enters netlab's sandbox (see sandbox.rs), after reading what only the machine's
-/// own namespace shows (the neighbour table's limit, see neigh.rs).
+/// own namespace shows (the neighbour table's limit, see neigh.rs; what new
+/// namespaces start with, see node.rs).
 pub fn enter_sandbox() -> Result<()> {
     backend::kernel::neigh::remember_capacity();
+    backend::kernel::node::remember_machine_defaults();
     backend::kernel::sandbox::enter()
 }

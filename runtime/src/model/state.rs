@@ -136,6 +136,8 @@ pub struct LinkState {
     pub peer_index: Option<u32>,
     /// For a bridge port: its STP state.
     pub port_state: Option<PortState>,
+    /// IPv6 is on for the link (its disable_ipv6 is 0).
+    pub ipv6: bool,
 }
 
 impl LinkState {

@@ -4,6 +4,7 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec,
     BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage, State,
 };
@@ -67,6 +68,7 @@ impl From<&LinkMessage> for LinkState {
             master: None,
             peer_index: None,
             port_state: None,
+            ipv6: false,
         };
         if msg.header.flags.contains(LinkFlags::Loopback) {
             state.kind = LinkKind::Loopback;
@@ -80,6 +82,17 @@ impl From<&LinkMessage> for LinkState {
                 LinkAttribute::Mtu(m) => state.mtu = *m,
                 LinkAttribute::Controller(m) => state.master = Some(*m),
                 LinkAttribute::Link(p) => state.peer_index = Some(*p),
+                LinkAttribute::AfSpecUnspec(specs) => {
+                    for spec in specs {
+                        if let AfSpecUnspec::Inet6(inet6) = spec {
+                            for a in inet6 {
+                                if let AfSpecInet6::DevConf(conf) = a {
+                                    state.ipv6 = conf.disable_ipv6 == 0;
+                                }
+                            }
+                        }
+                    }
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {

@@ -73,7 +73,7 @@ pub struct Lab {
     /// A probe went unanswered since the last flush of unresolved neighbour entries.
     unanswered: Cell<bool>,
     /// Links whose neighbour timing netlab has set: (node, ifindex, name).
-    tuned: RefCell<std::collections::HashSet<(String, u32, String)>>,
+    tuned: RefCell<std::collections::HashSet<(String, u32, String, bool)>>,
     pub options: LabOptions,
 }
 
@@ -200,7 +200,7 @@ impl Lab {
         self.bridge_nodes.borrow_mut().remove(&name);
         self.touched.borrow_mut().remove(&name);
         self.neigh_warm.borrow_mut().remove(&name);
-        self.tuned.borrow_mut().retain(|(n, _, _)| *n != name);
+        self.tuned.borrow_mut().retain(|(n, _, _, _)| *n != name);
         node.release();
         // Peers elsewhere went with the veths: look at every node again.
         self.mark_changed();

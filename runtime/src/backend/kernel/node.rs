@@ -208,5 +208,32 @@ fn setup_defaults(name: &NodeName) -> Result<()> {
     set("net.ipv6.conf.default.disable_ipv6", "1", "keeping IPv6 off on new links")?;
     // A new namespace takes ip_forward from the machine's initial namespace, not from
     // its parent: start every node from the same known state (off), like a fresh host.
-    set("net.ipv4.ip_forward", "0", "resetting ip_forward")
+    // Where it is off there already, the write is skipped: each write under /proc/sys
+    // walks a directory shared by every namespace of the machine.
+    if !new_namespaces_start_unforwarded() {
+        set("net.ipv4.ip_forward", "0", "resetting ip_forward")?;
+    }
+    Ok(())
+}
+
+/// Whether a new network namespace starts with ip_forward 0 whatever its parent's:
+/// it copies the machine's initial namespace (devconf_inherit_init_net 0, whose
+/// ip_forward is 0) or the kernel's defaults (2, 3). Read before the sandbox.
+static STARTS_UNFORWARDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Reads, in the machine's own namespace, what new namespaces start with.
+pub fn remember_machine_defaults() {
+    let read = |path: &str| std::fs::read_to_string(path).map(|s| s.trim().to_string()).ok();
+    let inherit = read("/proc/sys/net/core/devconf_inherit_init_net");
+    let forward = read("/proc/sys/net/ipv4/ip_forward");
+    let unforwarded = match inherit.as_deref() {
+        Some("2") | Some("3") => true,
+        Some("0") | None => forward.as_deref() == Some("0"),
+        _ => false,
+    };
+    let _ = STARTS_UNFORWARDED.set(unforwarded);
+}
+
+fn new_namespaces_start_unforwarded() -> bool {
+    STARTS_UNFORWARDED.get().copied().unwrap_or(false)
 }

@@ -130,18 +130,21 @@ impl Lab {
             links
                 .iter()
                 .filter(|l| l.kind != LinkKind::Loopback)
-                .filter(|l| !tuned.contains(&(node.name.to_string(), l.index, l.name.clone())))
+                .filter(|l| !tuned.contains(&(node.name.to_string(), l.index, l.name.clone(), l.ipv6)))
                 .collect()
         };
         if fresh.is_empty() {
             return Ok(());
         }
         for l in &fresh {
-            // IPv6 may be off for the link (no ND parameters then): nothing to tune.
             node.set_neighbour_retrans(NeighTable::Arp, l.index, NEIGH_RETRANS_MS).await?;
-            let _ = node.set_neighbour_retrans(NeighTable::Ndisc, l.index, NEIGH_RETRANS_MS).await;
+            // Where IPv6 is off there are no ND parameters; a link whose IPv6 is turned
+            // on later is fresh again (the key below holds the flag).
+            if l.ipv6 {
+                node.set_neighbour_retrans(NeighTable::Ndisc, l.index, NEIGH_RETRANS_MS).await?;
+            }
         }
-        self.tuned.borrow_mut().extend(fresh.iter().map(|l| (node.name.to_string(), l.index, l.name.clone())));
+        self.tuned.borrow_mut().extend(fresh.iter().map(|l| (node.name.to_string(), l.index, l.name.clone(), l.ipv6)));
         Ok(())
     }
 

@@ -62,6 +62,7 @@ impl Topology {
             master: link.master,
             peer_index: self.peer_of(link).map(|(_, p)| p.index),
             port_state,
+            ipv6: link.ipv6,
         }
     }
 
