@@ -41,7 +41,8 @@ up(a, "x"); up(b, "y");
 expect_eq(link(a, "x").state, "UP", "x is up");
 let t = exec_in(a, "cat /proc/sys/net/ipv4/neigh/x/retrans_time_ms /proc/sys/net/ipv6/neigh/x/retrans_time_ms").stdout.split("\n");
 expect(t[0].parse_int() <= 20 && t[1].parse_int() <= 20, `ARP and ND retries within 20 ms: ${t}`);
-expect_eq(exec_in(b, "cat /proc/sys/net/ipv4/neigh/y/retrans_time_ms").stdout.trim().parse_int() <= 20, true, "ARP on an IPv4-only link too");
+let u = exec_in(b, "cat /proc/sys/net/ipv4/neigh/y/retrans_time_ms").stdout.split("\n");
+expect(u[0].parse_int() <= 20, `ARP retries within 20 ms on an IPv4-only link too: ${u}`);
 "#,
     );
 }
