@@ -47,6 +47,29 @@ expect(u[0].parse_int() <= 20, `ARP retries within 20 ms on an IPv4-only link to
     );
 }
 
+/// netlab remembers link indexes it looked up; a link a program deleted and made
+/// again (a new index) still gets the address and the bridge port.
+#[test]
+fn links_a_program_remade_are_found_again() {
+    passes(
+        "remade.rhai",
+        r#"
+let h = host();
+bridge(h, "br0");
+veth(h, "x", "y");
+master(h, "x", "br0");
+addr(h, "x", "10.9.0.1/24");
+let old = link(h, "x").index;
+exec_in(h, "sh -c 'ip link del x && ip link add x type veth peer name y'");
+addr(h, "x", "10.9.0.1/24");
+master(h, "x", "br0");
+expect(link(h, "x").index != old, "x is a new link");
+expect_eq(addrs(h).filter(|a| a.dev == "x").map(|a| a.cidr), ["10.9.0.1/24"], "the new x has the address");
+expect_eq(link(h, "x").master, "br0", "the new x is a port of br0");
+"#,
+    );
+}
+
 #[test]
 fn move_link_moves_and_renames() {
     passes(

@@ -167,15 +167,12 @@ impl Session {
              sysctl commands of a program's command line, not other programs or shell variables"
         );
         match e {
-            Error::NoSuchLink { node, link, help } => Error::NoSuchLink {
-                node,
-                link,
-                help: Some(help.map(|h| format!("{h}; {note}")).unwrap_or(note)),
-            },
-            Error::NoSuchNode { name, help } => Error::NoSuchNode {
-                name,
-                help: Some(help.map(|h| format!("{h}; {note}")).unwrap_or(note)),
-            },
+            Error::NoSuchLink { node, link, help } => {
+                Error::NoSuchLink { node, link, help: Some(help.map(|h| format!("{h}; {note}")).unwrap_or(note)) }
+            }
+            Error::NoSuchNode { name, help } => {
+                Error::NoSuchNode { name, help: Some(help.map(|h| format!("{h}; {note}")).unwrap_or(note)) }
+            }
             other => other,
         }
     }

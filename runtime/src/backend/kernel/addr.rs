@@ -69,7 +69,7 @@ impl Node {
     /// `ip addr add CIDR dev LINK`; IPv6 addresses skip duplicate address detection
     /// so they are usable at once (nodad), as labs expect.
     pub async fn add_address(&self, link: &LinkName, cidr: IpNet) -> Result<()> {
-        let index = self.link(link).await?.index;
+        let (index, _) = self.link_index(link).await?;
         let mut req = self.handle()?.address().add(index, cidr.addr(), cidr.prefix_len());
         if cidr.addr().is_ipv6() {
             req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
@@ -81,7 +81,7 @@ impl Node {
 
     /// `ip addr del CIDR dev LINK`.
     pub async fn delete_address(&self, link: &LinkName, cidr: IpNet) -> Result<()> {
-        let index = self.link(link).await?.index;
+        let (index, _) = self.link_index(link).await?;
         let mut found = None;
         for msg in self.address_messages().await? {
             let state = addr_state(&msg);

@@ -102,7 +102,16 @@ impl Backend for Lab {
     }
 
     fn apply(&self, op: &Op) -> Result<Applied> {
-        let applied = self.apply_to_kernel(op)?;
+        // A link that goes or is renamed (also a veth's peer elsewhere, or whatever a
+        // program does) leaves names pointing nowhere: every node forgets its indexes.
+        if matches!(op, Op::DelLink { .. } | Op::MoveLink { .. } | Op::DelNode { .. } | Op::Exec { .. }) {
+            self.forget_link_indexes();
+        }
+        let applied = self.apply_to_kernel(op);
+        if applied.is_err() {
+            self.forget_link_indexes();
+        }
+        let applied = applied?;
         for node in op.touched_links() {
             self.touched.borrow_mut().insert(node.to_string());
         }
@@ -210,6 +219,7 @@ impl Backend for Lab {
     }
 
     fn exec(&self, node: &NodeName, command: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
+        self.forget_link_indexes();
         Lab::exec(self, &*self.node_of(node)?, command, timeout)
     }
 

@@ -4,9 +4,8 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec,
-    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
@@ -132,11 +131,32 @@ impl Node {
         Ok(msgs.iter().map(LinkState::from).collect())
     }
 
+    /// A link's index and kind by name: from what this node has looked up before
+    /// (the lab forgets it whenever a link may have gone or been renamed: see
+    /// Lab::forget_link_indexes), else from the kernel. Saves a round trip per
+    /// address, route or port added to a link netlab has seen.
+    pub async fn link_index(&self, name: &LinkName) -> Result<(u32, LinkKind)> {
+        if let Some(found) = self.known_links.borrow().get(name.as_str()) {
+            return Ok(*found);
+        }
+        let link = self.link(name).await?;
+        Ok((link.index, link.kind))
+    }
+
+    /// Forgets every link index this node looked up.
+    pub fn forget_link_indexes(&self) {
+        self.known_links.borrow_mut().clear();
+    }
+
     /// One link by name, or NoSuchLink listing the node's links.
     pub async fn link(&self, name: &LinkName) -> Result<LinkState> {
         let found = self.handle()?.link().get().match_name(name.as_str()).execute().try_next().await;
         match found {
-            Ok(Some(msg)) => Ok(LinkState::from(&msg)),
+            Ok(Some(msg)) => {
+                let state = LinkState::from(&msg);
+                self.known_links.borrow_mut().insert(state.name.clone(), (state.index, state.kind));
+                Ok(state)
+            }
             Ok(None) => Err(self.no_such_link(name).await),
             Err(e) => {
                 let io = nl_to_io(e);
@@ -257,16 +277,16 @@ impl Node {
         let msg = LinkUnspec::new_with_name(name.as_str());
         let msg = match bridge {
             Some(bridge) => {
-                let br = self.link(bridge).await?;
-                if br.kind != LinkKind::Bridge {
+                let (index, kind) = self.link_index(bridge).await?;
+                if kind != LinkKind::Bridge {
                     return Err(Error::kernel(
                         "attaching to",
                         self.name.as_str(),
                         bridge.as_str(),
-                        std::io::Error::other(format!("{bridge} is not a bridge (kind {})", br.kind)),
+                        std::io::Error::other(format!("{bridge} is not a bridge (kind {kind})")),
                     ));
                 }
-                msg.controller(br.index)
+                msg.controller(index)
             }
             None => msg.nocontroller(),
         };

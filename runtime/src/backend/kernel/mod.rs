@@ -208,6 +208,13 @@ impl Lab {
         Ok(())
     }
 
+    /// Every node forgets the link indexes it looked up (see Node::link_index).
+    pub(crate) fn forget_link_indexes(&self) {
+        for node in self.nodes.borrow().values() {
+            node.forget_link_indexes();
+        }
+    }
+
     pub fn node(&self, name: &str) -> Result<Rc<Node>> {
         self.nodes.borrow().get(name).cloned().ok_or_else(|| Error::NoSuchNode {
             name: name.to_string(),

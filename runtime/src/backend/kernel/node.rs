@@ -28,6 +28,8 @@ pub struct Node {
     /// The lab's pool of open connections; None for a node whose connection is
     /// never closed (the host, an attached namespace).
     pool: Option<Rc<NetlinkPool>>,
+    /// Link indexes by name this node has looked up (see Node::link_index).
+    pub(super) known_links: RefCell<std::collections::HashMap<String, (u32, crate::model::LinkKind)>>,
     /// The node's UTS namespace once it has a hostname of its own.
     pub uts: std::cell::RefCell<Option<File>>,
     /// The forwarding filter for bridged frames netlab keeps for this node (see
@@ -52,6 +54,7 @@ impl Node {
             ns: RefCell::new(Some(ns)),
             netlink: Rc::new(RefCell::new(Some(handle))),
             pool: None,
+            known_links: Default::default(),
             uts: Default::default(),
             bridge_filter: Default::default(),
         })
@@ -78,6 +81,7 @@ impl Node {
                 ns: RefCell::new(Some(ns)),
                 netlink: Default::default(),
                 pool: Some(pool.clone()),
+                known_links: Default::default(),
                 uts: Default::default(),
                 bridge_filter: Default::default(),
             })
@@ -99,6 +103,7 @@ impl Node {
             ns: RefCell::new(Some(ns)),
             netlink: Rc::new(RefCell::new(Some(handle))),
             pool: None,
+            known_links: Default::default(),
             uts: Default::default(),
             bridge_filter: Default::default(),
         })

@@ -48,7 +48,7 @@ impl Node {
                 builder = builder.gateway(*gw).map_err(|e| mismatch(e.to_string()))?;
             }
             NextHop::Device(dev) => {
-                let index = self.link(dev).await?.index;
+                let (index, _) = self.link_index(dev).await?;
                 builder = builder.output_interface(index).scope(RouteScope::Link);
             }
         }
