@@ -210,7 +210,12 @@ impl Node {
                 .index(index + 1)
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
                 .build();
-            let Err(e) = self.handle()?.link().add(msg).execute().await else { return Ok(()) };
+            let Err(e) = self.handle()?.link().add(msg).execute().await else {
+                // Both indexes are ours: the addresses and ports added next need no lookup.
+                self.known_links.borrow_mut().insert(name.to_string(), (index + 1, LinkKind::Veth));
+                peer_node.known_links.borrow_mut().insert(peer.to_string(), (index, LinkKind::Veth));
+                return Ok(());
+            };
             let io = nl_to_io(e);
             if io.raw_os_error() == Some(libc::EBUSY) {
                 continue; // that ifindex is taken (a program made links behind our back)
