@@ -223,3 +223,28 @@ fn negative_check_with_the_wrong_reason_fails() {
     let (code, out, err) = run_text("reason-ok.rhai", text);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A new veth is created together with its master and up state (one request), so its
+/// own failure comes later: the diagnostic still points at the veth() line, in a
+/// step, and at the lab's end.
+#[test]
+fn a_veth_that_fails_late_is_reported_at_its_line() {
+    let err = fails(
+        "veth_late.rhai",
+        "let a = netns(\"a\");\nveth(a, \"x\", host(), \"h0\");\nbridge(host(), \"br0\");\nstep(\"twice\", || {\n  veth(a, \"x\", host(), \"h1\");\n  master(host(), \"h1\", \"br0\");\n  up(host(), \"h1\");\n});\n",
+        2,
+        "netlab::kernel",
+        "veth(a, \"x\", host(), \"h1\");",
+        "creating veth x in a: File exists",
+    );
+    assert!(err.contains("veth_late.rhai:5:"), "the span is on line 5:\n{err}");
+    let err = fails(
+        "veth_last.rhai",
+        "let a = netns(\"a\");\nveth(a, \"x\", host(), \"h0\");\nveth(a, \"x\", host(), \"h1\");\n",
+        2,
+        "netlab::kernel",
+        "veth(a, \"x\", host(), \"h1\");",
+        "File exists",
+    );
+    assert!(err.contains("veth_last.rhai:3:"), "the span is on line 3:\n{err}");
+}

@@ -62,6 +62,13 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// An op the backend held back to merge with the next ones failed when it was
+    /// finally applied: `origin` is the caller's label for it (the engine passes the
+    /// op's line and column), so the error can point there.
+    #[error("{source}")]
+    #[diagnostic(code(netlab::held))]
+    Held { origin: (u16, u16), source: Box<Error> },
+
     #[error("{op} {object} in {node}: {source}")]
     #[diagnostic(code(netlab::kernel))]
     Kernel {
@@ -141,6 +148,7 @@ impl Error {
             Error::ProgramNotFound { program, .. } if crate::packages::package_for(program).is_some() => {
                 ErrorClass::Environment
             }
+            Error::Held { source, .. } => source.class(),
             Error::Kernel { source, .. } => match source.raw_os_error() {
                 Some(libc::EOPNOTSUPP) | Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) => {
                     ErrorClass::Environment

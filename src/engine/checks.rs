@@ -99,6 +99,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         r.borrow_mut().begin_step(title);
         let before = ss.state_before_step();
         let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
+        // What the step did is in the kernel before the step ends.
+        let out = out.and_then(|v| ss.flush(ctx.call_position()).map(|_| v));
         ss.show_changes(before);
         // The model runs no program: a step that goes wrong on what a program
         // printed is planned only up to there, and the plan goes on.

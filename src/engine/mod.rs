@@ -92,6 +92,8 @@ pub fn run(
         scope.push_constant_dynamic(name.as_str(), value.clone());
     }
     let result = engine.run_ast_with_scope(&mut scope, ast);
+    // The lab's last ops are in the kernel before anything reads it (--state, --keep).
+    let result = result.and_then(|_| session.flush(rhai::Position::NONE));
     // --until: stopping after the step asked for is a pass.
     let mut stopped_after = None;
     let result = result.or_else(|e| match diagnose::payload(&e) {

@@ -118,7 +118,9 @@ impl Session {
     /// Applies an op through the backend; on success it joins the journal (and,
     /// with --explain, is shown as the commands it stands for).
     pub fn apply(&self, ctx: &NativeCallContext, op: Op) -> RhaiResult<Applied> {
-        let applied = to_rhai(ctx, self.backend.apply(&op).map_err(|e| self.unseen_by_the_model(e)))?;
+        let pos = ctx.call_position();
+        let origin = (pos.line().unwrap_or(0) as u16, pos.position().unwrap_or(0) as u16);
+        let applied = to_rhai(ctx, self.backend.apply_at(&op, origin).map_err(|e| self.unseen_by_the_model(e)))?;
         match &op {
             Op::AddNode { node } => {
                 let g = self.next_generation.get();
@@ -192,6 +194,11 @@ impl Session {
             self.checks_outside_steps.borrow_mut().push(line_of(ctx));
         }
         self.journal.borrow_mut().push(Entry::Claim { title: title.to_string(), line: line_of(ctx) });
+    }
+
+    /// Applies what the backend held back (at a step's end, and the lab's).
+    pub fn flush(&self, pos: rhai::Position) -> RhaiResult<()> {
+        self.backend.flush().map_err(|e| super::values::held_or(e, pos))
     }
 
     /// The line of the last program the current step ran, if any.

@@ -42,7 +42,19 @@ pub fn failure(failure: Failure, pos: Position) -> Box<EvalAltResult> {
 
 /// Converts a runtime error into a Rhai error at the call's position.
 pub fn to_rhai<T>(ctx: &NativeCallContext, r: Result<T, Error>) -> RhaiResult<T> {
-    r.map_err(|e| failure(Failure::Error(Rc::new(e)), ctx.call_position()))
+    r.map_err(|e| held_or(e, ctx.call_position()))
+}
+
+/// An error at `pos`, unless it belongs to an op the backend held back: then at that
+/// op's own position.
+pub fn held_or(e: Error, pos: Position) -> Box<EvalAltResult> {
+    match e {
+        Error::Held { origin: (line, col), source } if line > 0 => {
+            failure(Failure::Error(Rc::new(*source)), Position::new(line, col))
+        }
+        Error::Held { source, .. } => failure(Failure::Error(Rc::new(*source)), pos),
+        e => failure(Failure::Error(Rc::new(e)), pos),
+    }
 }
 
 pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {

@@ -46,6 +46,18 @@ pub trait Backend {
     /// wait must look at); no caller has to remember.
     fn apply(&self, op: &Op) -> Result<Applied>;
 
+    /// Like apply; `origin` labels the op in `Error::Held` should it fail later,
+    /// when a backend that merges ops (the kernel one) finally applies it.
+    fn apply_at(&self, op: &Op, origin: (u16, u16)) -> Result<Applied> {
+        let _ = origin;
+        self.apply(op)
+    }
+
+    /// Applies whatever the backend held back to merge (nothing for most).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The names of the lab's nodes (the host first).
     fn node_names(&self) -> Vec<NodeName>;
     /// An error unless the node exists.

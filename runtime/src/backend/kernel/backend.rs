@@ -18,6 +18,17 @@ use crate::ping::{PingMode, PingReport};
 use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
 
+/// A veth whose creation waits for its master and up state (see apply_at).
+pub(super) struct HeldVeth {
+    node: NodeName,
+    name: crate::names::LinkName,
+    peer_node: NodeName,
+    peer: crate::names::LinkName,
+    master: Option<u32>,
+    up: bool,
+    origin: (u16, u16),
+}
+
 impl ServerLog for Server {
     fn node(&self) -> &str {
         &self.node
@@ -102,6 +113,204 @@ impl Backend for Lab {
     }
 
     fn apply(&self, op: &Op) -> Result<Applied> {
+        self.apply_at(op, (0, 0))
+    }
+
+    /// Ops are applied at once, except a new veth: it is held until the next op, so
+    /// that its master and up state (`master(...)`, `up(...)` right after `veth(...)`)
+    /// go into its creation request, as `ip link add ... master br0 up` does: one
+    /// request instead of three. Anything else applies it first; every query and
+    /// probe too.
+    fn apply_at(&self, op: &Op, origin: (u16, u16)) -> Result<Applied> {
+        if self.merge_into_held(op)? {
+            return Ok(Applied::Done);
+        }
+        self.flush()?;
+        if let Op::AddVeth { node, name, peer_node, peer } = op {
+            // The nodes must exist now; the kernel's own checks come with the creation.
+            self.node_of(node)?.ns()?;
+            self.node_of(peer_node)?.ns()?;
+            *self.held.borrow_mut() = Some(HeldVeth {
+                node: node.clone(),
+                name: name.clone(),
+                peer_node: peer_node.clone(),
+                peer: peer.clone(),
+                master: None,
+                up: false,
+                origin,
+            });
+            return Ok(Applied::Done);
+        }
+        self.apply_now(op)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let Some(held) = self.held.borrow_mut().take() else { return Ok(()) };
+        let (a, b) = (self.node_of(&held.node)?, self.node_of(&held.peer_node)?);
+        let created = self.rt.block_on(a.create_veth_with(&held.name, &b, &held.peer, held.master, held.up));
+        for node in [&held.node, &held.peer_node] {
+            self.touched.borrow_mut().insert(node.to_string());
+        }
+        self.mark_changed();
+        created.map_err(|e| crate::Error::Held { origin: held.origin, source: Box::new(e) })
+    }
+
+    fn node_names(&self) -> Vec<NodeName> {
+        self.nodes().iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn require_node(&self, node: &str) -> Result<NodeName> {
+        self.node(node).map(|n| n.name.clone())
+    }
+
+    fn links(&self, node: &NodeName, converged: Option<Option<&str>>) -> Result<Vec<LinkState>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        match converged {
+            Some(only) => self.settle_links(&n, only)?,
+            None => self.settle()?,
+        }
+        self.rt.block_on(n.links())
+    }
+
+    fn addresses(&self, node: &NodeName) -> Result<Vec<AddrState>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.settle()?;
+        self.rt.block_on(n.addresses())
+    }
+
+    fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.settle()?;
+        self.rt.block_on(n.routes())
+    }
+
+    fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.settle()?;
+        self.rt.block_on(n.neighbours())
+    }
+
+    fn sysctl(&self, node: &NodeName, key: &str) -> Result<String> {
+        self.flush()?;
+        self.get_sysctl(&*self.node_of(node)?, key)
+    }
+
+    fn file(&self, node: &NodeName, file: EtcFile) -> Result<Option<String>> {
+        self.flush()?;
+        Ok(self.node_file(&*self.node_of(node)?, file.file_name()))
+    }
+
+    fn hostname(&self, node: &NodeName) -> Result<String> {
+        self.flush()?;
+        Lab::hostname(self, &*self.node_of(node)?)
+    }
+
+    fn listening(&self, node: &NodeName) -> Result<Vec<Listening>> {
+        self.flush()?;
+        Lab::listening(self, &*self.node_of(node)?)
+    }
+
+    fn iptables_rules(&self, node: &NodeName, table: IptTable) -> Result<Vec<String>> {
+        self.flush()?;
+        Lab::iptables_rules(self, &*self.node_of(node)?, table)
+    }
+
+    fn nft_ruleset(&self, node: &NodeName) -> Result<String> {
+        self.flush()?;
+        Lab::nft_ruleset(self, &*self.node_of(node)?)
+    }
+
+    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
+        self.flush()?;
+        Lab::ping(self, &*self.node_of(node)?, dst, mode)
+    }
+
+    fn ping_many(
+        &self,
+        nodes: &[NodeName],
+        dst: IpAddr,
+        mode: PingMode,
+        interval: Duration,
+    ) -> Result<(Vec<PingReport>, usize)> {
+        self.flush()?;
+        let nodes = nodes.iter().map(|n| self.node_of(n)).collect::<Result<Vec<_>>>()?;
+        Lab::ping_many(self, &nodes, dst, mode, interval)
+    }
+
+    fn http_get(
+        &self,
+        node: &NodeName,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<HttpReply, CurlError>> {
+        self.flush()?;
+        Lab::http_get(self, &*self.node_of(node)?, url, timeout)
+    }
+
+    fn resolve(
+        &self,
+        node: &NodeName,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Vec<IpAddr>, LookupError>> {
+        self.flush()?;
+        Lab::resolve(self, &*self.node_of(node)?, name, timeout)
+    }
+
+    fn clear_probe_leftovers(&self) -> Result<()> {
+        self.flush()?;
+        Lab::clear_probe_leftovers(self)
+    }
+
+    fn exec(&self, node: &NodeName, command: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
+        self.flush()?;
+        self.forget_link_indexes();
+        Lab::exec(self, &*self.node_of(node)?, command, timeout)
+    }
+
+    fn deadline(&self, seconds: f64) -> Duration {
+        Lab::deadline(self, seconds)
+    }
+
+    fn sleep(&self, duration: Duration) {
+        self.rt.block_on(async { tokio::time::sleep(duration).await });
+    }
+}
+
+impl Lab {
+    /// Folds `op` into the held veth when it sets that veth's master or brings it up.
+    fn merge_into_held(&self, op: &Op) -> Result<bool> {
+        let mut held = self.held.borrow_mut();
+        let Some(h) = held.as_mut() else { return Ok(false) };
+        match op {
+            Op::SetUp { node, link, up: true } if *node == h.node && *link == h.name => {
+                h.up = true;
+                Ok(true)
+            }
+            Op::SetMaster { node, link, master: Some(bridge) }
+                if *node == h.node && *link == h.name && h.master.is_none() =>
+            {
+                let n = self.node_of(node)?;
+                match self.rt.block_on(n.link_index(bridge)) {
+                    Ok((index, crate::model::LinkKind::Bridge)) => {
+                        h.master = Some(index);
+                        Ok(true)
+                    }
+                    // Not a bridge, or no such link: applied in order, so the error
+                    // names the master() call.
+                    _ => Ok(false),
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// One op now, with its bookkeeping.
+    fn apply_now(&self, op: &Op) -> Result<Applied> {
         // A link that goes or is renamed (also a veth's peer elsewhere, or whatever a
         // program does) leaves names pointing nowhere: every node forgets its indexes.
         if matches!(op, Op::DelLink { .. } | Op::MoveLink { .. } | Op::DelNode { .. } | Op::Exec { .. }) {
@@ -120,114 +329,5 @@ impl Backend for Lab {
         }
         self.mark_changed();
         Ok(applied)
-    }
-
-    fn node_names(&self) -> Vec<NodeName> {
-        self.nodes().iter().map(|n| n.name.clone()).collect()
-    }
-
-    fn require_node(&self, node: &str) -> Result<NodeName> {
-        self.node(node).map(|n| n.name.clone())
-    }
-
-    fn links(&self, node: &NodeName, converged: Option<Option<&str>>) -> Result<Vec<LinkState>> {
-        let n = self.node_of(node)?;
-        match converged {
-            Some(only) => self.settle_links(&n, only)?,
-            None => self.settle()?,
-        }
-        self.rt.block_on(n.links())
-    }
-
-    fn addresses(&self, node: &NodeName) -> Result<Vec<AddrState>> {
-        let n = self.node_of(node)?;
-        self.settle()?;
-        self.rt.block_on(n.addresses())
-    }
-
-    fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>> {
-        let n = self.node_of(node)?;
-        self.settle()?;
-        self.rt.block_on(n.routes())
-    }
-
-    fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {
-        let n = self.node_of(node)?;
-        self.settle()?;
-        self.rt.block_on(n.neighbours())
-    }
-
-    fn sysctl(&self, node: &NodeName, key: &str) -> Result<String> {
-        self.get_sysctl(&*self.node_of(node)?, key)
-    }
-
-    fn file(&self, node: &NodeName, file: EtcFile) -> Result<Option<String>> {
-        Ok(self.node_file(&*self.node_of(node)?, file.file_name()))
-    }
-
-    fn hostname(&self, node: &NodeName) -> Result<String> {
-        Lab::hostname(self, &*self.node_of(node)?)
-    }
-
-    fn listening(&self, node: &NodeName) -> Result<Vec<Listening>> {
-        Lab::listening(self, &*self.node_of(node)?)
-    }
-
-    fn iptables_rules(&self, node: &NodeName, table: IptTable) -> Result<Vec<String>> {
-        Lab::iptables_rules(self, &*self.node_of(node)?, table)
-    }
-
-    fn nft_ruleset(&self, node: &NodeName) -> Result<String> {
-        Lab::nft_ruleset(self, &*self.node_of(node)?)
-    }
-
-    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
-        Lab::ping(self, &*self.node_of(node)?, dst, mode)
-    }
-
-    fn ping_many(
-        &self,
-        nodes: &[NodeName],
-        dst: IpAddr,
-        mode: PingMode,
-        interval: Duration,
-    ) -> Result<(Vec<PingReport>, usize)> {
-        let nodes = nodes.iter().map(|n| self.node_of(n)).collect::<Result<Vec<_>>>()?;
-        Lab::ping_many(self, &nodes, dst, mode, interval)
-    }
-
-    fn http_get(
-        &self,
-        node: &NodeName,
-        url: &str,
-        timeout: Duration,
-    ) -> Result<std::result::Result<HttpReply, CurlError>> {
-        Lab::http_get(self, &*self.node_of(node)?, url, timeout)
-    }
-
-    fn resolve(
-        &self,
-        node: &NodeName,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<std::result::Result<Vec<IpAddr>, LookupError>> {
-        Lab::resolve(self, &*self.node_of(node)?, name, timeout)
-    }
-
-    fn clear_probe_leftovers(&self) -> Result<()> {
-        Lab::clear_probe_leftovers(self)
-    }
-
-    fn exec(&self, node: &NodeName, command: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
-        self.forget_link_indexes();
-        Lab::exec(self, &*self.node_of(node)?, command, timeout)
-    }
-
-    fn deadline(&self, seconds: f64) -> Duration {
-        Lab::deadline(self, seconds)
-    }
-
-    fn sleep(&self, duration: Duration) {
-        self.rt.block_on(async { tokio::time::sleep(duration).await });
     }
 }

@@ -192,6 +192,19 @@ impl Node {
     /// `ip link add NAME type veth peer name PEER netns PEER_NODE`: the peer is created
     /// directly inside its namespace in the same request.
     pub async fn create_veth(&self, name: &LinkName, peer_node: &Node, peer: &LinkName) -> Result<()> {
+        self.create_veth_with(name, peer_node, peer, None, false).await
+    }
+
+    /// create_veth, with this end's master (a bridge's index) and up state set in the
+    /// same request, as `ip link add NAME master BR up type veth peer ...` does.
+    pub async fn create_veth_with(
+        &self,
+        name: &LinkName,
+        peer_node: &Node,
+        peer: &LinkName,
+        master: Option<u32>,
+        up: bool,
+    ) -> Result<()> {
         loop {
             // Lab-wide distinct ifindexes, as on a real host (eth0@if1005): with the
             // kernel's default every namespace's first link is 2, and a veth whose
@@ -205,11 +218,17 @@ impl Node {
             if !std::ptr::eq(self, peer_node) {
                 peer_msg = peer_msg.setns_by_fd(peer_node.ns()?.as_raw_fd());
             }
-            let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            let mut msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
                 .name(name.as_str())
                 .index(index + 1)
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
-                .build();
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())));
+            if let Some(master) = master {
+                msg = msg.controller(master);
+            }
+            if up {
+                msg = msg.up();
+            }
+            let msg = msg.build();
             let Err(e) = self.handle()?.link().add(msg).execute().await else {
                 // Both indexes are ours: the addresses and ports added next need no lookup.
                 self.known_links.borrow_mut().insert(name.to_string(), (index + 1, LinkKind::Veth));

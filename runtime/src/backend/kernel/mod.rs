@@ -51,6 +51,8 @@ pub struct Lab {
     rt: tokio::runtime::Runtime,
     /// The sandbox's own namespace, which the main thread always returns to.
     home: File,
+    /// A new veth not created yet (see backend.rs, apply_at).
+    held: RefCell<Option<backend::HeldVeth>>,
     /// The nodes' netlink connections (a bounded number open at once).
     pool: Rc<self::node::NetlinkPool>,
     host: Rc<Node>,
@@ -111,6 +113,7 @@ impl Lab {
             rt,
             home,
             pool,
+            held: RefCell::new(None),
             host,
             nodes,
             bridge_nodes: Default::default(),
