@@ -59,3 +59,49 @@ pub fn machine_state() -> String {
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default()
     )
 }
+
+/// Calls `$m! { test_name => "file.rhai", ... }` with every lab of labs/ (and the
+/// benchmark's labs/scale/w1.rhai, with `$scale`), so each test file that runs every
+/// lab lists them from one place; `every_lab_is_listed` keeps this list complete.
+#[macro_export]
+macro_rules! for_each_lab {
+    ($m:ident) => {
+        $m! {
+            netns_loopback => "netns_loopback.rhai",
+            veth_direct => "veth_direct.rhai",
+            bridge => "bridge.rhai",
+            bridge_nat => "bridge_nat.rhai",
+            red_blue => "red_blue.rhai",
+            red_blue_bridge => "red_blue_bridge.rhai",
+            docker0 => "docker0.rhai",
+            docker_modes => "docker_modes.rhai",
+            port_reuse => "port_reuse.rhai",
+        }
+    };
+    ($m:ident, $scale:tt) => {
+        $m! {
+            netns_loopback => "netns_loopback.rhai",
+            veth_direct => "veth_direct.rhai",
+            bridge => "bridge.rhai",
+            bridge_nat => "bridge_nat.rhai",
+            red_blue => "red_blue.rhai",
+            red_blue_bridge => "red_blue_bridge.rhai",
+            docker0 => "docker0.rhai",
+            docker_modes => "docker_modes.rhai",
+            port_reuse => "port_reuse.rhai",
+            scale_w1 => "scale/w1.rhai",
+        }
+    };
+}
+
+/// The *.rhai files directly in labs/, sorted: what `for_each_lab!` must list.
+pub fn lab_files() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(root().join("labs"))
+        .expect("labs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .map(|p| p.file_name().expect("a file").to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
+}
