@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
@@ -30,7 +30,7 @@ use crate::backend::kernel::nsenter::current_netns;
 use crate::backend::kernel::sandbox::{etc_overlaid, ETC_NETNS_DIR, NETNS_DIR, NODE_ETC_DIR, UTS_DIR};
 use crate::backend::kernel::sysctl;
 use crate::backend::kernel::HOST;
-use crate::error::{nl_to_io, Error, Result};
+use crate::error::{Error, Result};
 use crate::model::{AddrState, LinkKind, LinkState, PortState, RouteState};
 use crate::names::NodeName;
 use crate::render::iptables::{IptTable, Ruleset};
@@ -310,14 +310,7 @@ async fn read_node(node: &Node, home: &File, sysctls: &[&str], deadline: Instant
 /// `ip link` shows them when the kernel is done), or at the deadline.
 async fn settled_links(node: &Node, deadline: Instant) -> Result<Vec<RawLink>> {
     loop {
-        let msgs: Vec<LinkMessage> = node
-            .handle()?
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::kernel("listing links", node.name.as_str(), "", nl_to_io(e)))?;
+        let msgs = node.link_messages().await?;
         let links: Vec<RawLink> = msgs.iter().map(raw_link).collect();
         let states: Vec<LinkState> = links.iter().map(|l| l.state.clone()).collect();
         if settled(&states) || Instant::now() >= deadline {

@@ -120,15 +120,18 @@ impl From<&LinkMessage> for LinkState {
 impl Node {
     /// All links of the node (`ip -d link show`).
     pub async fn links(&self) -> Result<Vec<LinkState>> {
-        let msgs: Vec<LinkMessage> = self
-            .handle()?
+        Ok(self.link_messages().await?.iter().map(LinkState::from).collect())
+    }
+
+    /// The kernel's link dump of the node, as it comes.
+    pub async fn link_messages(&self) -> Result<Vec<LinkMessage>> {
+        self.handle()?
             .link()
             .get()
             .execute()
             .try_collect()
             .await
-            .map_err(|e| Error::kernel("listing links", self.name.as_str(), "", nl_to_io(e)))?;
-        Ok(msgs.iter().map(LinkState::from).collect())
+            .map_err(|e| Error::kernel("listing links", self.name.as_str(), "", nl_to_io(e)))
     }
 
     /// A link's index and kind by name: from what this node has looked up before

@@ -44,20 +44,26 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
+    /// A node on the namespace `ns`, with its connection open already (`handle`) or
+    /// opened on first use from `pool` (None: the connection is never closed).
+    fn new(name: NodeName, ns: File, handle: Option<rtnetlink::Handle>, pool: Option<Rc<NetlinkPool>>) -> Node {
+        Node {
+            name,
+            ns: RefCell::new(Some(ns)),
+            netlink: Rc::new(RefCell::new(handle)),
+            pool,
+            known_links: Default::default(),
+            uts: Default::default(),
+            bridge_filter: Default::default(),
+        }
+    }
+
     /// The sandbox's own namespace. Must be called inside a tokio runtime context.
     pub fn host(name: NodeName) -> Result<Node> {
         let ns = current_netns()?;
         let handle = open_netlink(&name)?;
         setup_defaults(&name)?;
-        Ok(Node {
-            name,
-            ns: RefCell::new(Some(ns)),
-            netlink: Rc::new(RefCell::new(Some(handle))),
-            pool: None,
-            known_links: Default::default(),
-            uts: Default::default(),
-            bridge_filter: Default::default(),
-        })
+        Ok(Node::new(name, ns, Some(handle), None))
     }
 
     /// A new named namespace, bind-mounted under /run/netns so `ip netns exec` finds it.
@@ -76,15 +82,7 @@ impl Node {
             mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
             setup_defaults(&name)?;
-            Ok(Node {
-                name: name.clone(),
-                ns: RefCell::new(Some(ns)),
-                netlink: Default::default(),
-                pool: Some(pool.clone()),
-                known_links: Default::default(),
-                uts: Default::default(),
-                bridge_filter: Default::default(),
-            })
+            Ok(Node::new(name.clone(), ns, None, Some(pool.clone())))
         })();
         nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
@@ -98,15 +96,7 @@ impl Node {
     pub fn attach(name: NodeName, ns: File) -> Result<Node> {
         let home = current_netns()?;
         let handle = in_netns_file(&home, &ns, || open_netlink(&name))??;
-        Ok(Node {
-            name,
-            ns: RefCell::new(Some(ns)),
-            netlink: Rc::new(RefCell::new(Some(handle))),
-            pool: None,
-            known_links: Default::default(),
-            uts: Default::default(),
-            bridge_filter: Default::default(),
-        })
+        Ok(Node::new(name, ns, Some(handle), None))
     }
 
     /// The node's rtnetlink handle. A connection costs a socket and ~70 KiB of
