@@ -61,24 +61,17 @@ pub fn machine_state() -> String {
 }
 
 /// Calls `$m! { test_name => "file.rhai", ... }` with every lab of labs/ (and the
-/// benchmark's labs/scale/w1.rhai, with `$scale`), so each test file that runs every
+/// benchmark's labs/scale/w1.rhai, with `scale`), so each test file that runs every
 /// lab lists them from one place; `every_lab_is_listed` keeps this list complete.
 #[macro_export]
 macro_rules! for_each_lab {
     ($m:ident) => {
-        $m! {
-            netns_loopback => "netns_loopback.rhai",
-            veth_direct => "veth_direct.rhai",
-            bridge => "bridge.rhai",
-            bridge_nat => "bridge_nat.rhai",
-            red_blue => "red_blue.rhai",
-            red_blue_bridge => "red_blue_bridge.rhai",
-            docker0 => "docker0.rhai",
-            docker_modes => "docker_modes.rhai",
-            port_reuse => "port_reuse.rhai",
-        }
+        $crate::for_each_lab! { @with $m {} }
     };
-    ($m:ident, $scale:tt) => {
+    ($m:ident, scale) => {
+        $crate::for_each_lab! { @with $m { scale_w1 => "scale/w1.rhai", } }
+    };
+    (@with $m:ident { $($extra:tt)* }) => {
         $m! {
             netns_loopback => "netns_loopback.rhai",
             veth_direct => "veth_direct.rhai",
@@ -89,7 +82,7 @@ macro_rules! for_each_lab {
             docker0 => "docker0.rhai",
             docker_modes => "docker_modes.rhai",
             port_reuse => "port_reuse.rhai",
-            scale_w1 => "scale/w1.rhai",
+            $($extra)*
         }
     };
 }
