@@ -47,6 +47,22 @@ expect(u[0].parse_int() <= 20, `ARP retries within 20 ms on an IPv4-only link to
     );
 }
 
+/// A sysctl of a link whose name has a dot is set and read in the slash form, as
+/// `sysctl -w net/ipv4/conf/eth0.10/forwarding=1` writes it.
+#[test]
+fn sysctls_of_links_with_a_dot_in_their_name() {
+    passes(
+        "dotted.rhai",
+        r#"
+let a = netns("a");
+veth(a, "v.1", "w");
+sysctl(a, "net/ipv4/conf/v.1/forwarding", 1);
+expect_eq(sysctl(a, "net/ipv4/conf/v.1/forwarding"), "1", "set through the slash form");
+expect_eq(exec_in(a, "cat /proc/sys/net/ipv4/conf/v.1/forwarding").stdout, "1\n", "the kernel holds it");
+"#,
+    );
+}
+
 /// netlab remembers link indexes it looked up; a link a program deleted and made
 /// again (a new index) still gets the address and the bridge port.
 #[test]

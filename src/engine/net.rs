@@ -17,10 +17,11 @@ fn link_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<LinkName> {
     to_rhai(ctx, LinkName::new(name))
 }
 
-/// A sysctl key as `sysctl -w` writes it (dotted), once validated.
+/// A sysctl key as `sysctl -w` writes it, once validated: dotted, unless a component
+/// has a dot of its own (a link named eth0.10), where only the slash form is exact.
 fn sysctl_key(ctx: &NativeCallContext, key: &str) -> RhaiResult<String> {
     to_rhai(ctx, netlab_runtime::backend::kernel::sysctl::path_for(key))?;
-    Ok(if key.contains('/') { key.replace('/', ".") } else { key.to_string() })
+    Ok(netlab_runtime::render::ip::sysctl_key(key))
 }
 
 pub fn register(engine: &mut Engine, s: &Rc<Session>) {
