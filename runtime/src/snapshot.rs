@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::kernel::exec::{self, CommandLine};
 use crate::backend::kernel::node::Node;
 use crate::backend::kernel::nsenter::current_netns;
+use crate::backend::kernel::readiness::LinkWatcher;
 use crate::backend::kernel::sandbox::{etc_overlaid, ETC_NETNS_DIR, NETNS_DIR, NODE_ETC_DIR, UTS_DIR};
 use crate::backend::kernel::sysctl;
 use crate::backend::kernel::HOST;
@@ -265,7 +266,7 @@ struct RawNode {
 }
 
 async fn read_node(node: &Node, home: &File, sysctls: &[&str], deadline: Instant) -> Result<RawNode> {
-    let links = settled_links(node, deadline).await?;
+    let links = settled_links(node, home, deadline).await?;
     // After the links settled: IPv6 link-local addresses and their routes come
     // with the carrier, when linkwatch gets to the link.
     let addresses = node.addresses().await?;
@@ -308,7 +309,9 @@ async fn read_node(node: &Node, home: &File, sysctls: &[&str], deadline: Instant
 
 /// The node's links once their operational states agree with their carriers (as
 /// `ip link` shows them when the kernel is done), or at the deadline.
-async fn settled_links(node: &Node, deadline: Instant) -> Result<Vec<RawLink>> {
+/// Woken by the node's link events, not by polling.
+async fn settled_links(node: &Node, home: &File, deadline: Instant) -> Result<Vec<RawLink>> {
+    let mut watcher = None;
     loop {
         let msgs = node.link_messages().await?;
         let links: Vec<RawLink> = msgs.iter().map(raw_link).collect();
@@ -316,7 +319,11 @@ async fn settled_links(node: &Node, deadline: Instant) -> Result<Vec<RawLink>> {
         if settled(&states) || Instant::now() >= deadline {
             return Ok(links);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        match watcher.as_mut() {
+            // Subscribed before the next look, so no change slips in between.
+            None => watcher = Some(LinkWatcher::open(node, home)?),
+            Some(w) => w.next_until(deadline).await,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub mod neigh;
 pub mod node;
 pub mod nsenter;
 mod probes;
-mod readiness;
+pub(crate) mod readiness;
 pub mod route;
 pub mod sandbox;
 mod services;

@@ -189,7 +189,7 @@ fn links_ready(links: &[LinkState]) -> bool {
 }
 
 /// Link events of one node, from a multicast netlink socket opened inside it.
-struct LinkWatcher {
+pub(crate) struct LinkWatcher {
     events: futures::channel::mpsc::UnboundedReceiver<(
         rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
         rtnetlink::sys::SocketAddr,
@@ -199,11 +199,17 @@ struct LinkWatcher {
 }
 
 impl LinkWatcher {
-    fn open(node: &Node, home: &File) -> Result<LinkWatcher> {
+    pub(crate) fn open(node: &Node, home: &File) -> Result<LinkWatcher> {
         let (conn, handle, events) = node
             .enter(home, || rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link]))?
             .map_err(|e| Error::io(format!("watching the links of {}", node.name), e))?;
         Ok(LinkWatcher { events, task: tokio::spawn(conn), _handle: handle })
+    }
+
+    /// Waits for the node's next link event, at most until `deadline`.
+    pub(crate) async fn next_until(&mut self, deadline: Instant) {
+        use futures::StreamExt;
+        let _ = tokio::time::timeout_at(deadline.into(), self.events.next()).await;
     }
 }
 
