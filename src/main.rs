@@ -8,6 +8,7 @@ mod cli;
 mod engine;
 mod proof;
 mod report;
+mod results;
 
 fn main() {
     // Like other Unix tools: `netlab functions | head` ends quietly on a closed pipe.

@@ -4,11 +4,15 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::results::{Event, Events, StepOutcome};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepResult {
     Passed,
     Failed,
     Error,
+    /// The lab said the rest cannot run here (`skip()`, `requires()`).
+    Skipped,
 }
 
 struct Step {
@@ -28,6 +32,10 @@ pub struct Reporter {
     metrics: Vec<(String, String)>,
     /// Print nothing (`export`, `graph`, `check` run the lab only for its ops).
     pub silent: bool,
+    /// Print to stderr: stdout carries a machine-readable report (`--format`).
+    pub to_stderr: bool,
+    /// What happened, as data, for the reports (and `--events FILE`).
+    pub events: Events,
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -49,6 +57,8 @@ impl Default for Reporter {
             started: Instant::now(),
             metrics: Vec::new(),
             silent: false,
+            to_stderr: false,
+            events: Events::new("", None),
         }
     }
 }
@@ -58,14 +68,21 @@ impl Reporter {
         if self.silent {
             return;
         }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        if self.to_stderr {
+            let mut out = std::io::stderr().lock();
+            let _ = writeln!(out, "{line}");
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     }
 
-    pub fn begin_step(&mut self, title: &str) {
+    pub fn begin_step(&mut self, title: &str, line: usize) {
         self.steps.push(Step { title: title.to_string(), started: Instant::now(), ended: None, result: None });
-        self.emit(&format!("── {}. {title}", self.steps.len()));
+        let number = self.steps.len();
+        self.events.emit(Event::Step { number, title: title.to_string(), line });
+        self.emit(&format!("── {number}. {title}"));
     }
 
     pub fn end_step(&mut self, result: StepResult) {
@@ -75,15 +92,18 @@ impl Reporter {
         };
         step.result = Some(result);
         step.ended = Some(Instant::now());
-        if result != StepResult::Passed && self.failed_step.is_none() {
+        if matches!(result, StepResult::Failed | StepResult::Error) && self.failed_step.is_none() {
             self.failed_step = Some(format!("{number}. {}", step.title));
         }
-        let took = fmt_duration(step.started.elapsed());
-        let line = match result {
-            StepResult::Passed => format!("   passed in {took}"),
-            StepResult::Failed => format!("   FAILED after {took}"),
-            StepResult::Error => format!("   ERROR after {took}"),
+        let elapsed = step.started.elapsed();
+        let took = fmt_duration(elapsed);
+        let (line, outcome) = match result {
+            StepResult::Passed => (format!("   passed in {took}"), StepOutcome::Passed),
+            StepResult::Failed => (format!("   FAILED after {took}"), StepOutcome::Failed),
+            StepResult::Error => (format!("   ERROR after {took}"), StepOutcome::Error),
+            StepResult::Skipped => (format!("   skipped after {took}"), StepOutcome::Skipped),
         };
+        self.events.emit(Event::StepEnd { outcome, seconds: elapsed.as_secs_f64() });
         self.emit(&line);
     }
 
@@ -122,15 +142,26 @@ impl Reporter {
         self.failed_step.clone().or_else(|| self.current_step())
     }
 
-    pub fn check_passed(&mut self, what: &str) {
+    pub fn check_passed(&mut self, what: &str, line: usize) {
         self.checks_passed += 1;
+        self.events.emit(Event::Check { passed: true, text: what.to_string(), line, reason: None });
         let indent = if self.current_step().is_some() { "   " } else { "" };
         self.emit(&format!("{indent}✓ {what}"));
     }
 
-    pub fn check_failed(&mut self, what: &str) {
+    /// A failed check: `title` what was checked, `reason` why it did not hold.
+    pub fn check_failed(&mut self, title: &str, reason: &str, line: usize) {
+        let what = format!("{title}: {reason}");
+        self.events.emit(Event::Check { passed: false, text: title.to_string(), line, reason: Some(reason.into()) });
         let indent = if self.current_step().is_some() { "   " } else { "" };
         self.emit(&format!("{indent}✗ {what}"));
+    }
+
+    /// The lab skips the rest of itself (`skip()`, `requires()`).
+    pub fn skipped(&mut self, reason: &str, line: usize) {
+        self.events.emit(Event::Skip { reason: reason.to_string(), line });
+        let indent = if self.current_step().is_some() { "   " } else { "" };
+        self.emit(&format!("{indent}⊘ skipped: {reason}"));
     }
 
     /// The commands equivalent to what netlab just did (`--explain`, `plan`).

@@ -43,6 +43,16 @@ pub struct RunArgs {
     /// At the end, write the normalized kernel state (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Report format on stdout: human (as it runs), json or tap (at the end; the
+    /// human output then goes to stderr).
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: crate::results::Format,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Append the run's events (JSON lines) to FILE as they happen (for `netlab test`).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub events: Option<PathBuf>,
 }
 
 /// A lab and its settings, for the commands that only read it (plan, graph, export).

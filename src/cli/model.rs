@@ -45,6 +45,20 @@ fn run_model(path: &std::path::Path, set: &[String], options: &RunOptions) -> Re
     Ok(ModelRun { outcome, backend, text, name })
 }
 
+/// The titles of a lab's steps, as the model runs it (as far as it gets): what
+/// `netlab test --filter` matches besides the path. Nothing is printed.
+pub(super) fn step_titles(path: &std::path::Path, set: &[String]) -> Vec<String> {
+    let (Ok(settings), Ok(text)) = (parse_settings(set), std::fs::read_to_string(path)) else {
+        return Vec::new();
+    };
+    let name = path.display().to_string();
+    let src = Source { path: &name, text: &text };
+    let Ok(ast) = engine::compile(&src) else { return Vec::new() };
+    let outcome = engine::run(Rc::new(ModelBackend::new()), &quiet(), &src, &ast, &settings);
+    let report = outcome.reporter.borrow().events.report(String::new());
+    report.steps.into_iter().filter(|s| s.number > 0).map(|s| s.title).collect()
+}
+
 fn quiet() -> RunOptions {
     RunOptions { silent: true, ..RunOptions::default() }
 }

@@ -11,6 +11,7 @@ use super::RunArgs;
 use crate::engine::diagnose::{LabDiagnostic, Source, Verdict};
 use crate::engine::session::{Explain, RunOptions};
 use crate::engine::{self, parse_setting};
+use crate::results::{Ending, Event, Events, Format, Outcome};
 
 pub(super) fn report(d: LabDiagnostic) {
     eprintln!("{:?}", miette::Report::new(d));
@@ -47,17 +48,43 @@ pub fn run(args: &RunArgs) -> i32 {
         eprintln!("netlab: --slow-factor must be a positive number");
         return 2;
     }
-    let text = match read_lab(&args.lab) {
-        Ok(t) => t,
-        Err(c) => return c,
+    // Opened before the sandbox: its file system may not be the caller's.
+    let events = match &args.events {
+        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => Some(Rc::new(f)),
+            Err(e) => {
+                eprintln!("netlab: --events {}: {e}", path.display());
+                return 2;
+            }
+        },
+        None => None,
     };
     let name = args.lab.display().to_string();
+    // A lab that ends before it runs is still reported (`--format`, `--junit`, `--events`).
+    let ended_early = |outcome: Outcome, code: i32, message: String, detail: Option<String>, line: usize| {
+        let mut ev = Events::new(&name, events.clone());
+        let mut end = ending(outcome, code, Some(message), started.elapsed());
+        end.detail = detail;
+        end.line = line;
+        ev.emit(Event::End(end));
+        let labs = [ev.report(String::new())];
+        match crate::results::write_reports(&labs, started.elapsed().as_secs_f64(), args.format, args.junit.as_deref())
+        {
+            Ok(()) => code,
+            Err(c) => c.max(code),
+        }
+    };
+    let text = match read_lab(&args.lab) {
+        Ok(t) => t,
+        Err(c) => return ended_early(Outcome::Error, c, format!("cannot read {name}"), None, 0),
+    };
     let src = Source { path: &name, text: &text };
     let ast = match engine::compile(&src) {
         Ok(ast) => ast,
         Err(d) => {
+            let (message, detail, line) = (d.message.clone(), plain(&d), line_of(&text, &d));
             report(*d);
-            return 2;
+            return ended_early(Outcome::Error, 2, message, Some(detail), line);
         }
     };
     // Relative to where netlab was started, whatever the lab does to its cwd.
@@ -71,14 +98,16 @@ pub fn run(args: &RunArgs) -> i32 {
     }
     // Before any thread exists: from here on we are inside the sandbox.
     if let Err(e) = netlab_runtime::enter_sandbox() {
+        let message = e.to_string();
         eprintln!("{:?}", miette::Report::new(e));
-        return 3;
+        return ended_early(Outcome::Error, 3, message, None, 0);
     }
     let lab = match Lab::new(LabOptions { slow_factor: args.slow_factor }) {
         Ok(lab) => Rc::new(lab),
         Err(e) => {
+            let message = e.to_string();
             eprintln!("{:?}", miette::Report::new(e));
-            return 3;
+            return ended_early(Outcome::Error, 3, message, None, 0);
         }
     };
     let options = RunOptions {
@@ -86,17 +115,28 @@ pub fn run(args: &RunArgs) -> i32 {
         silent: false,
         until: args.until.clone(),
         diff: args.diff,
+        to_stderr: args.format != Format::Human,
+        events,
     };
     let outcome = engine::run(lab.clone(), &options, &src, &ast, &settings);
-    let rep = outcome.reporter.borrow();
+    let mut rep = outcome.reporter.borrow_mut();
     let code = match outcome.diagnostic {
+        None if outcome.skipped.is_some() => {
+            let reason = outcome.skipped.clone().unwrap_or_default();
+            rep.summary(&name, "SKIP", Some(&reason));
+            let ending = ending(Outcome::Skipped, 0, None, rep.events.elapsed());
+            rep.events.emit(Event::End(ending));
+            0
+        }
         None => {
             rep.summary(&name, "PASS", None);
+            let ending = ending(Outcome::Passed, 0, None, rep.events.elapsed());
+            rep.events.emit(Event::End(ending));
             0
         }
         Some(d) => {
             let verdict = d.verdict;
-            let line = d.span.map(|s| text[..s.offset()].matches('\n').count() + 1).unwrap_or(0);
+            let line = line_of(&text, &d);
             let why = match verdict {
                 Verdict::CheckFailed => "check failed",
                 Verdict::ScriptError => "script error",
@@ -104,11 +144,33 @@ pub fn run(args: &RunArgs) -> i32 {
                 Verdict::Interrupted => "interrupted",
             };
             let step = rep.stopped_in().map(|s| format!(" in step {s}")).unwrap_or_default();
+            let message = d.message.clone();
+            let detail = plain(&d);
             report(*d);
             let at = if line > 0 { format!(" at line {line}") } else { String::new() };
             rep.summary(&name, "FAIL", Some(&format!("{why}{step}{at}")));
+            let outcome = match verdict {
+                Verdict::CheckFailed => Outcome::Failed,
+                Verdict::Interrupted => Outcome::Interrupted,
+                Verdict::ScriptError | Verdict::Environment => Outcome::Error,
+            };
+            let mut end = ending(outcome, verdict.exit_code(), Some(message), rep.events.elapsed());
+            end.detail = Some(detail);
+            end.line = line;
+            rep.events.emit(Event::End(end));
             verdict.exit_code()
         }
+    };
+    let written = crate::results::write_reports(
+        &[rep.events.report(String::new())],
+        rep.events.elapsed().as_secs_f64(),
+        args.format,
+        args.junit.as_deref(),
+    );
+    let code = match written {
+        Ok(()) => code,
+        Err(c) if code == 0 => c,
+        Err(_) => code,
     };
     if let (Some(until), None) = (&args.until, outcome.stopped_after.as_ref()) {
         if code == 0 {
@@ -143,6 +205,25 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     }
     code
+}
+
+/// The line of the lab a diagnostic points at (0: none).
+fn line_of(text: &str, d: &LabDiagnostic) -> usize {
+    d.span.map(|s| text[..s.offset().min(text.len())].matches('\n').count() + 1).unwrap_or(0)
+}
+
+fn ending(outcome: Outcome, exit_code: i32, message: Option<String>, took: std::time::Duration) -> Ending {
+    Ending { outcome, exit_code, message, detail: None, line: 0, seconds: took.as_secs_f64() }
+}
+
+/// A diagnostic as text without colours, for reports.
+pub(super) fn plain(d: &LabDiagnostic) -> String {
+    let mut out = String::new();
+    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(200);
+    if handler.render_report(&mut out, d).is_err() {
+        out = d.message.clone();
+    }
+    out
 }
 
 /// `--keep`: a shell in the sandbox; the lab's namespaces are under /run/netns.

@@ -1,68 +1,149 @@
 //! `netlab test`: many labs at once, each `netlab run` in its own process and
-//! sandbox; a line per lab, the output of failures, optional JUnit XML.
+//! sandbox, under a time limit; a line (and, on failure, the output) per lab as it
+//! ends, never interleaved; reports in JSON, TAP or JUnit for CI servers.
+//!
+//! Each lab's `netlab run` appends its events (steps, checks, skip, end) to a file
+//! of ours as they happen, so a lab killed at `--timeout` is reported with the step
+//! it was in. A killed `netlab run` takes its whole sandbox with it (its PID 1 dies
+//! with it, and the kernel ends every process of the namespace). SIGINT/SIGTERM
+//! kill every running lab, and the reports are still written for what ran.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::process::Stdio;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::process::Command;
+use tokio::sync::{Notify, Semaphore};
+
 use crate::report::fmt_duration;
+use crate::results::{self, Format, LabReport, Outcome, Totals};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
-    /// Lab files or directories (searched recursively for *.rhai).
+    /// Lab files (*.rhai) or folders (searched recursively for *.rhai).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Only labs whose path or one of whose step titles contains PATTERN
+    /// (repeatable: any of them).
+    #[arg(long, value_name = "PATTERN")]
+    filter: Vec<String>,
+    /// Run only shard K of N (1 <= K <= N): a deterministic, stable share of the
+    /// labs (after --filter); shards 1/N..N/N together run every lab exactly once.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// Labs run at the same time (default: 4 per CPU: a lab mostly waits on the
-    /// kernel and on its checks' windows, so running more at once than there are
-    /// CPUs shortens the suite).
+    /// kernel and on its checks' windows).
     #[arg(long, short)]
     jobs: Option<usize>,
-    /// Write a JUnit XML report here.
+    /// Kill a lab (its whole sandbox) that runs longer than this, and report it as
+    /// timed out in the step it was in.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: f64,
+    /// Start no new lab after the first one that does not pass (running ones finish).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Report format on stdout: human (as labs end), json or tap (at the end; the
+    /// human lines then go to stderr).
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Also write a JUnit XML report to FILE (a testsuite per lab, a testcase per step).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Set a constant visible to every lab, e.g. --set n=100 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
     /// Passed on to every `netlab run`.
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
     slow_factor: f64,
 }
 
-struct LabResult {
-    path: PathBuf,
-    code: i32,
-    output: String,
-    took: Duration,
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("expected K/N with 1 <= K <= N, e.g. 2/4 (got {s:?})");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
-/// Lab files named on the command line, and the *.rhai files in folders (recursively).
-pub(super) fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for e in entries {
-            if e.is_dir() || e.extension().is_some_and(|x| x == "rhai") {
-                collect(&e, out)?;
-            }
-        }
-    } else if path.is_file() {
-        out.push(path.to_path_buf());
-    } else {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} does not exist", path.display())));
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t <= 7.0 * 86400.0 => Ok(t),
+        _ => Err(format!("expected a number of seconds, more than 0 and at most a week (got {s:?})")),
     }
+}
+
+/// Lab files named on the command line, and the *.rhai files in folders
+/// (recursively, hidden folders left out, symbolic links not followed), sorted.
+pub(super) fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    if path.is_file() {
+        if path.extension().is_some_and(|x| x == "rhai") {
+            out.push(path.to_path_buf());
+            return Ok(());
+        }
+        return Err(format!("{} is not a lab (a lab file ends in .rhai)", path.display()));
+    }
+    if !path.is_dir() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let hidden = |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(path).sort_by_file_name().into_iter().filter_entry(|e| !hidden(e)) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "rhai") {
+            found.push(entry.into_path());
+        }
+    }
+    out.extend(found);
     Ok(())
 }
 
+/// The labs of shard `k` of `n`: every n-th lab of the sorted list, from the k-th.
+/// The same list gives the same shards on every machine.
+pub(super) fn shard<T: Clone>(labs: &[T], (k, n): (usize, usize)) -> Vec<T> {
+    labs.iter().enumerate().filter(|(i, _)| i % n == k - 1).map(|(_, l)| l.clone()).collect()
+}
+
 pub fn test(args: &TestArgs) -> i32 {
+    if let Err(c) = super::run::parse_settings(&args.set) {
+        return c;
+    }
+    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
+        eprintln!("netlab: --slow-factor must be a positive number");
+        return 2;
+    }
     let mut labs = Vec::new();
     for p in &args.paths {
         if let Err(e) = collect(p, &mut labs) {
-            eprintln!("netlab: {}: {e}", p.display());
+            eprintln!("netlab: {e}");
             return 2;
         }
     }
+    labs.sort();
+    labs.dedup();
     if labs.is_empty() {
-        eprintln!("netlab: no .rhai labs found");
+        eprintln!("netlab: no .rhai labs found in {}", show_paths(&args.paths));
         return 2;
+    }
+    if !args.filter.is_empty() {
+        labs.retain(|lab| {
+            let path = lab.display().to_string();
+            args.filter.iter().any(|f| path.contains(f.as_str()))
+                || super::model::step_titles(lab, &args.set)
+                    .iter()
+                    .any(|t| args.filter.iter().any(|f| t.contains(f.as_str())))
+        });
+        if labs.is_empty() {
+            eprintln!("netlab: no lab's path or step title contains {}", args.filter.join(" or "));
+            return 2;
+        }
+    }
+    if let Some(s) = args.shard {
+        labs = shard(&labs, s);
     }
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -71,101 +152,390 @@ pub fn test(args: &TestArgs) -> i32 {
             return 3;
         }
     };
-    let jobs =
-        args.jobs.unwrap_or_else(|| 4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.min(labs.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(path) = labs.get(i) else { break };
-                let t = Instant::now();
-                let out = Command::new(&exe)
-                    .arg("run")
-                    .arg(path)
-                    .arg("--slow-factor")
-                    .arg(args.slow_factor.to_string())
-                    .output();
-                let (code, output) = match out {
-                    Ok(o) => (
-                        o.status.code().unwrap_or(128),
-                        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-                    ),
-                    Err(e) => (3, format!("cannot start netlab: {e}")),
-                };
-                let r = LabResult { path: path.clone(), code, output, took: t.elapsed() };
-                let verdict = if r.code == 0 { "PASS" } else { "FAIL" };
-                println!("{verdict} {} ({}){}", r.path.display(), fmt_duration(r.took), exit_note(r.code));
-                if r.code != 0 {
-                    for line in r.output.lines() {
-                        println!("    {line}");
-                    }
-                }
-                if let Ok(mut all) = results.lock() {
-                    all.push(r);
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_default();
-    results.sort_by(|a, b| a.path.cmp(&b.path));
-    let failed = results.iter().filter(|r| r.code != 0).count();
-    let passed = results.len() - failed;
-    println!("{passed} passed, {failed} failed ({} labs in {})", results.len(), fmt_duration(started.elapsed()));
-    if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, junit(&results, started.elapsed())) {
-            eprintln!("netlab: cannot write {}: {e}", path.display());
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netlab: cannot start: {e}");
             return 3;
         }
+    };
+    let started = Instant::now();
+    let suite = Rc::new(Suite::new(args, labs.len()));
+    let (reports, signal) = runtime.block_on(run_all(args, &exe, &labs, suite.clone()));
+    suite.clear_progress();
+    let totals = Totals::of(&reports);
+    let not_run = labs.len() - reports.len();
+    suite.line(&summary(&totals, not_run, started.elapsed(), signal, args.fail_fast));
+    let written = results::write_reports(&reports, started.elapsed().as_secs_f64(), args.format, args.junit.as_deref());
+    if let Some(sig) = signal {
+        return 128 + sig;
     }
-    if failed == 0 {
+    if let Err(c) = written {
+        return c;
+    }
+    let failing: Vec<&LabReport> = reports.iter().filter(|r| r.outcome.is_failure()).collect();
+    if failing.is_empty() {
         0
+    } else if failing.iter().all(|r| r.exit_code == 3) {
+        // Nothing failed but what the machine lacks: say so, as `netlab run` does.
+        3
     } else {
         1
     }
 }
 
-fn exit_note(code: i32) -> String {
-    match code {
-        0 => String::new(),
-        1 => " — a check failed".into(),
-        2 => " — script error".into(),
-        3 => " — environment problem".into(),
-        c => format!(" — exit code {c}"),
-    }
+fn show_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
-        .collect::<String>()
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn junit(results: &[LabResult], total: Duration) -> String {
-    let failed = results.iter().filter(|r| r.code != 0).count();
-    let mut x = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"netlab\" tests=\"{}\" failures=\"{failed}\" time=\"{:.3}\">\n",
-        results.len(),
-        total.as_secs_f64()
-    );
-    for r in results {
-        let name = xml_escape(&r.path.display().to_string());
-        x += &format!("  <testcase classname=\"netlab\" name=\"{name}\" time=\"{:.3}\">\n", r.took.as_secs_f64());
-        if r.code != 0 {
-            x += &format!(
-                "    <failure message=\"exit code {}{}\">{}</failure>\n",
-                r.code,
-                xml_escape(&exit_note(r.code)),
-                xml_escape(&r.output)
-            );
+fn summary(t: &Totals, not_run: usize, took: Duration, signal: Option<i32>, fail_fast: bool) -> String {
+    let mut parts = vec![format!("{} passed", t.passed)];
+    for (n, what) in [
+        (t.failed, "failed"),
+        (t.errors, if t.errors == 1 { "error" } else { "errors" }),
+        (t.timeouts, "timed out"),
+        (t.skipped, "skipped"),
+        (t.interrupted, "interrupted"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
         }
-        x += &format!("    <system-out>{}</system-out>\n  </testcase>\n", xml_escape(&r.output));
     }
-    x + "</testsuite>\n</testsuites>\n"
+    if not_run > 0 {
+        let why = match (signal, fail_fast) {
+            (Some(_), _) => "stopped by a signal",
+            (None, true) => "--fail-fast",
+            (None, false) => "stopped",
+        };
+        parts.push(format!("{not_run} not run ({why})"));
+    }
+    format!(
+        "{} ({} labs, {} checks passed, {} failed, in {})",
+        parts.join(", "),
+        t.labs,
+        t.checks_passed,
+        t.checks_failed,
+        fmt_duration(took)
+    )
+}
+
+/// What the labs share while they run: the terminal, the stop flags.
+struct Suite {
+    /// Human lines go to stderr (stdout carries a --format report).
+    to_stderr: bool,
+    /// A live progress line (only on a terminal).
+    live: bool,
+    total: usize,
+    done: std::cell::Cell<usize>,
+    running: std::cell::RefCell<Vec<String>>,
+    /// Stop starting labs (--fail-fast after a failure, or a signal).
+    stop: AtomicBool,
+    /// Kill the running labs (a signal).
+    kill: Notify,
+    killed: AtomicBool,
+}
+
+impl Suite {
+    fn new(args: &TestArgs, total: usize) -> Suite {
+        let to_stderr = args.format != Format::Human;
+        let live = if to_stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
+        Suite {
+            to_stderr,
+            live,
+            total,
+            done: 0.into(),
+            running: Default::default(),
+            stop: AtomicBool::new(false),
+            kill: Notify::new(),
+            killed: AtomicBool::new(false),
+        }
+    }
+
+    fn out(&self) -> Box<dyn Write> {
+        if self.to_stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        }
+    }
+
+    /// A whole block at once: lines of parallel labs never mix.
+    fn line(&self, text: &str) {
+        let mut out = self.out();
+        if self.live {
+            let _ = write!(out, "\r\x1b[2K");
+        }
+        let _ = writeln!(out, "{text}");
+        if self.live {
+            let _ = write!(out, "{}", self.progress());
+        }
+        let _ = out.flush();
+    }
+
+    fn progress(&self) -> String {
+        let running = self.running.borrow();
+        let mut names = running.join(", ");
+        if names.chars().count() > 60 {
+            names = names.chars().take(57).collect::<String>() + "...";
+        }
+        format!("[{}/{}] running: {names}", self.done.get(), self.total)
+    }
+
+    fn show_progress(&self) {
+        if self.live {
+            let mut out = self.out();
+            let _ = write!(out, "\r\x1b[2K{}", self.progress());
+            let _ = out.flush();
+        }
+    }
+
+    fn clear_progress(&self) {
+        if self.live {
+            let mut out = self.out();
+            let _ = write!(out, "\r\x1b[2K");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Runs every lab, at most `jobs` at once; returns the reports of the labs that
+/// ran (in the labs' order) and the signal that stopped the run, if one did.
+async fn run_all(args: &TestArgs, exe: &Path, labs: &[PathBuf], suite: Rc<Suite>) -> (Vec<LabReport>, Option<i32>) {
+    let jobs =
+        args.jobs.unwrap_or_else(|| 4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
+    let permits = Rc::new(Semaphore::new(jobs));
+    let signal = Rc::new(std::cell::Cell::new(None));
+    let local = tokio::task::LocalSet::new();
+    let mut handles = Vec::new();
+    for (i, lab) in labs.iter().enumerate() {
+        let (suite, permits, lab, exe) = (suite.clone(), permits.clone(), lab.clone(), exe.to_path_buf());
+        let child_args = child_args(args, &lab);
+        let timeout = Duration::from_secs_f64(args.timeout);
+        let fail_fast = args.fail_fast;
+        handles.push(local.spawn_local(async move {
+            let _permit = permits.acquire().await.ok()?;
+            if suite.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            let report = run_one(&exe, &lab, &child_args, timeout, &suite).await;
+            if fail_fast && report.outcome.is_failure() {
+                suite.stop.store(true, Ordering::SeqCst);
+            }
+            Some((i, report))
+        }));
+    }
+    let sig = signal.clone();
+    let watcher_suite = suite.clone();
+    local.spawn_local(async move {
+        use tokio::signal::unix::{signal as unix_signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (unix_signal(SignalKind::interrupt()), unix_signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        let got = tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        };
+        sig.set(Some(got));
+        watcher_suite.stop.store(true, Ordering::SeqCst);
+        watcher_suite.killed.store(true, Ordering::SeqCst);
+        watcher_suite.kill.notify_waiters();
+    });
+    let mut reports = local
+        .run_until(async {
+            let mut out = Vec::new();
+            for h in handles {
+                if let Ok(Some(r)) = h.await {
+                    out.push(r);
+                }
+            }
+            out
+        })
+        .await;
+    reports.sort_by_key(|(i, _)| *i);
+    (reports.into_iter().map(|(_, r)| r).collect(), signal.get())
+}
+
+fn child_args(args: &TestArgs, lab: &Path) -> Vec<String> {
+    let mut v = vec!["run".to_string(), lab.display().to_string()];
+    v.push("--slow-factor".into());
+    v.push(args.slow_factor.to_string());
+    for s in &args.set {
+        v.push("--set".into());
+        v.push(s.clone());
+    }
+    v
+}
+
+/// Runs one lab: `netlab run LAB --events FILE`, its output into a file, killed at
+/// the timeout or on a signal.
+async fn run_one(exe: &Path, lab: &Path, child_args: &[String], timeout: Duration, suite: &Suite) -> LabReport {
+    let name = lab.display().to_string();
+    let started = Instant::now();
+    let mut fold = results::Fold::new(&name);
+    let files = (tempfile::NamedTempFile::new(), tempfile::tempfile());
+    let (Ok(events), Ok(output)) = files else {
+        fold.end_abruptly(Outcome::Error, 3, "cannot make a temporary file for the lab's output".into(), started.elapsed());
+        return finish(fold, String::new(), suite);
+    };
+    let output_err = output.try_clone();
+    let mut command = Command::new(exe);
+    command.args(child_args).arg("--events").arg(events.path()).stdin(Stdio::null());
+    match (output.try_clone(), output_err) {
+        (Ok(o), Ok(e)) => {
+            command.stdout(Stdio::from(o)).stderr(Stdio::from(e));
+        }
+        _ => {
+            fold.end_abruptly(Outcome::Error, 3, "cannot share the lab's output file".into(), started.elapsed());
+            return finish(fold, String::new(), suite);
+        }
+    }
+    // Its own process group: a Ctrl-C on the terminal reaches us, and we stop the
+    // labs; and if we are killed, so is the lab (PR_SET_PDEATHSIG, kept by exec).
+    command.process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    suite.running.borrow_mut().push(name.clone());
+    suite.show_progress();
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            suite.running.borrow_mut().retain(|n| n != &name);
+            fold.end_abruptly(Outcome::Error, 3, format!("cannot start netlab run: {e}"), started.elapsed());
+            return finish(fold, String::new(), suite);
+        }
+    };
+    let kill = suite.kill.notified();
+    tokio::pin!(kill);
+    // A signal that came before we waited: do not start waiting at all.
+    let already_killed = suite.killed.load(Ordering::SeqCst);
+    let ending = if already_killed {
+        Ending::Killed
+    } else {
+        tokio::select! {
+            status = child.wait() => Ending::Exited(status.ok().and_then(|s| s.code())),
+            _ = tokio::time::sleep(timeout) => Ending::TimedOut,
+            _ = &mut kill => Ending::Killed,
+        }
+    };
+    if !matches!(ending, Ending::Exited(_)) {
+        kill_lab(&mut child).await;
+    }
+    suite.running.borrow_mut().retain(|n| n != &name);
+    for event in results::read_events(events.path()) {
+        fold.apply(&event);
+    }
+    let took = started.elapsed();
+    match ending {
+        Ending::Exited(code) if fold.ended() => {
+            let _ = code;
+        }
+        Ending::Exited(code) => {
+            let code = code.unwrap_or(128);
+            let outcome = if code == 130 || code == 143 { Outcome::Interrupted } else { Outcome::Error };
+            fold.end_abruptly(outcome, code, format!("netlab run ended with exit code {code} before the lab ended"), took);
+        }
+        Ending::TimedOut => fold.end_abruptly(
+            Outcome::Timeout,
+            1,
+            format!("timed out after {} (--timeout), killed with its sandbox", fmt_duration(timeout)),
+            took,
+        ),
+        Ending::Killed => fold.end_abruptly(Outcome::Interrupted, 130, "stopped by a signal".into(), took),
+    }
+    let text = read_output(output);
+    finish(fold, text, suite)
+}
+
+enum Ending {
+    Exited(Option<i32>),
+    TimedOut,
+    Killed,
+}
+
+/// Kills a lab's `netlab run` and everything in its process group; its sandbox
+/// (PID 1 dies with its parent) goes with it.
+async fn kill_lab(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on the process group we created for this child.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    }
+    let _ = child.kill().await;
+}
+
+/// The lab's output, at most 1 MiB of it (the rest is counted).
+fn read_output(mut file: std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    const KEEP: u64 = 1 << 20;
+    let size = file.seek(std::io::SeekFrom::End(0)).unwrap_or(0);
+    let _ = file.seek(std::io::SeekFrom::Start(0));
+    let mut bytes = Vec::new();
+    let _ = (&mut file).take(KEEP).read_to_end(&mut bytes);
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if size > KEEP {
+        text += &format!("\n[{} more bytes of output not kept]\n", size - KEEP);
+    }
+    text
+}
+
+/// Prints the lab's line (and its output unless it passed) and returns its report.
+fn finish(fold: results::Fold, output: String, suite: &Suite) -> LabReport {
+    let report = fold.finish(output);
+    suite.done.set(suite.done.get() + 1);
+    let mut block = format!("{} {} ({})", report.outcome.word(), report.path, fmt_duration(secs(report.seconds)));
+    match report.outcome {
+        Outcome::Passed => {}
+        Outcome::Skipped => block += &format!(": {}", report.message.as_deref().unwrap_or("skipped")),
+        _ => {
+            if let Some(m) = &report.message {
+                block += &format!(" — {m}");
+            }
+            if let Some(at) = report.location() {
+                block += &format!(" at {at}");
+            }
+            for line in report.output.lines() {
+                block += &format!("\n    {line}");
+            }
+        }
+    }
+    suite.line(&block);
+    report
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_labs() {
+        let labs: Vec<usize> = (0..11).collect();
+        for n in 1..=12 {
+            let mut all: Vec<usize> = (1..=n).flat_map(|k| shard(&labs, (k, n))).collect();
+            all.sort();
+            assert_eq!(all, labs, "shards of {n}");
+        }
+    }
+
+    #[test]
+    fn shard_and_timeout_arguments_are_checked() {
+        assert_eq!(parse_shard("2/4"), Ok((2, 4)));
+        for bad in ["0/4", "5/4", "1/0", "x/2", "3", "-1/2"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+        assert!(parse_timeout("5").is_ok());
+        for bad in ["0", "-1", "1e300", "NaN", "inf", "x"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
 }

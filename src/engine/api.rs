@@ -63,6 +63,7 @@ docs! {
     "expect_ping": "expect_ping(node, \"10.0.0.2\")  or  expect_ping(node, \"10.0.0.2\", #{timeout: 3})" => "Passes on the first echo reply; retries until the timeout (3 s).";
     "expect_no_ping": "expect_no_ping(node, \"10.0.0.2\")  or  expect_no_ping(node, \"10.0.0.2\", #{window: 0.08, error: \"unreachable\"})" => "Passes if no echo reply comes during the window (0.08 s, a request every 10 ms; it ends at once if the node has no route or an ICMP error says where the path ends, and after 30 ms once no neighbour resolution is in progress in the lab), starting from no stale neighbour entries. `error` requires the reason: \"unreachable\" (no route), \"host-unreachable\" (no ARP answer), \"prohibited\" (rejected), \"silence\" (nothing came back), or text of the error message.";
     "expect": "expect(condition, \"what is claimed\")" => "Passes when the condition is true.";
+    "skip": "skip(\"reason\")" => "Ends the lab here as skipped (exit 0, counted as skipped, never as a pass): what ran before stays reported; inside a step that step is the skipped one. For what the machine cannot do, e.g. `if !has(\"vlan\") { skip(\"needs 802.1Q\") }`.";
     "expect_eq": "expect_eq(actual, expected, \"what is claimed\")" => "Passes when both values are equal.";
 }
 

@@ -14,7 +14,7 @@ use netlab_runtime::{Error, NodeName};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
 use super::session::Session;
-use super::values::{failure, opt_seconds, reject_unknown, to_rhai, Failure, RhaiResult};
+use super::values::{failure, line, opt_seconds, reject_unknown, to_rhai, Failure, RhaiResult};
 use crate::report::{fmt_duration, Reporter, StepResult};
 
 fn seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
@@ -96,7 +96,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
     let (ss, r) = (s.clone(), rep.clone());
     engine.register_fn("step", move |ctx: NativeCallContext, title: &str, body: FnPtr| -> RhaiResult<()> {
         ss.begin_step(title);
-        r.borrow_mut().begin_step(title);
+        r.borrow_mut().begin_step(title, line(&ctx));
         let before = ss.state_before_step();
         let out: RhaiResult<Dynamic> = body.call_within_context(&ctx, ());
         // What the step did is in the kernel before the step ends.
@@ -117,6 +117,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         let result = match &out {
             Ok(_) => StepResult::Passed,
             Err(e) if is_check_failure(e) => StepResult::Failed,
+            Err(e) if matches!(super::diagnose::payload(e), Some(Failure::Skip(_))) => StepResult::Skipped,
             Err(_) => StepResult::Error,
         };
         r.borrow_mut().end_step(result);
@@ -129,6 +130,18 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
             }
             _ => Ok(()),
         }
+    });
+
+    // skip(reason): the rest of the lab cannot run here; it ends, reported as skipped
+    // (exit 0, never a pass), with the steps that ran before it.
+    let r = rep.clone();
+    engine.register_fn("skip", move |ctx: NativeCallContext, reason: &str| -> RhaiResult<()> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(super::values::runtime_error(&ctx, "skip() needs a reason, e.g. skip(\"needs two uplinks\")".into()));
+        }
+        r.borrow_mut().skipped(reason, line(&ctx));
+        Err(failure(Failure::Skip(reason.to_string()), ctx.call_position()))
     });
 
     for with_opts in [false, true] {
@@ -147,7 +160,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
             let report = to_rhai(&ctx, ss.backend().ping(&node, ip, PingMode::UntilReply { timeout }))?;
             match report.first_reply {
                 Some(t) => {
-                    r.borrow_mut().check_passed(&format!("{title}: reply after {}", fmt_duration(t)));
+                    r.borrow_mut().check_passed(&format!("{title}: reply after {}", fmt_duration(t)), line(&ctx));
                     Ok(())
                 }
                 None => {
@@ -195,7 +208,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
                     fmt_duration(report.elapsed),
                     seen(&report)
                 );
-                r.borrow_mut().check_passed(&format!("{title}: {detail}"));
+                r.borrow_mut().check_passed(&format!("{title}: {detail}"), line(&ctx));
                 Ok(())
             } else {
                 let detail = format!("{} of {} requests were answered", report.received, report.sent);
@@ -220,7 +233,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
             return Ok(());
         }
         if cond {
-            r.borrow_mut().check_passed(what);
+            r.borrow_mut().check_passed(what, line(&ctx));
             Ok(())
         } else {
             Err(fail_check(&ctx, &r, what.to_string(), "the condition is false".into(), None))
@@ -238,8 +251,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
             let same = actual.type_name() == expected.type_name() && actual.to_string() == expected.to_string();
             if same {
                 let shown = actual.to_string();
-                let line = if what.contains(&shown) { what.to_string() } else { format!("{what}: {shown}") };
-                r.borrow_mut().check_passed(&line);
+                let text = if what.contains(&shown) { what.to_string() } else { format!("{what}: {shown}") };
+                r.borrow_mut().check_passed(&text, line(&ctx));
                 Ok(())
             } else {
                 let detail = format!("expected {expected:?}, got {actual:?}");
@@ -309,7 +322,7 @@ fn register_batch(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporte
             title += &format!(" (neighbour tables flushed {flushes}x: the machine's table is shared and limited)");
         }
         if failed.is_empty() {
-            r.borrow_mut().check_passed(&title);
+            r.borrow_mut().check_passed(&title, line(&ctx));
             Ok(())
         } else {
             let shown: Vec<String> = failed.iter().take(10).cloned().collect();

@@ -254,6 +254,11 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
             d.label = "this check failed".into();
             d.verdict = Verdict::CheckFailed;
         }
+        Some(Failure::Skip(reason)) => {
+            d.code = "netlab::skipped".into();
+            d.message = format!("skipped: {reason}");
+            d.label = "skipped here".into();
+        }
         Some(Failure::StopAfter(step)) => {
             d.code = "netlab::stopped".into();
             d.message = format!("stopped after step {step} (--until)");

@@ -58,6 +58,8 @@ pub struct Outcome {
     pub session: Rc<session::Session>,
     /// The step `--until` stopped after, as "2. Title".
     pub stopped_after: Option<String>,
+    /// Why the lab skipped the rest of itself (`skip()`, `requires()`).
+    pub skipped: Option<String>,
 }
 
 /// Runs a compiled lab against a backend: the kernel's, or the model's.
@@ -70,6 +72,8 @@ pub fn run(
 ) -> Outcome {
     let mut reporter = Reporter::default();
     reporter.silent = options.silent;
+    reporter.to_stderr = options.to_stderr;
+    reporter.events = crate::results::Events::new(src.path, options.events.clone());
     let reporter = Rc::new(RefCell::new(reporter));
     let session = Rc::new(session::Session::new(backend, reporter.clone(), options));
     let mut engine = base_engine();
@@ -96,9 +100,15 @@ pub fn run(
     let result = result.and_then(|_| session.flush(rhai::Position::NONE));
     // --until: stopping after the step asked for is a pass.
     let mut stopped_after = None;
+    let mut skipped = None;
     let result = result.or_else(|e| match diagnose::payload(&e) {
         Some(values::Failure::StopAfter(step)) => {
             stopped_after = Some(step);
+            Ok(())
+        }
+        // A skip is not a failure: the lab ends there, reported as skipped.
+        Some(values::Failure::Skip(reason)) => {
+            skipped = Some(reason);
             Ok(())
         }
         _ => Err(e),
@@ -107,5 +117,5 @@ pub fn run(
         let step = reporter.borrow().stopped_in();
         Box::new(diagnose::from_eval_error(src, &e, step))
     });
-    Outcome { reporter, diagnostic, session, stopped_after }
+    Outcome { reporter, diagnostic, session, stopped_after, skipped }
 }

@@ -291,7 +291,7 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
                             "{title}: {} {shown:?} after {}",
                             rep.status,
                             fmt_duration(started.elapsed())
-                        ));
+                        ), super::values::line(&ctx));
                         return Ok(());
                     }
                 },
@@ -372,7 +372,7 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
         match to_rhai(&ctx, ss.backend().resolve(&node, name, ss.backend().deadline(2.0)))? {
             Ok(ips) => {
                 let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-                r.borrow_mut().check_passed(&format!("{title}: {}", ips.join(", ")));
+                r.borrow_mut().check_passed(&format!("{title}: {}", ips.join(", ")), super::values::line(&ctx));
                 Ok(())
             }
             Err(e) => {
@@ -430,7 +430,7 @@ fn nothing_got_through(
         let detail = format!("nothing got through, but not for the reason {w}: {error}");
         return Err(check_failure(ctx, rep, title, detail, None));
     }
-    rep.borrow_mut().check_passed(&format!("{title}: {error}"));
+    rep.borrow_mut().check_passed(&format!("{title}: {error}"), super::values::line(ctx));
     Ok(())
 }
 

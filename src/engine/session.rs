@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub until: Option<String>,
     /// Show per step what changed in the kernel (`--diff`).
     pub diff: bool,
+    /// Human output to stderr (stdout carries a `--format` report).
+    pub to_stderr: bool,
+    /// Where the run's events are appended as they happen (`--events`).
+    pub events: Option<Rc<std::fs::File>>,
 }
 
 /// How much of what ran a run prints under each step.

@@ -22,6 +22,8 @@ pub enum Failure {
     Check(Rc<CheckFailure>),
     Error(Rc<Error>),
     StopAfter(String),
+    /// `skip(reason)` / `requires(...)`: the rest of the lab cannot run here.
+    Skip(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -30,11 +32,17 @@ impl std::fmt::Display for Failure {
             Failure::Check(c) => write!(f, "check failed: {}: {}", c.title, c.detail),
             Failure::Error(e) => write!(f, "{e}"),
             Failure::StopAfter(step) => write!(f, "stopped after step {step} (--until)"),
+            Failure::Skip(reason) => write!(f, "skipped: {reason}"),
         }
     }
 }
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// The line of the lab a call is on (0 when Rhai does not know it).
+pub fn line(ctx: &NativeCallContext) -> usize {
+    ctx.call_position().line().unwrap_or(0)
+}
 
 pub fn failure(failure: Failure, pos: Position) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(failure), pos))
@@ -125,6 +133,6 @@ pub fn check_failure(
     detail: String,
     hint: Option<String>,
 ) -> Box<EvalAltResult> {
-    rep.borrow_mut().check_failed(&format!("{title}: {detail}"));
+    rep.borrow_mut().check_failed(&title, &detail, line(ctx));
     failure(Failure::Check(Rc::new(CheckFailure { title, detail, hint })), ctx.call_position())
 }
