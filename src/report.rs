@@ -36,6 +36,9 @@ pub struct Reporter {
     pub to_stderr: bool,
     /// What happened, as data, for the reports (and `--events FILE`).
     pub events: Events,
+    /// Every line printed, for the reports' output (kept only with `keep_transcript`).
+    pub transcript: std::cell::RefCell<String>,
+    pub keep_transcript: bool,
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -59,6 +62,8 @@ impl Default for Reporter {
             silent: false,
             to_stderr: false,
             events: Events::new("", None),
+            transcript: Default::default(),
+            keep_transcript: false,
         }
     }
 }
@@ -67,6 +72,11 @@ impl Reporter {
     fn emit(&self, line: &str) {
         if self.silent {
             return;
+        }
+        if self.keep_transcript {
+            let mut t = self.transcript.borrow_mut();
+            t.push_str(line);
+            t.push('\n');
         }
         if self.to_stderr {
             let mut out = std::io::stderr().lock();

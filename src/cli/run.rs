@@ -116,6 +116,7 @@ pub fn run(args: &RunArgs) -> i32 {
         until: args.until.clone(),
         diff: args.diff,
         to_stderr: args.format != Format::Human,
+        transcript: args.format != Format::Human || args.junit.is_some(),
         events,
     };
     let outcome = engine::run(lab.clone(), &options, &src, &ast, &settings);
@@ -148,12 +149,12 @@ pub fn run(args: &RunArgs) -> i32 {
             let detail = plain(&d);
             report(*d);
             let at = if line > 0 { format!(" at line {line}") } else { String::new() };
-            rep.summary(&name, "FAIL", Some(&format!("{why}{step}{at}")));
             let outcome = match verdict {
                 Verdict::CheckFailed => Outcome::Failed,
                 Verdict::Interrupted => Outcome::Interrupted,
                 Verdict::ScriptError | Verdict::Environment => Outcome::Error,
             };
+            rep.summary(&name, outcome.word(), Some(&format!("{why}{step}{at}")));
             let mut end = ending(outcome, verdict.exit_code(), Some(message), rep.events.elapsed());
             end.detail = Some(detail);
             end.line = line;
@@ -162,7 +163,7 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     let written = crate::results::write_reports(
-        &[rep.events.report(String::new())],
+        &[rep.events.report(rep.transcript.borrow().clone())],
         rep.events.elapsed().as_secs_f64(),
         args.format,
         args.junit.as_deref(),

@@ -58,6 +58,10 @@ pub struct TestArgs {
     /// Passed on to every `netlab run`.
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
     slow_factor: f64,
+    /// Print the labs that would run (after --filter and --shard), one per line, and
+    /// run nothing.
+    #[arg(long)]
+    list: bool,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -144,6 +148,12 @@ pub fn test(args: &TestArgs) -> i32 {
     }
     if let Some(s) = args.shard {
         labs = shard(&labs, s);
+    }
+    if args.list {
+        for lab in &labs {
+            println!("{}", lab.display());
+        }
+        return 0;
     }
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -375,7 +385,12 @@ async fn run_one(exe: &Path, lab: &Path, child_args: &[String], timeout: Duratio
     let mut fold = results::Fold::new(&name);
     let files = (tempfile::NamedTempFile::new(), tempfile::tempfile());
     let (Ok(events), Ok(output)) = files else {
-        fold.end_abruptly(Outcome::Error, 3, "cannot make a temporary file for the lab's output".into(), started.elapsed());
+        fold.end_abruptly(
+            Outcome::Error,
+            3,
+            "cannot make a temporary file for the lab's output".into(),
+            started.elapsed(),
+        );
         return finish(fold, String::new(), suite);
     };
     let output_err = output.try_clone();
@@ -440,7 +455,12 @@ async fn run_one(exe: &Path, lab: &Path, child_args: &[String], timeout: Duratio
         Ending::Exited(code) => {
             let code = code.unwrap_or(128);
             let outcome = if code == 130 || code == 143 { Outcome::Interrupted } else { Outcome::Error };
-            fold.end_abruptly(outcome, code, format!("netlab run ended with exit code {code} before the lab ended"), took);
+            fold.end_abruptly(
+                outcome,
+                code,
+                format!("netlab run ended with exit code {code} before the lab ended"),
+                took,
+            );
         }
         Ending::TimedOut => fold.end_abruptly(
             Outcome::Timeout,
@@ -460,14 +480,61 @@ enum Ending {
     Killed,
 }
 
-/// Kills a lab's `netlab run` and everything in its process group; its sandbox
-/// (PID 1 dies with its parent) goes with it.
+/// Kills a lab's `netlab run` and every process below it (its sandbox's PID 1,
+/// the lab's programs), and waits until each has exited: when this returns,
+/// nothing of the lab runs any more. (Killing `netlab run` alone would do too —
+/// its sandbox dies with it — but a moment later.)
 async fn kill_lab(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on the process group we created for this child.
-        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    let Some(pid) = child.id() else { return };
+    let mut pids = vec![pid];
+    pids.extend(descendants(pid));
+    // pidfds first: a pid that exits and is reused after we listed it is not ours.
+    let fds: Vec<_> = pids.iter().filter_map(|p| pidfd(*p)).collect();
+    for fd in &fds {
+        // SAFETY: pidfd_send_signal on a pidfd we hold.
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32) };
     }
     let _ = child.kill().await;
+    for fd in fds {
+        // A pidfd becomes readable when its process has exited.
+        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same until dropped.
+        let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+        if let Ok(async_fd) = registered {
+            let _ = tokio::time::timeout(Duration::from_secs(5), async_fd.readable()).await;
+        }
+    }
+}
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open returns a new file descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    // SAFETY: fd is a new descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Every process below `pid` (children, their children, ...), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut by_parent: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let ppid = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            by_parent.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for c in by_parent.get(&p).into_iter().flatten() {
+            found.push(*c);
+            todo.push(*c);
+        }
+    }
+    found
 }
 
 /// The lab's output, at most 1 MiB of it (the rest is counted).

@@ -138,7 +138,10 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
     engine.register_fn("skip", move |ctx: NativeCallContext, reason: &str| -> RhaiResult<()> {
         let reason = reason.trim();
         if reason.is_empty() {
-            return Err(super::values::runtime_error(&ctx, "skip() needs a reason, e.g. skip(\"needs two uplinks\")".into()));
+            return Err(super::values::runtime_error(
+                &ctx,
+                "skip() needs a reason, e.g. skip(\"needs two uplinks\")".into(),
+            ));
         }
         r.borrow_mut().skipped(reason, line(&ctx));
         Err(failure(Failure::Skip(reason.to_string()), ctx.call_position()))

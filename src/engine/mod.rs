@@ -73,6 +73,7 @@ pub fn run(
     let mut reporter = Reporter::default();
     reporter.silent = options.silent;
     reporter.to_stderr = options.to_stderr;
+    reporter.keep_transcript = options.transcript;
     reporter.events = crate::results::Events::new(src.path, options.events.clone());
     let reporter = Rc::new(RefCell::new(reporter));
     let session = Rc::new(session::Session::new(backend, reporter.clone(), options));

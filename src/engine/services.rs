@@ -287,11 +287,10 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
                     }
                     _ => {
                         let shown = short(&rep.body);
-                        r.borrow_mut().check_passed(&format!(
-                            "{title}: {} {shown:?} after {}",
-                            rep.status,
-                            fmt_duration(started.elapsed())
-                        ), super::values::line(&ctx));
+                        r.borrow_mut().check_passed(
+                            &format!("{title}: {} {shown:?} after {}", rep.status, fmt_duration(started.elapsed())),
+                            super::values::line(&ctx),
+                        );
                         return Ok(());
                     }
                 },

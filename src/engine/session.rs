@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub diff: bool,
     /// Human output to stderr (stdout carries a `--format` report).
     pub to_stderr: bool,
+    /// Keep what is printed, for a report's output (`--junit`, `--format`).
+    pub transcript: bool,
     /// Where the run's events are appended as they happen (`--events`).
     pub events: Option<Rc<std::fs::File>>,
 }

@@ -321,8 +321,7 @@ impl Fold {
         }
         if end.outcome == Outcome::Passed || end.outcome == Outcome::Skipped {
             // A skip outside every step: the code outside steps is where it happened.
-            if end.outcome == Outcome::Skipped && !self.report.steps.iter().any(|s| s.outcome == StepOutcome::Skipped)
-            {
+            if end.outcome == Outcome::Skipped && !self.report.steps.iter().any(|s| s.outcome == StepOutcome::Skipped) {
                 let (message, line) = (self.report.message.clone(), self.report.line);
                 let target = self.target();
                 target.outcome = StepOutcome::Skipped;
@@ -368,14 +367,8 @@ impl Fold {
             s.outcome = StepOutcome::Unfinished;
             s.seconds = took.as_secs_f64();
         }
-        let end = Ending {
-            outcome,
-            exit_code,
-            message: Some(message),
-            detail: None,
-            line: 0,
-            seconds: took.as_secs_f64(),
-        };
+        let end =
+            Ending { outcome, exit_code, message: Some(message), detail: None, line: 0, seconds: took.as_secs_f64() };
         // Recorded like an ending, with the unfinished step as the one it happened in.
         let open = self.open;
         self.end(&end);
@@ -431,11 +424,7 @@ impl Events {
 /// Reads the events a lab appended to `path` (lines that do not parse — a line cut
 /// by a kill — are left out).
 pub fn read_events(path: &Path) -> Vec<Event> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 /// Counts by outcome, for summaries.
