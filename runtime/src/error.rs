@@ -96,6 +96,14 @@ pub enum Error {
         help: Option<String>,
     },
 
+    #[error("unknown kernel feature {name:?}")]
+    #[diagnostic(code(netlab::unknown_feature))]
+    UnknownFeature {
+        name: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("program {program:?} not found in PATH")]
     #[diagnostic(code(netlab::program_not_found))]
     ProgramNotFound {
