@@ -6,24 +6,29 @@
 //! is an error, never a quiet "absent".
 //!
 //! Asking for a kind the kernel has as a module loads that module (the kernel's own
-//! request_module), exactly as the lab creating that link would.
+//! request_module), exactly as the lab creating that link would, with what the
+//! module does when it loads: ip_gre adds its fallback tunnels (gre0, gretap0,
+//! erspan0) to every namespace, the lab's host included; bonding and dummy add
+//! bond0 and dummy0 to the machine's initial namespace (their max_bonds and
+//! numdummies parameters).
 
 mod nftables;
 
 use std::fs::File;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_core::{DefaultNla, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, IpVlanMode, LinkMessage, MacVlanMode};
+use rtnetlink::packet_route::link::{IpVlanMode, LinkMessage, MacVlanMode};
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{
-    LinkBond, LinkBridge, LinkDummy, LinkGre, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth,
-    LinkVlan, LinkVxlan, LinkWireguard,
+    LinkBond, LinkBridge, LinkDummy, LinkGre, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkVeth, LinkVlan,
+    LinkVxlan, LinkWireguard,
 };
 
 use super::nsenter::{current_netns, in_netns_file};
@@ -52,9 +57,6 @@ async fn probe(home: &File, feature: Feature) -> Result<bool> {
     answer
 }
 
-/// The parent link of a vlan, macvlan or ipvlan: one end of a veth pair, at an
-/// index of our choosing (lo is 1 in every namespace, the peer gets the next one).
-const PARENT_INDEX: u32 = 2;
 /// Qdiscs go on the loopback link, which every namespace has, at index 1.
 const LOOPBACK_INDEX: i32 = 1;
 
@@ -108,24 +110,30 @@ impl Scratch {
                 answer(self.feature, "setting vlan_filtering 1 on a bridge", changed, &[libc::EOPNOTSUPP])
             }
             Feature::Vlan => {
-                self.parent().await?;
-                self.link("creating a vlan link", LinkVlan::new("probe.10", PARENT_INDEX, 10).build()).await
+                let parent = self.parent().await?;
+                self.link("creating a vlan link", LinkVlan::new("probe.10", parent, 10).build()).await
             }
             Feature::Macvlan => {
-                self.parent().await?;
-                let msg = LinkMacVlan::new("probe-mv", PARENT_INDEX, MacVlanMode::Bridge).build();
+                let parent = self.parent().await?;
+                let msg = LinkMacVlan::new("probe-mv", parent, MacVlanMode::Bridge).build();
                 self.link("creating a macvlan link", msg).await
             }
             Feature::Ipvlan => {
-                self.parent().await?;
-                let msg = LinkIpVlan::new("probe-ipv", PARENT_INDEX, IpVlanMode::L2).build();
+                let parent = self.parent().await?;
+                let msg = LinkIpVlan::new("probe-ipv", parent, IpVlanMode::L2).build();
                 self.link("creating an ipvlan link", msg).await
             }
             Feature::Vxlan => self.link("creating a vxlan link", LinkVxlan::new("probe-vx", 42).build()).await,
             Feature::Bond => self.link("creating a bond", LinkBond::new("probe-bond").build()).await,
             Feature::Dummy => self.link("creating a dummy link", LinkDummy::new("probe-dummy").build()).await,
             Feature::Wireguard => self.link("creating a wireguard link", LinkWireguard::new("probe-wg").build()).await,
-            Feature::Gre => self.link("creating a gre tunnel", LinkGre::new("probe-gre").build()).await,
+            Feature::Gre => {
+                // A remote of its own (TEST-NET-1; the tunnel stays down): one without
+                // is the same tunnel as the fallback gre0 a loaded ip_gre gives every
+                // namespace, refused with EEXIST.
+                let msg = LinkGre::new("probe-gre").remote(Ipv4Addr::new(192, 0, 2, 1)).build();
+                self.link("creating a gre tunnel", msg).await
+            }
             Feature::Netem => self.qdisc("netem", netem_options()).await,
             Feature::Tbf => self.qdisc("tbf", tbf_options()).await,
             Feature::Htb => self.qdisc("htb", htb_options()).await,
@@ -142,17 +150,20 @@ impl Scratch {
         answer(self.feature, op, sent, &[libc::EOPNOTSUPP])
     }
 
-    /// The veth that a vlan, macvlan or ipvlan link is made on. Both ends get an
-    /// index: the kernel registers the peer first, which would take ours.
-    async fn parent(&self) -> Result<()> {
-        let peer = LinkMessageBuilder::<LinkUnspec>::new().name("probe1").index(PARENT_INDEX + 1).build();
-        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name("probe0")
-            .index(PARENT_INDEX)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .build();
+    /// The veth that a vlan, macvlan or ipvlan link is made on; its index. (Not one
+    /// chosen in advance: a loaded ip_gre module gives every new namespace its
+    /// fallback tunnels, gre0 and others, at the first free indexes.)
+    async fn parent(&self) -> Result<u32> {
+        let failed = |op: &str, e: io::Error| probe_error(self.feature, op, e);
+        let msg = LinkVeth::new("probe0", "probe1").build();
         let made = self.handle.link().add(msg).execute().await.map_err(nl_to_io);
-        made.map_err(|e| probe_error(self.feature, "creating the parent veth pair", e))
+        made.map_err(|e| failed("creating the parent veth pair", e))?;
+        let found = self.handle.link().get().match_name("probe0").execute().try_next().await;
+        match found.map_err(nl_to_io) {
+            Ok(Some(link)) => Ok(link.header.index),
+            Ok(None) => Err(failed("looking up the parent veth", io::ErrorKind::NotFound.into())),
+            Err(e) => Err(failed("looking up the parent veth", e)),
+        }
     }
 
     /// Adds a root qdisc of `kind` on lo (`tc qdisc add dev lo root handle 1: KIND`);
