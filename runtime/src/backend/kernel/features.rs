@@ -9,8 +9,8 @@
 //! request_module), exactly as the lab creating that link would, with what the
 //! module does when it loads: ip_gre adds its fallback tunnels (gre0, gretap0,
 //! erspan0) to every namespace, the lab's host included; bonding and dummy add
-//! bond0 and dummy0 to the machine's initial namespace (their max_bonds and
-//! numdummies parameters).
+//! bond0 and dummy0 to the machine's initial namespace unless their max_bonds and
+//! numdummies parameters are 0 (Debian's modprobe.d sets both so).
 
 mod nftables;
 
