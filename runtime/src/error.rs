@@ -96,6 +96,27 @@ pub enum Error {
         help: Option<String>,
     },
 
+    #[error("unknown kernel feature {name:?}")]
+    #[diagnostic(code(netlab::unknown_feature))]
+    UnknownFeature {
+        name: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// A feature probe the kernel answered with neither "yes" nor "no, not built":
+    /// netlab cannot tell, so the lab is neither run nor skipped.
+    #[error("cannot tell whether the kernel has {feature}: {op} in a scratch namespace failed: {source}")]
+    #[diagnostic(code(netlab::feature_probe))]
+    FeatureProbe {
+        feature: &'static str,
+        op: String,
+        #[source]
+        source: io::Error,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("program {program:?} not found in PATH")]
     #[diagnostic(code(netlab::program_not_found))]
     ProgramNotFound {
@@ -144,6 +165,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Interrupted
             | Error::MissingModule { .. }
+            | Error::FeatureProbe { .. }
             | Error::NotInPlan { .. } => ErrorClass::Environment,
             Error::ProgramNotFound { program, .. } if crate::packages::package_for(program).is_some() => {
                 ErrorClass::Environment

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::backend::kernel::exec::{CommandLine, ExecOutput};
 use crate::backend::kernel::sockets::Listening;
 use crate::error::Result;
-use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState};
+use crate::model::{AddrState, EtcFile, Feature, LinkState, Neighbour, Op, RouteState};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
 use crate::render::iptables::IptTable;
@@ -101,6 +101,10 @@ pub trait Backend {
     fn clear_probe_leftovers(&self) -> Result<()>;
     /// Runs a real program in the node.
     fn exec(&self, node: &NodeName, command: &CommandLine, timeout: Duration) -> Result<ExecOutput>;
+
+    /// Whether the kernel has `feature` (`requires()`, `has()`): Ok(false) when it
+    /// lacks it, an error when that cannot be told.
+    fn has_feature(&self, feature: Feature) -> Result<bool>;
 
     /// A deadline of `seconds`, scaled for slow machines.
     fn deadline(&self, seconds: f64) -> Duration;

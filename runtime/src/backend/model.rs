@@ -15,7 +15,7 @@ use crate::backend::kernel::exec::{CommandLine, ExecOutput};
 use crate::backend::kernel::sockets::Listening;
 use crate::error::Result;
 use crate::model::firewall::FirewallChange;
-use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState, Topology};
+use crate::model::{AddrState, EtcFile, Feature, LinkState, Neighbour, Op, RouteState, Topology};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
 use crate::render::iptables::IptTable;
@@ -181,6 +181,13 @@ impl Backend for ModelBackend {
         Ok(ExecOutput { code: Some(0), stdout: String::new(), stderr: String::new() })
     }
 
+    /// Every feature is there: a plan (`plan`, `check`, `graph`, `export`) shows the
+    /// lab as it runs on a kernel that has what it asks for, steps that
+    /// `requires()` included; only `netlab run` asks the kernel.
+    fn has_feature(&self, _feature: Feature) -> Result<bool> {
+        Ok(true)
+    }
+
     fn deadline(&self, seconds: f64) -> Duration {
         Duration::from_secs_f64(seconds)
     }
@@ -318,6 +325,14 @@ mod tests {
         exec("ip addr show; mount -t tmpfs none /run/netns && iptables -S");
         assert_eq!(m.topology().node("host").unwrap().execs.len(), 8);
         assert!(m.apply(&Op::Exec { node: nn("nope"), command: "true".into() }).is_err());
+    }
+
+    #[test]
+    fn a_plan_has_every_kernel_feature() {
+        let m = ModelBackend::new();
+        for feature in Feature::ALL {
+            assert!(m.has_feature(feature).unwrap(), "{feature}");
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The lab as data: names, the ops a lab applies, the probes it makes, and the
 //! typed state a node holds. No kernel in here.
 
+pub mod feature;
 pub mod firewall;
 pub mod op;
 pub mod programs;
 pub mod state;
 pub mod topology;
 
+pub use feature::Feature;
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
 pub use programs::ops_of;
 pub use state::{

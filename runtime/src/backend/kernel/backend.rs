@@ -12,7 +12,7 @@ use crate::backend::kernel::node::Node;
 use crate::backend::kernel::sockets::Listening;
 use crate::backend::{Applied, Backend, SeenRequest, ServerLog};
 use crate::error::Result;
-use crate::model::{AddrState, EtcFile, LinkState, Neighbour, Op, RouteState, ServerSpec};
+use crate::model::{AddrState, EtcFile, Feature, LinkState, Neighbour, Op, RouteState, ServerSpec};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
 use crate::render::iptables::IptTable;
@@ -270,6 +270,11 @@ impl Backend for Lab {
         self.flush()?;
         self.forget_link_indexes();
         Lab::exec(self, &*self.node_of(node)?, command, timeout)
+    }
+
+    /// Probed in a scratch namespace of its own, once per lab (features.rs).
+    fn has_feature(&self, feature: Feature) -> Result<bool> {
+        Lab::has_feature(self, feature)
     }
 
     fn deadline(&self, seconds: f64) -> Duration {

@@ -1,7 +1,7 @@
 //! The kernel backend: netlink, namespaces, sysctls, programs and probes inside the
 //! sandbox. Its lab: the tokio runtime, the host node and every node
-//! created. Readiness waits are in readiness.rs, pings in probes.rs, the Backend
-//! implementation in backend.rs.
+//! created. Readiness waits are in readiness.rs, pings in probes.rs, kernel feature
+//! probes in features.rs, the Backend implementation in backend.rs.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ pub mod addr;
 mod backend;
 mod etc;
 pub mod exec;
+mod features;
 mod firewall;
 pub mod link;
 pub mod neigh;
@@ -76,6 +77,8 @@ pub struct Lab {
     unanswered: Cell<bool>,
     /// Links whose neighbour timing netlab has set: (node, ifindex, name).
     tuned: RefCell<std::collections::HashSet<(String, u32, String, bool)>>,
+    /// Kernel features probed so far (see features.rs): each is probed once.
+    features: RefCell<std::collections::HashMap<crate::model::Feature, bool>>,
     pub options: LabOptions,
 }
 
@@ -124,6 +127,7 @@ impl Lab {
             ready_wait: Default::default(),
             servers: Default::default(),
             tuned: Default::default(),
+            features: Default::default(),
             unanswered: Cell::new(false),
             options,
         })
