@@ -370,3 +370,30 @@ fn report_snapshots() {
         insta::assert_snapshot!("junit", run.junit);
     });
 }
+
+#[test]
+fn requires_skips_exactly_when_the_kernel_lacks_the_feature() {
+    let lab = scratch("requires.rhai");
+    std::fs::write(
+        &lab,
+        "let here = has(\"vlan\");\nprint(`vlan: ${here}`);\nrequires(\"veth\", \"bridge\");\nrequires(\"vlan\");\n\
+         step(\"a trunk\", || { expect(here, \"only reached with 802.1Q\"); });\n",
+    )
+    .unwrap();
+    let (code, out, err) = decode(netlab().arg("run").arg(&lab).args(["--format", "json"]).output().unwrap());
+    assert_eq!(code, 0, "{out}{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lab = &j["labs"][0];
+    if err.contains("vlan: true") {
+        assert_eq!(lab["outcome"], "passed", "{lab}");
+    } else {
+        assert!(err.contains("vlan: false"), "{err}");
+        assert_eq!(lab["outcome"], "skipped", "{lab}");
+        assert_eq!(lab["line"], 4, "the requires() that skipped");
+        assert!(lab["message"].as_str().unwrap().contains("CONFIG_VLAN_8021Q, module 8021q"), "{lab}");
+        assert_eq!(j["totals"]["skipped"], 1);
+    }
+    let (code, _, err) = common::run_text("unknown_feature.rhai", "requires(\"vlna\");\n");
+    assert_eq!(code, 2, "an unknown feature is the lab's mistake: {err}");
+    assert!(err.contains("unknown kernel feature \"vlna\"") && err.contains("802.1Q VLAN links"), "{err}");
+}

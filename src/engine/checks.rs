@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use netlab_runtime::backend::kernel::addr::parse_ip;
 use netlab_runtime::backend::kernel::exec::CommandLine;
-use netlab_runtime::model::{Expect, LinkKind, Op, Probe};
+use netlab_runtime::model::{Expect, Feature, LinkKind, Op, Probe};
 use netlab_runtime::outcome::{describe, Wanted};
 use netlab_runtime::ping::{PingMode, PingReport};
 use netlab_runtime::{Error, NodeName};
@@ -145,6 +145,52 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         }
         r.borrow_mut().skipped(reason, line(&ctx));
         Err(failure(Failure::Skip(reason.to_string()), ctx.call_position()))
+    });
+
+    // has("vlan"): whether the kernel has a feature (probed for real, once).
+    let ss = s.clone();
+    engine.register_fn("has", move |ctx: NativeCallContext, name: &str| -> RhaiResult<bool> {
+        let feature = to_rhai(&ctx, name.parse::<Feature>())?;
+        to_rhai(&ctx, ss.backend().has_feature(feature))
+    });
+    // requires("vlan", ...): skip the rest of the lab unless the kernel has them all.
+    let requires = {
+        let (ss, r) = (s.clone(), rep.clone());
+        move |ctx: &NativeCallContext, names: Vec<String>| -> RhaiResult<()> {
+            let mut missing = Vec::new();
+            for name in &names {
+                let feature = to_rhai(ctx, name.parse::<Feature>())?;
+                if !to_rhai(ctx, ss.backend().has_feature(feature))? {
+                    missing.push(feature.absent_reason());
+                }
+            }
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let reason = missing.join("; ");
+            r.borrow_mut().skipped(&reason, line(ctx));
+            Err(failure(Failure::Skip(reason), ctx.call_position()))
+        }
+    };
+    let f = requires.clone();
+    engine.register_fn("requires", move |ctx: NativeCallContext, a: &str| f(&ctx, vec![a.into()]));
+    let f = requires.clone();
+    engine.register_fn("requires", move |ctx: NativeCallContext, a: &str, b: &str| f(&ctx, vec![a.into(), b.into()]));
+    let f = requires.clone();
+    engine.register_fn("requires", move |ctx: NativeCallContext, a: &str, b: &str, c: &str| {
+        f(&ctx, vec![a.into(), b.into(), c.into()])
+    });
+    let f = requires;
+    engine.register_fn("requires", move |ctx: NativeCallContext, names: rhai::Array| -> RhaiResult<()> {
+        let names = names
+            .into_iter()
+            .map(|v| {
+                v.into_string().map_err(|t| {
+                    super::values::runtime_error(&ctx, format!("requires() takes feature names, got a {t}"))
+                })
+            })
+            .collect::<RhaiResult<Vec<String>>>()?;
+        f(&ctx, names)
     });
 
     for with_opts in [false, true] {

@@ -5,12 +5,13 @@
 //! (EOPNOTSUPP for a link kind, ENOENT for a qdisc) is absent; any other failure
 //! is an error, never a quiet "absent".
 //!
-//! Asking for a kind the kernel has as a module loads that module (the kernel's own
-//! request_module), exactly as the lab creating that link would, with what the
-//! module does when it loads: ip_gre adds its fallback tunnels (gre0, gretap0,
-//! erspan0) to every namespace, the lab's host included; bonding and dummy add
-//! bond0 and dummy0 to the machine's initial namespace unless their max_bonds and
-//! numdummies parameters are 0 (Debian's modprobe.d sets both so).
+//! Asking never loads a module: a module that is neither loaded nor built in is
+//! answered from the running kernel's module list (present when it can be loaded),
+//! because loading one changes the machine — ip_gre adds its fallback tunnels (gre0,
+//! gretap0, erspan0) to every namespace; bonding and dummy add bond0 and dummy0 to
+//! the machine's initial namespace unless their max_bonds and numdummies parameters
+//! are 0. The lab's own use of the feature loads the module, as the tutorial's
+//! command would.
 
 mod nftables;
 
@@ -42,10 +43,51 @@ impl Lab {
         if let Some(&known) = self.features.borrow().get(&feature) {
             return Ok(known);
         }
-        let present = self.rt.block_on(probe(&self.home, feature))?;
+        // A module that is not loaded yet is not loaded by asking: the answer is
+        // whether the machine has it to load (the lab's own use then loads it).
+        let present = match available_without_loading(feature) {
+            Some(answer) => answer,
+            None => self.rt.block_on(probe(&self.home, feature))?,
+        };
         self.features.borrow_mut().insert(feature, present);
         Ok(present)
     }
+}
+
+/// For a feature whose module is neither loaded nor built in: whether the machine
+/// has that module (modules.dep of the running kernel), answered without loading
+/// it, so that asking never changes the machine (a loaded ip_gre adds gre0 to every
+/// namespace; bonding or dummy may add bond0/dummy0 to the machine's own). None: the
+/// probe decides (no module support, the module is in the kernel already, or the
+/// module lists cannot be read).
+fn available_without_loading(feature: Feature) -> Option<bool> {
+    let module = match feature {
+        Feature::BridgeVlanFiltering => Some("bridge"),
+        f => f.module(),
+    }?;
+    let module = module.replace('-', "_");
+    if !std::path::Path::new("/proc/modules").exists()
+        || std::path::Path::new(&format!("/sys/module/{module}")).exists()
+    {
+        return None;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let dir = std::path::Path::new("/lib/modules").join(release.trim());
+    let names = |file: &str| -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        Some(text.lines().filter_map(|l| module_name(l.split(':').next()?)).collect())
+    };
+    if names("modules.builtin").unwrap_or_default().contains(&module) {
+        return None;
+    }
+    Some(names("modules.dep")?.contains(&module))
+}
+
+/// `kernel/net/8021q/8021q.ko.xz` -> `8021q`; `kernel/drivers/net/ip-gre.ko` -> `ip_gre`.
+fn module_name(path: &str) -> Option<String> {
+    let file = path.trim().rsplit('/').next()?;
+    let stem = file.split(".ko").next()?;
+    (!stem.is_empty()).then(|| stem.replace('-', "_"))
 }
 
 /// Probes `feature` in a scratch namespace made for it; `home` is the namespace the
@@ -351,5 +393,19 @@ mod tests {
         assert_eq!(tbf.iter().map(|o| o.value_len()).collect::<Vec<_>>(), [36, 4], "tc_tbf_qopt, burst");
         let TcAttribute::Options(htb) = htb_options() else { panic!("htb options are nested") };
         assert_eq!(htb[0].value_len(), 20, "struct tc_htb_glob");
+    }
+}
+
+#[cfg(test)]
+mod module_tests {
+    use super::module_name;
+
+    #[test]
+    fn module_names_from_module_lists() {
+        assert_eq!(module_name("kernel/net/8021q/8021q.ko.xz").as_deref(), Some("8021q"));
+        let dep_line = "kernel/net/ipv4/ip_gre.ko: kernel/net/ipv4/gre.ko";
+        assert_eq!(module_name(dep_line.split(':').next().unwrap()).as_deref(), Some("ip_gre"));
+        assert_eq!(module_name("kernel/drivers/net/ip-gre.ko.zst").as_deref(), Some("ip_gre"));
+        assert_eq!(module_name("kernel/net/bridge/bridge.ko").as_deref(), Some("bridge"));
     }
 }
