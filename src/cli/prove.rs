@@ -100,7 +100,7 @@ pub fn prove(args: &ProveArgs) -> i32 {
     let mut labs = Vec::new();
     for p in &args.paths {
         if let Err(e) = super::test::collect(p, &mut labs) {
-            eprintln!("netlab: {}: {e}", p.display());
+            eprintln!("netlab: {e}");
             return 2;
         }
     }
