@@ -59,6 +59,10 @@ pub fn run(args: &RunArgs) -> i32 {
         },
         None => None,
     };
+    let junit = match args.junit.as_deref().map(crate::results::JunitFile::create).transpose() {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
     let name = args.lab.display().to_string();
     // A lab that ends before it runs is still reported (`--format`, `--junit`, `--events`).
     let ended_early = |outcome: Outcome, code: i32, message: String, detail: Option<String>, line: usize| {
@@ -68,8 +72,7 @@ pub fn run(args: &RunArgs) -> i32 {
         end.line = line;
         ev.emit(Event::End(end));
         let labs = [ev.report(String::new())];
-        match crate::results::write_reports(&labs, started.elapsed().as_secs_f64(), args.format, args.junit.as_deref())
-        {
+        match crate::results::write_reports(&labs, started.elapsed().as_secs_f64(), args.format, junit.as_ref()) {
             Ok(()) => code,
             Err(c) => c.max(code),
         }
@@ -166,7 +169,7 @@ pub fn run(args: &RunArgs) -> i32 {
         &[rep.events.report(rep.transcript.borrow().clone())],
         rep.events.elapsed().as_secs_f64(),
         args.format,
-        args.junit.as_deref(),
+        junit.as_ref(),
     );
     let code = match written {
         Ok(()) => code,

@@ -155,6 +155,10 @@ pub fn test(args: &TestArgs) -> i32 {
         }
         return 0;
     }
+    let junit = match args.junit.as_deref().map(results::JunitFile::create).transpose() {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -176,7 +180,7 @@ pub fn test(args: &TestArgs) -> i32 {
     let totals = Totals::of(&reports);
     let not_run = labs.len() - reports.len();
     suite.line(&summary(&totals, not_run, started.elapsed(), signal, args.fail_fast));
-    let written = results::write_reports(&reports, started.elapsed().as_secs_f64(), args.format, args.junit.as_deref());
+    let written = results::write_reports(&reports, started.elapsed().as_secs_f64(), args.format, junit.as_ref());
     if let Some(sig) = signal {
         return 128 + sig;
     }

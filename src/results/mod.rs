@@ -477,10 +477,29 @@ pub enum Format {
     Tap,
 }
 
+/// A `--junit FILE`, opened (created empty) before the run: a path that cannot be
+/// written is said at once, and the file is reachable whatever the sandbox mounts.
+pub struct JunitFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl JunitFile {
+    pub fn create(path: &Path) -> Result<JunitFile, i32> {
+        match std::fs::File::create(path) {
+            Ok(file) => Ok(JunitFile { path: path.to_path_buf(), file }),
+            Err(e) => {
+                eprintln!("netlab: --junit {}: {e}", path.display());
+                Err(2)
+            }
+        }
+    }
+}
+
 /// Writes the reports asked for: `format` to stdout (human output is printed as
-/// the run goes), `--junit FILE` to its file. A report that cannot be written is
+/// the run goes), the JUnit XML to its file. A report that cannot be written is
 /// the machine's problem (exit 3).
-pub fn write_reports(labs: &[LabReport], seconds: f64, format: Format, junit: Option<&Path>) -> Result<(), i32> {
+pub fn write_reports(labs: &[LabReport], seconds: f64, format: Format, junit: Option<&JunitFile>) -> Result<(), i32> {
     let text = match format {
         Format::Human => None,
         Format::Json => Some(json::render(labs, seconds)),
@@ -492,10 +511,11 @@ pub fn write_reports(labs: &[LabReport], seconds: f64, format: Format, junit: Op
             return Err(3);
         }
     }
-    if let Some(path) = junit {
+    if let Some(j) = junit {
         let xml = junit::render(labs, seconds);
-        if let Err(e) = std::fs::write(path, xml) {
-            eprintln!("netlab: cannot write the JUnit report to {}: {e}", path.display());
+        let mut file = &j.file;
+        if let Err(e) = file.write_all(xml.as_bytes()).and_then(|_| file.flush()) {
+            eprintln!("netlab: cannot write the JUnit report to {}: {e}", j.path.display());
             return Err(3);
         }
     }
