@@ -43,10 +43,6 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
-    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
-        eprintln!("netlab: --slow-factor must be a positive number");
-        return 2;
-    }
     let text = match read_lab(&args.lab) {
         Ok(t) => t,
         Err(c) => return c,
@@ -82,6 +78,7 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     let options = RunOptions {
+        limits: args.limits(),
         explain: if args.explain { Explain::Commands } else { Explain::Quiet },
         silent: false,
         until: args.until.clone(),
