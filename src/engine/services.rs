@@ -47,7 +47,10 @@ fn socket_addr(ctx: &NativeCallContext, text: &str, default_port: u16) -> RhaiRe
         Err(Error::BadAddress {
             value: text.to_string(),
             expected: "listen address",
-            reason: "not IP:PORT".into(),
+            reason: match text.rsplit_once(':').map(|(_, port)| port.parse::<u64>()) {
+                Some(Ok(port)) if port > 65535 => "ports are 1 to 65535".into(),
+                _ => "not IP:PORT".into(),
+            },
             help: Some(format!("e.g. \"0.0.0.0:{default_port}\" (all addresses) or \"127.0.0.1:{default_port}\"")),
         }),
     )
