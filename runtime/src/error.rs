@@ -125,6 +125,44 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// A command line exec_in cannot run as written (unterminated quote, empty, NUL byte).
+    #[error("cannot run {command:?}: {reason}")]
+    #[diagnostic(
+        code(netlab::bad_command),
+        help("write the command as you would type it in a shell, e.g. \"ip -br link\" or \"echo 'a b'\"")
+    )]
+    BadCommand { command: String, reason: String },
+
+    /// A number given to a function (an option such as `timeout`, a count, a port)
+    /// outside what it accepts.
+    #[error("{option} {value}: {reason}")]
+    #[diagnostic(code(netlab::bad_option))]
+    BadOption {
+        option: String,
+        value: String,
+        reason: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// The kernel did not answer a netlink request: the machine is overloaded or
+    /// stuck, not the lab wrong.
+    #[error("{op} in {node}: the kernel did not answer within {seconds:.0} s")]
+    #[diagnostic(
+        code(netlab::netlink_timeout),
+        help("the machine may be overloaded; on a slow machine raise every deadline with --slow-factor")
+    )]
+    NetlinkTimeout { op: String, node: String, seconds: f64 },
+
+    /// Modules that import each other: `cycle` is the chain of files, the first
+    /// repeated at its end.
+    #[error("import cycle: {cycle}")]
+    #[diagnostic(
+        code(netlab::import_cycle),
+        help("a module cannot import, directly or through others, a file that imports it; move what both need into a third module")
+    )]
+    ImportCycle { cycle: String },
+
     #[error("{what} in {node} did not finish within {seconds:.1} s")]
     #[diagnostic(code(netlab::timeout), help("raise the timeout with #{{timeout: SECONDS}}, or check why it hangs"))]
     Timeout { what: String, node: String, seconds: f64 },
@@ -166,7 +204,8 @@ impl Error {
             | Error::Interrupted
             | Error::MissingModule { .. }
             | Error::FeatureProbe { .. }
-            | Error::NotInPlan { .. } => ErrorClass::Environment,
+            | Error::NotInPlan { .. }
+            | Error::NetlinkTimeout { .. } => ErrorClass::Environment,
             Error::ProgramNotFound { program, .. } if crate::packages::package_for(program).is_some() => {
                 ErrorClass::Environment
             }

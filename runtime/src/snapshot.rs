@@ -460,13 +460,13 @@ async fn firewall(node: &Node) -> Result<Option<Firewall>> {
 
 /// Runs a listing command in the node; its stdout.
 async fn run_in(node: &Node, line: &str) -> Result<String> {
-    let cmd = CommandLine::parse(line).map_err(|e| Error::io(line.to_string(), std::io::Error::other(e)))?;
+    let cmd = CommandLine::parse(line)?;
     let out = exec::exec_in(node, &cmd, &Vec::new(), None, Duration::from_secs(10)).await?;
     if out.code != Some(0) {
         let why = std::io::Error::other(out.stderr.trim().to_string());
         return Err(Error::kernel("listing", node.name.as_str(), line.to_string(), why));
     }
-    Ok(out.stdout)
+    out.whole_stdout(node.name.as_str(), line)
 }
 
 /// Each link's veth peer as "node/link" (None for non-veths). The peer is the link

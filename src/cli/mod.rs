@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::engine::limits::{self, Limits};
+
 #[derive(Parser)]
 #[command(name = "netlab", version, about = "Network-namespace tutorials as self-checking Rhai labs")]
 struct Cli {
@@ -24,9 +26,16 @@ pub struct RunArgs {
     /// Set a constant visible to the lab, e.g. --set n=100 (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
-    /// Multiply every deadline (ping timeouts, readiness waits) for slow machines.
-    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    /// Multiply every deadline (ping timeouts, readiness waits) for slow machines
+    /// (above 0, at most 1000).
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = limits::parse_slow_factor)]
     pub slow_factor: f64,
+    /// Stop the lab after this many seconds of wall-clock time (exit 2); default 3600.
+    #[arg(long, value_name = "SECONDS", value_parser = limits::parse_max_time)]
+    pub max_time: Option<std::time::Duration>,
+    /// Stop the lab's script after this many Rhai operations (exit 2); default 100000000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_operations: Option<u64>,
     /// After the lab, open a shell inside the sandbox (the lab's host) to look around.
     #[arg(long)]
     pub keep: bool,
@@ -53,6 +62,17 @@ pub struct RunArgs {
     /// Append the run's events (JSON lines) to FILE as they happen (for `netlab test`).
     #[arg(long, value_name = "FILE", hide = true)]
     pub events: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The limits asked for, the defaults for the rest.
+    pub fn limits(&self) -> Limits {
+        let default = Limits::default();
+        Limits {
+            max_time: self.max_time.unwrap_or(default.max_time),
+            max_operations: self.max_operations.unwrap_or(default.max_operations),
+        }
+    }
 }
 
 /// A lab and its settings, for the commands that only read it (plan, graph, export).

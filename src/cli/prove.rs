@@ -21,7 +21,7 @@ pub struct ProveArgs {
     #[arg(long, short)]
     jobs: Option<usize>,
     /// Passed on to every `netlab run`.
-    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = crate::engine::limits::parse_slow_factor)]
     slow_factor: f64,
 }
 
@@ -93,10 +93,6 @@ fn run_case(exe: &Path, dir: &Path, index: usize, job: &Job, slow_factor: f64) -
 }
 
 pub fn prove(args: &ProveArgs) -> i32 {
-    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
-        eprintln!("netlab: --slow-factor must be a positive number");
-        return 2;
-    }
     let mut labs = Vec::new();
     for p in &args.paths {
         if let Err(e) = super::test::collect(p, &mut labs) {

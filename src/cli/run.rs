@@ -44,10 +44,6 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
-    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
-        eprintln!("netlab: --slow-factor must be a positive number");
-        return 2;
-    }
     // Opened before the sandbox: its file system may not be the caller's.
     let events = match &args.events {
         Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
@@ -114,6 +110,7 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     let options = RunOptions {
+        limits: args.limits(),
         explain: if args.explain { Explain::Commands } else { Explain::Quiet },
         silent: false,
         until: args.until.clone(),

@@ -56,7 +56,7 @@ pub struct TestArgs {
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
     /// Passed on to every `netlab run`.
-    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = crate::engine::limits::parse_slow_factor)]
     slow_factor: f64,
     /// Print the labs that would run (after --filter and --shard), one per line, and
     /// run nothing.
@@ -115,10 +115,6 @@ pub(super) fn shard<T: Clone>(labs: &[T], (k, n): (usize, usize)) -> Vec<T> {
 pub fn test(args: &TestArgs) -> i32 {
     if let Err(c) = super::run::parse_settings(&args.set) {
         return c;
-    }
-    if !(args.slow_factor.is_finite() && args.slow_factor > 0.0) {
-        eprintln!("netlab: --slow-factor must be a positive number");
-        return 2;
     }
     let mut labs = Vec::new();
     for p in &args.paths {

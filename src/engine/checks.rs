@@ -10,12 +10,15 @@ use netlab_runtime::backend::kernel::exec::CommandLine;
 use netlab_runtime::model::{Expect, Feature, LinkKind, Op, Probe};
 use netlab_runtime::outcome::{describe, Wanted};
 use netlab_runtime::ping::{PingMode, PingReport};
-use netlab_runtime::{Error, NodeName};
+use netlab_runtime::NodeName;
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
 use super::session::Session;
 use super::values::{failure, line, opt_seconds, reject_unknown, to_rhai, Failure, RhaiResult};
 use crate::report::{fmt_duration, Reporter, StepResult};
+
+/// The most echo requests ping_count() sends per node (`tries`).
+const MAX_TRIES: i64 = 10_000;
 
 fn seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
     opt_seconds(ctx, opts, key, default)
@@ -199,7 +202,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
             check_options(&ctx, &opts, &["timeout"])?;
             let node = ss.node(&ctx, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
-            let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+            let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
             let title = format!("{node} pings {dst}");
             ss.probe(&ctx, Probe::Ping { node: node.clone(), dst: ip, expect: Some(Expect::Answer) });
             if !ss.evaluates() {
@@ -236,7 +239,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
             check_options(&ctx, &opts, &["window", "error"])?;
             let node = ss.node(&ctx, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
-            let window = ss.backend().deadline(seconds(&ctx, &opts, "window", NEGATIVE_PING_WINDOW)?);
+            let window = ss.window(&ctx, seconds(&ctx, &opts, "window", NEGATIVE_PING_WINDOW)?)?;
             // The reason the tutorial shows, e.g. "unreachable" (Network is unreachable).
             let wanted = wanted_reason(&ctx, &opts)?;
             let title = format!("{node} cannot ping {dst}");
@@ -324,17 +327,11 @@ fn register_batch(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporte
         check_options(&ctx, &opts, &["timeout", "tries"])?;
         let sources = nodes(&ctx, &ss, &list)?;
         let ip = to_rhai(&ctx, parse_ip(dst))?;
-        let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 1.0)?);
-        let interval = match opts.get("tries") {
+        let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 1.0)?);
+        // At most one echo request per millisecond of the timeout's scale.
+        let interval = match super::limits::int_in(&ctx, &opts, "tries", 1..=MAX_TRIES)? {
             None => Duration::from_millis(100),
-            Some(v) => {
-                let tries = v
-                    .as_int()
-                    .ok()
-                    .filter(|t| *t >= 1)
-                    .ok_or_else(|| super::values::type_error(&ctx, "a number of tries >= 1", v))?;
-                timeout / tries as u32
-            }
+            Some(tries) => timeout / u32::try_from(tries).unwrap_or(u32::MAX),
         };
         ss.probe(&ctx, Probe::PingAll { nodes: sources.clone(), dst: ip, expect: None });
         if !ss.evaluates() {
@@ -355,7 +352,7 @@ fn register_batch(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporte
         check_options(&ctx, &opts, &["timeout"])?;
         let sources = nodes(&ctx, &ss, &list)?;
         let ip = to_rhai(&ctx, parse_ip(dst))?;
-        let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
+        let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
         ss.probe(&ctx, Probe::PingAll { nodes: sources.clone(), dst: ip, expect: Some(Expect::Answer) });
         if !ss.evaluates() {
             r.borrow_mut().check_planned(&format!("{} nodes ping {dst}", sources.len()));
@@ -394,18 +391,17 @@ fn register_exec(engine: &mut Engine, s: &Rc<Session>) {
     let exec = move |ctx: NativeCallContext, node: Dynamic, cmd: &str, opts: Map| -> RhaiResult<Map> {
         check_options(&ctx, &opts, &["timeout"])?;
         let node = ss.node(&ctx, &node)?;
-        let line = CommandLine::parse(cmd).map_err(|reason| {
-            failure(
-                Failure::Error(Rc::new(Error::io(format!("exec_in {cmd:?}"), std::io::Error::other(reason)))),
-                ctx.call_position(),
-            )
-        })?;
-        let timeout = ss.backend().deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
+        let line = to_rhai(&ctx, CommandLine::parse(cmd))?;
+        let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
         let out = ss.exec(&ctx, Op::Exec { node, command: cmd.to_string() }, &line, timeout)?;
         let mut m = Map::new();
         m.insert("code".into(), (out.code.unwrap_or(-1) as i64).into());
         m.insert("stdout".into(), out.stdout.into());
         m.insert("stderr".into(), out.stderr.into());
+        // Output beyond OUTPUT_KEPT bytes per stream is counted, not kept.
+        m.insert("truncated".into(), (out.stdout_dropped > 0 || out.stderr_dropped > 0).into());
+        m.insert("stdout_dropped".into(), i64::try_from(out.stdout_dropped).unwrap_or(i64::MAX).into());
+        m.insert("stderr_dropped".into(), i64::try_from(out.stderr_dropped).unwrap_or(i64::MAX).into());
         Ok(m)
     };
     let e = exec.clone();

@@ -10,6 +10,7 @@ use netlab_runtime::{Error, ErrorClass};
 use rhai::{EvalAltResult, ParseError, Position};
 
 use super::api;
+use super::limits::{self, Stopped};
 use super::values::Failure;
 
 /// What the run's exit code should be for this diagnostic.
@@ -100,6 +101,11 @@ fn locate(e: &EvalAltResult) -> (&EvalAltResult, Position) {
     }
 }
 
+/// Where in the user's script an error is shown.
+pub fn position(e: &EvalAltResult) -> Position {
+    locate(e).1
+}
+
 fn innermost(e: &EvalAltResult) -> &EvalAltResult {
     match e {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
@@ -170,6 +176,22 @@ impl Source<'_> {
         let quoted = format!("\"{value}\"");
         match call.find(&quoted) {
             Some(i) => SourceSpan::new((span.offset() + i).into(), quoted.len()),
+            None => span,
+        }
+    }
+}
+
+impl Source<'_> {
+    /// Narrows a call's span to its option `key: value` (in a `#{...}` map), if present.
+    fn narrow_to_option(&self, span: SourceSpan, key: &str) -> SourceSpan {
+        let call = &self.text[span.offset()..span.offset() + span.len()];
+        let found = [format!("{key}:"), format!("\"{key}\":")].iter().find_map(|k| call.find(k.as_str()));
+        match found {
+            Some(i) => {
+                let rest = &call[i..];
+                let end = rest.find([',', '}', '\n']).unwrap_or(rest.len());
+                SourceSpan::new((span.offset() + i).into(), rest[..end].trim_end().len())
+            }
             None => span,
         }
     }
@@ -270,6 +292,10 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
             if let (Some(span), Some(value)) = (d.span, offending_value(&e)) {
                 d.span = Some(src.narrow_to_literal(span, value));
             }
+            if let (Some(span), Error::BadOption { option, .. }) = (d.span, &*e) {
+                d.span = Some(src.narrow_to_option(span, option));
+                d.label = format!("{option} is out of range");
+            }
             d.verdict = match e.class() {
                 ErrorClass::Script => Verdict::ScriptError,
                 ErrorClass::Environment if matches!(*e, Error::Interrupted) => Verdict::Interrupted,
@@ -310,10 +336,40 @@ fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
                 "declare it with `let` before using it".into()
             });
         }
-        EvalAltResult::ErrorTerminated(_, _) => {
-            d.code = "netlab::interrupted".into();
-            d.message = "interrupted".into();
-            d.verdict = Verdict::Interrupted;
+        EvalAltResult::ErrorTerminated(token, _) => match token.clone().try_cast::<Stopped>() {
+            Some(Stopped::MaxTime(limit)) => {
+                d.code = "netlab::max_time".into();
+                d.message = format!("the lab ran longer than its time limit of {} s{in_step}", limit.as_secs_f64());
+                d.help = Some(
+                    "a loop that never ends, or a wait that is too long? Raise the limit with --max-time SECONDS"
+                        .into(),
+                );
+                d.label = "running here when the time ran out".into();
+            }
+            None => {
+                d.code = "netlab::interrupted".into();
+                d.message = "interrupted".into();
+                d.verdict = Verdict::Interrupted;
+            }
+        },
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            d.code = "netlab::max_operations".into();
+            d.message = format!("the lab took more than its budget of script operations{in_step}");
+            d.help = Some(format!(
+                "a loop that never ends? Raise the budget with --max-operations N (default {})",
+                limits::DEFAULT_MAX_OPERATIONS
+            ));
+            d.label = "running here when the budget ran out".into();
+        }
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            d.code = "netlab::too_large".into();
+            d.message = format!("{what} is larger than netlab allows{in_step}");
+            d.help = Some(format!(
+                "netlab bounds a lab's data: strings to {} MiB, arrays to {} items and maps to {} entries (nested ones counted together)",
+                limits::MAX_STRING_BYTES >> 20,
+                limits::MAX_ARRAY_ITEMS,
+                limits::MAX_MAP_ENTRIES
+            ));
         }
         EvalAltResult::ErrorRuntime(value, _) => {
             d.message = format!("{value}{in_step}");

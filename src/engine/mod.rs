@@ -5,6 +5,7 @@ pub mod api;
 mod checks;
 pub mod diagnose;
 mod firewall;
+pub mod limits;
 mod lint;
 mod net;
 mod services;
@@ -21,12 +22,11 @@ use rhai::{Dynamic, Engine, Scope, AST};
 use crate::report::Reporter;
 use diagnose::{LabDiagnostic, Source};
 
-/// An engine with only syntax and limits set up: enough to compile and lint a lab
-/// without touching the kernel.
+/// An engine with only syntax and size limits set up: enough to compile and lint a
+/// lab without touching the kernel.
 pub fn base_engine() -> Engine {
     let mut engine = Engine::new();
-    engine.set_max_expr_depths(128, 64);
-    engine.set_max_call_levels(64);
+    limits::bound_sizes(&mut engine);
     engine
 }
 
@@ -78,8 +78,8 @@ pub fn run(
     let reporter = Rc::new(RefCell::new(reporter));
     let session = Rc::new(session::Session::new(backend, reporter.clone(), options));
     let mut engine = base_engine();
-    let lab_dir = std::path::Path::new(src.path).parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    engine.set_module_resolver(stdlib::StdlibResolver::new(lab_dir));
+    limits::watch(&mut engine, options.limits, session.ends_at());
+    engine.set_module_resolver(stdlib::StdlibResolver::new(std::path::Path::new(src.path)));
     net::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);
     firewall::register(&mut engine, &session);
@@ -97,6 +97,16 @@ pub fn run(
         scope.push_constant_dynamic(name.as_str(), value.clone());
     }
     let result = engine.run_ast_with_scope(&mut scope, ast);
+    // Whatever stopped a lab past its wall-clock limit (a probe or program whose
+    // deadline was cut to the time left) is the limit.
+    let result = result.map_err(|e| {
+        let stopped = matches!(*e, rhai::EvalAltResult::ErrorTerminated(..));
+        if !stopped && std::time::Instant::now() >= session.ends_at() {
+            limits::Stopped::MaxTime(options.limits.max_time).at(diagnose::position(&e))
+        } else {
+            e
+        }
+    });
     // The lab's last ops are in the kernel before anything reads it (--state, --keep).
     let result = result.and_then(|_| session.flush(rhai::Position::NONE));
     // --until: stopping after the step asked for is a pass.

@@ -29,6 +29,12 @@ const NEGATIVE_HTTP_WINDOW: f64 = 0.1;
 #[derive(Clone)]
 pub struct ServerRef(pub Rc<dyn ServerLog>);
 
+/// The `status` option: an HTTP status code (100 to 999, as HTTP allows), 200 by default.
+fn http_status(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<u16> {
+    let status = super::limits::int_in(ctx, opts, "status", 100..=999)?.unwrap_or(200);
+    Ok(u16::try_from(status).unwrap_or(200))
+}
+
 fn socket_addr(ctx: &NativeCallContext, text: &str, default_port: u16) -> RhaiResult<SocketAddr> {
     if let Ok(a) = text.parse::<SocketAddr>() {
         return Ok(a);
@@ -41,7 +47,10 @@ fn socket_addr(ctx: &NativeCallContext, text: &str, default_port: u16) -> RhaiRe
         Err(Error::BadAddress {
             value: text.to_string(),
             expected: "listen address",
-            reason: "not IP:PORT".into(),
+            reason: match text.rsplit_once(':').map(|(_, port)| port.parse::<u64>()) {
+                Some(Ok(port)) if port > 65535 => "ports are 1 to 65535".into(),
+                _ => "not IP:PORT".into(),
+            },
             help: Some(format!("e.g. \"0.0.0.0:{default_port}\" (all addresses) or \"127.0.0.1:{default_port}\"")),
         }),
     )
@@ -125,14 +134,7 @@ fn register_servers(engine: &mut Engine, s: &Rc<Session>) {
             reject_unknown(&ctx, &opts, &["status"])?;
             let node = ss.node(&ctx, &node)?;
             let addr = socket_addr(&ctx, addr, 80)?;
-            let status = match opts.get("status") {
-                None => 200,
-                Some(v) => v
-                    .as_int()
-                    .ok()
-                    .and_then(|s| u16::try_from(s).ok())
-                    .ok_or_else(|| type_error(&ctx, "an HTTP status", v))?,
-            };
+            let status = http_status(&ctx, &opts)?;
             start_server(&ss, &ctx, node, ServerSpec::Http { addr, body: body.to_string(), status })
         };
     let h = http.clone();
@@ -226,7 +228,7 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
     let curl = move |ctx: NativeCallContext, node: Dynamic, url: &str, opts: Map| -> RhaiResult<Map> {
         reject_unknown(&ctx, &opts, &["timeout"])?;
         let node = ss.node(&ctx, &node)?;
-        let timeout = ss.backend().deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
+        let timeout = ss.deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
         check_url(&ctx, url)?;
         ss.probe(&ctx, Probe::Http { node: node.clone(), url: url.to_string(), expect: None, status: 200, body: None });
         let reply = to_rhai(&ctx, ss.backend().http_get(&node, url, timeout))?;
@@ -244,16 +246,9 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
     let expect_http = move |ctx: NativeCallContext, node: Dynamic, url: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["status", "body", "timeout"])?;
         let node = ss.node(&ctx, &node)?;
-        let want_status = match opts.get("status") {
-            None => 200,
-            Some(v) => v
-                .as_int()
-                .ok()
-                .and_then(|s| u16::try_from(s).ok())
-                .ok_or_else(|| type_error(&ctx, "an HTTP status", v))?,
-        };
+        let want_status = http_status(&ctx, &opts)?;
         let want_body = opt_str(&ctx, &opts, "body")?;
-        let deadline = Instant::now() + ss.backend().deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
+        let deadline = Instant::now() + ss.deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
         check_url(&ctx, url)?;
         let title = format!("{node} curl {url}");
         ss.probe(
@@ -313,7 +308,7 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
     let expect_no_http = move |ctx: NativeCallContext, node: Dynamic, url: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["window", "error"])?;
         let node = ss.node(&ctx, &node)?;
-        let window = ss.backend().deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
+        let window = ss.window(&ctx, opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?)?;
         let wanted = super::checks::wanted_reason(&ctx, &opts)?;
         check_url(&ctx, url)?;
         let title = format!("{node} cannot curl {url}");
@@ -352,7 +347,7 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
         let node = ss.node(&ctx, &node)?;
         check_name(&ctx, name)?;
         ss.probe(&ctx, Probe::Resolve { node: node.clone(), name: name.to_string(), expect: None });
-        let found = to_rhai(&ctx, ss.backend().resolve(&node, name, ss.backend().deadline(2.0)))?;
+        let found = to_rhai(&ctx, ss.backend().resolve(&node, name, ss.deadline(2.0)))?;
         if let Err(mistake) = found.as_ref().map_err(|e| e.reasons()).err().transpose() {
             return Err(runtime_error(&ctx, mistake));
         }
@@ -368,7 +363,7 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
             r.borrow_mut().check_planned(&title);
             return Ok(());
         }
-        match to_rhai(&ctx, ss.backend().resolve(&node, name, ss.backend().deadline(2.0)))? {
+        match to_rhai(&ctx, ss.backend().resolve(&node, name, ss.deadline(2.0)))? {
             Ok(ips) => {
                 let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
                 r.borrow_mut().check_passed(&format!("{title}: {}", ips.join(", ")), super::values::line(&ctx));
@@ -385,7 +380,7 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
     let expect_no_resolve = move |ctx: NativeCallContext, node: Dynamic, name: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["window", "error"])?;
         let node = ss.node(&ctx, &node)?;
-        let window = ss.backend().deadline(opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?);
+        let window = ss.window(&ctx, opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?)?;
         let wanted = super::checks::wanted_reason(&ctx, &opts)?;
         check_name(&ctx, name)?;
         let title = format!("{node} cannot resolve {name}");

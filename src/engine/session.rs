@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use netlab_runtime::backend::kernel::HOST;
 use netlab_runtime::backend::{Applied, Backend};
@@ -33,6 +34,8 @@ impl PartialEq for NodeRef {
 /// How a run goes, beyond the backend.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// The wall-clock limit and the operation budget (`--max-time`, `--max-operations`).
+    pub limits: super::limits::Limits,
     pub explain: Explain,
     /// Print nothing: the run is only for its journal or its model.
     pub silent: bool,
@@ -71,6 +74,9 @@ pub struct Session {
     program_in_step: Cell<Option<usize>>,
     /// Checks made outside any step (a lint of `netlab check`).
     pub checks_outside_steps: RefCell<Vec<usize>>,
+    /// When the lab's wall-clock limit (--max-time) runs out.
+    ends_at: Instant,
+    max_time: Duration,
 }
 
 fn line_of(ctx: &NativeCallContext) -> usize {
@@ -93,7 +99,31 @@ impl Session {
             host,
             checks_outside_steps: RefCell::default(),
             program_in_step: Cell::new(None),
+            ends_at: Instant::now() + options.limits.max_time,
+            max_time: options.limits.max_time,
         }
+    }
+
+    /// When the lab's wall-clock limit runs out.
+    pub fn ends_at(&self) -> Instant {
+        self.ends_at
+    }
+
+    /// A negative probe's window of `seconds` (scaled): watched whole or not at all,
+    /// since a window cut short could pass a check that would fail.
+    pub fn window(&self, ctx: &NativeCallContext, seconds: f64) -> RhaiResult<Duration> {
+        let window = self.backend.deadline(seconds);
+        if self.backend.evaluates() && Instant::now() + window > self.ends_at {
+            return Err(super::limits::Stopped::MaxTime(self.max_time).at(ctx.call_position()));
+        }
+        Ok(window)
+    }
+
+    /// A native call's deadline of `seconds` (scaled for slow machines), cut to what
+    /// is left of the lab's wall-clock limit: a probe or program cannot outlast it.
+    pub fn deadline(&self, seconds: f64) -> Duration {
+        let left = self.ends_at.saturating_duration_since(Instant::now());
+        self.backend.deadline(seconds).min(left)
     }
 
     /// The step `--until` stops after.

@@ -112,16 +112,11 @@ pub fn opt_str(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Opt
     }
 }
 
-/// A number-of-seconds option.
+/// A number-of-seconds option, from 0 to limits::MAX_SECONDS.
 pub fn opt_seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
     match opts.get(key) {
         None => Ok(default),
-        Some(v) => v
-            .as_float()
-            .or_else(|_| v.as_int().map(|i| i as f64))
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .ok_or_else(|| type_error(ctx, &format!("a number of seconds for {key}"), v)),
+        Some(v) => super::limits::seconds(ctx, key, v),
     }
 }
 

@@ -110,3 +110,33 @@ pub trait Backend {
     fn deadline(&self, seconds: f64) -> Duration;
     fn sleep(&self, duration: Duration);
 }
+
+/// The longest wait anything in the lab is given (a century): the bindings and the
+/// CLI refuse options that would come near it; this bound keeps the arithmetic on
+/// deadlines (`Instant + Duration`) from overflowing whatever comes in.
+pub const LONGEST_DEADLINE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `seconds` × `factor` as a Duration, saturating at LONGEST_DEADLINE (and zero for
+/// a negative or NaN product) instead of panicking like `Duration::from_secs_f64`.
+pub fn scaled_deadline(seconds: f64, factor: f64) -> Duration {
+    let product = seconds * factor;
+    if product.is_nan() || product <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(product).unwrap_or(LONGEST_DEADLINE).min(LONGEST_DEADLINE)
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_saturate_instead_of_panicking() {
+        assert_eq!(scaled_deadline(2.5, 2.0), Duration::from_secs(5));
+        assert_eq!(scaled_deadline(1e20, 1e300), LONGEST_DEADLINE);
+        assert_eq!(scaled_deadline(f64::INFINITY, 1.0), LONGEST_DEADLINE);
+        assert_eq!(scaled_deadline(f64::NAN, 1.0), Duration::ZERO);
+        assert_eq!(scaled_deadline(-1.0, 1.0), Duration::ZERO);
+        let _ = std::time::Instant::now() + scaled_deadline(f64::MAX, f64::MAX);
+    }
+}

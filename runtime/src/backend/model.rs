@@ -178,7 +178,7 @@ impl Backend for ModelBackend {
     fn exec(&self, node: &NodeName, command: &CommandLine, _timeout: Duration) -> Result<ExecOutput> {
         let command = command.shell.clone().unwrap_or_else(|| shell_words::join(&command.argv));
         self.apply(&Op::Exec { node: node.clone(), command })?;
-        Ok(ExecOutput { code: Some(0), stdout: String::new(), stderr: String::new() })
+        Ok(ExecOutput { code: Some(0), ..ExecOutput::default() })
     }
 
     /// Every feature is there: a plan (`plan`, `check`, `graph`, `export`) shows the
@@ -189,7 +189,7 @@ impl Backend for ModelBackend {
     }
 
     fn deadline(&self, seconds: f64) -> Duration {
-        Duration::from_secs_f64(seconds)
+        crate::backend::scaled_deadline(seconds, 1.0)
     }
 
     fn sleep(&self, _duration: Duration) {}

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::model::{AddrState, EtcFile, Feature, LinkState, Neighbour, Op, RouteState, ServerSpec};
 use crate::names::NodeName;
 use crate::ping::{PingMode, PingReport};
+use crate::render;
 use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
 
@@ -55,36 +56,42 @@ impl Lab {
         self.node(name.as_str())
     }
 
+    /// The netlink requests of `op`, named by its `ip` commands should they time out.
+    fn netlink_op<T>(&self, op: &Op, requests: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.netlink(op.node().as_str(), || render::ip::op_commands(op, super::HOST).join("; "), requests)
+    }
+
     /// One op against the kernel, without the bookkeeping.
     fn apply_to_kernel(&self, op: &Op) -> Result<Applied> {
-        let rt = &self.rt;
         match op {
             Op::AddNode { node } => self.create_node(node.as_str()).map(|_| ()),
             Op::DelNode { node } => self.delete_node(&self.node_of(node)?),
             Op::AddVeth { node, name, peer_node, peer } => {
                 let (a, b) = (self.node_of(node)?, self.node_of(peer_node)?);
-                rt.block_on(a.create_veth(name, &b, peer))
+                self.netlink_op(op, a.create_veth(name, &b, peer))
             }
-            Op::AddBridge { node, name } => rt.block_on(self.node_of(node)?.create_bridge(name)),
-            Op::SetUp { node, link, up } => rt.block_on(self.node_of(node)?.set_link_up(link, *up)),
-            Op::SetMaster { node, link, master } => rt.block_on(self.node_of(node)?.set_master(link, master.as_ref())),
+            Op::AddBridge { node, name } => self.netlink_op(op, self.node_of(node)?.create_bridge(name)),
+            Op::SetUp { node, link, up } => self.netlink_op(op, self.node_of(node)?.set_link_up(link, *up)),
+            Op::SetMaster { node, link, master } => {
+                self.netlink_op(op, self.node_of(node)?.set_master(link, master.as_ref()))
+            }
             Op::MoveLink { node, link, to, new_name } => {
                 let (from, to) = (self.node_of(node)?, self.node_of(to)?);
-                rt.block_on(from.move_link(link, &to, new_name))
+                self.netlink_op(op, from.move_link(link, &to, new_name))
             }
-            Op::DelLink { node, link } => rt.block_on(self.node_of(node)?.delete_link(link)),
+            Op::DelLink { node, link } => self.netlink_op(op, self.node_of(node)?.delete_link(link)),
             Op::AddAddr { node, link, cidr } => {
                 let n = self.node_of(node)?;
                 if cidr.addr().is_ipv6() {
                     // Nodes keep IPv6 off on new links until a lab uses it (see node.rs).
-                    rt.block_on(n.link(link))?;
+                    self.netlink_op(op, n.link(link))?;
                     self.set_sysctl(&n, &format!("net/ipv6/conf/{link}/disable_ipv6"), "0")?;
                 }
-                rt.block_on(n.add_address(link, *cidr))
+                self.netlink_op(op, n.add_address(link, *cidr))
             }
-            Op::DelAddr { node, link, cidr } => rt.block_on(self.node_of(node)?.delete_address(link, *cidr)),
-            Op::AddRoute { node, dest, hop } => rt.block_on(self.node_of(node)?.add_route(*dest, hop)),
-            Op::DelRoute { node, dest } => rt.block_on(self.node_of(node)?.delete_route(*dest)),
+            Op::DelAddr { node, link, cidr } => self.netlink_op(op, self.node_of(node)?.delete_address(link, *cidr)),
+            Op::AddRoute { node, dest, hop } => self.netlink_op(op, self.node_of(node)?.add_route(*dest, hop)),
+            Op::DelRoute { node, dest } => self.netlink_op(op, self.node_of(node)?.delete_route(*dest)),
             Op::SetSysctl { node, key, value } => self.set_sysctl(&*self.node_of(node)?, key, value),
             Op::Firewall { node, change } => self.apply_firewall(&*self.node_of(node)?, change),
             Op::WriteFile { node, file, text } => self.set_node_file(&*self.node_of(node)?, file.file_name(), text),
@@ -98,8 +105,7 @@ impl Lab {
                 return Ok(Applied::Server(started));
             }
             Op::Exec { node, command } => {
-                let line = CommandLine::parse(command)
-                    .map_err(|e| crate::Error::io(format!("exec_in {command:?}"), std::io::Error::other(e)))?;
+                let line = CommandLine::parse(command)?;
                 self.exec(&*self.node_of(node)?, &line, self.deadline(10.0)).map(|_| ())
             }
         }?;
@@ -147,7 +153,11 @@ impl Backend for Lab {
     fn flush(&self) -> Result<()> {
         let Some(held) = self.held.borrow_mut().take() else { return Ok(()) };
         let (a, b) = (self.node_of(&held.node)?, self.node_of(&held.peer_node)?);
-        let created = self.rt.block_on(a.create_veth_with(&held.name, &b, &held.peer, held.master, held.up));
+        let created = self.netlink(
+            held.node.as_str(),
+            || format!("ip link add {} type veth peer name {} netns {}", held.name, held.peer, held.peer_node),
+            a.create_veth_with(&held.name, &b, &held.peer, held.master, held.up),
+        );
         for node in [&held.node, &held.peer_node] {
             self.touched.borrow_mut().insert(node.to_string());
         }
@@ -170,28 +180,28 @@ impl Backend for Lab {
             Some(only) => self.settle_links(&n, only)?,
             None => self.settle()?,
         }
-        self.rt.block_on(n.links())
+        self.netlink(node.as_str(), || "ip -d link show".into(), n.links())
     }
 
     fn addresses(&self, node: &NodeName) -> Result<Vec<AddrState>> {
         self.flush()?;
         let n = self.node_of(node)?;
         self.settle()?;
-        self.rt.block_on(n.addresses())
+        self.netlink(node.as_str(), || "ip addr show".into(), n.addresses())
     }
 
     fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>> {
         self.flush()?;
         let n = self.node_of(node)?;
         self.settle()?;
-        self.rt.block_on(n.routes())
+        self.netlink(node.as_str(), || "ip route show".into(), n.routes())
     }
 
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {
         self.flush()?;
         let n = self.node_of(node)?;
         self.settle()?;
-        self.rt.block_on(n.neighbours())
+        self.netlink(node.as_str(), || "ip neigh show".into(), n.neighbours())
     }
 
     fn sysctl(&self, node: &NodeName, key: &str) -> Result<String> {
@@ -300,7 +310,7 @@ impl Lab {
                 if *node == h.node && *link == h.name && h.master.is_none() =>
             {
                 let n = self.node_of(node)?;
-                match self.rt.block_on(n.link_index(bridge)) {
+                match self.netlink(node.as_str(), || format!("ip link show {bridge}"), n.link_index(bridge)) {
                     Ok((index, crate::model::LinkKind::Bridge)) => {
                         h.master = Some(index);
                         Ok(true)

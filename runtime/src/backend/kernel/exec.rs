@@ -12,12 +12,36 @@ use std::time::Duration;
 use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone)]
+/// How many bytes of each output stream (stdout, stderr) a program's result keeps:
+/// enough for `ip -o link` of the largest lab (63 500 links, ~7 MB); the rest is read
+/// and counted, not stored, so a program that writes without end cannot exhaust
+/// netlab's memory.
+pub const OUTPUT_KEPT: usize = 8 << 20;
+
+#[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
     /// Exit code, or None when a signal ended the process.
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// Bytes of stdout beyond OUTPUT_KEPT: read, counted and dropped.
+    pub stdout_dropped: u64,
+    /// Bytes of stderr beyond OUTPUT_KEPT.
+    pub stderr_dropped: u64,
+}
+
+impl ExecOutput {
+    /// The whole stdout of a listing netlab itself runs (nft, iptables): a truncated
+    /// one would be parsed wrong, so it is an error.
+    pub fn whole_stdout(self, node: &str, what: &str) -> Result<String> {
+        if self.stdout_dropped > 0 {
+            return Err(Error::io(
+                format!("{what} in {node}"),
+                std::io::Error::other(format!("the output is larger than {OUTPUT_KEPT} bytes")),
+            ));
+        }
+        Ok(self.stdout)
+    }
 }
 
 /// A command line as the lab wrote it.
@@ -32,10 +56,17 @@ pub struct CommandLine {
 const SHELL_CHARS: &[char] = &['|', '&', ';', '<', '>', '$', '`', '(', ')', '*', '?', '~'];
 
 impl CommandLine {
-    pub fn parse(text: &str) -> std::result::Result<CommandLine, String> {
-        let words = shell_words::split(text).map_err(|e| format!("cannot split the command line: {e}"))?;
+    /// Splits a command line as a shell would; what cannot be run as written is the
+    /// lab's mistake (Error::BadCommand).
+    pub fn parse(text: &str) -> Result<CommandLine> {
+        let bad = |reason: &str| Error::BadCommand { command: text.to_string(), reason: reason.to_string() };
+        // exec(2) takes NUL-terminated strings: a NUL inside one cannot be passed.
+        if text.contains('\0') {
+            return Err(bad("it contains a NUL byte, which no program argument can hold"));
+        }
+        let words = shell_words::split(text).map_err(|_| bad("a quote is not closed"))?;
         let Some(program) = words.first().cloned() else {
-            return Err("the command is empty".into());
+            return Err(bad("the command is empty"));
         };
         let shell = text.contains(SHELL_CHARS).then(|| text.to_string());
         Ok(CommandLine { program, argv: words, shell })
@@ -105,6 +136,7 @@ pub async fn exec_in(
     }
     let mut child = command.spawn().map_err(|e| Error::io(format!("starting {} in {}", cmd.program, node.name), e))?;
     let what = format!("{:?}", cmd.shell.clone().unwrap_or_else(|| cmd.argv.join(" ")));
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let feed = async {
         if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
             use tokio::io::AsyncWriteExt;
@@ -112,18 +144,33 @@ pub async fn exec_in(
             // dropping stdin closes it so the program sees end of input.
             let _ = stdin.write_all(data).await;
         }
-        child.wait_with_output().await
+        child.wait().await
     };
-    match tokio::time::timeout(timeout, feed).await {
-        Ok(Ok(out)) => Ok(ExecOutput {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    // Both streams are read while the program runs (a full pipe would stop it).
+    let all = async { tokio::try_join!(feed, read_capped(stdout), read_capped(stderr)) };
+    match tokio::time::timeout(timeout, all).await {
+        Ok(Ok((status, (stdout, stdout_dropped), (stderr, stderr_dropped)))) => Ok(ExecOutput {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout_dropped,
+            stderr_dropped,
         }),
         Ok(Err(e)) => Err(Error::io(format!("waiting for {what} in {}", node.name), e)),
         // Dropping the future dropped the child, which kills it (kill_on_drop).
         Err(_) => Err(Error::Timeout { what, node: node.name.to_string(), seconds: timeout.as_secs_f64() }),
     }
+}
+
+/// Reads a stream to its end: the first OUTPUT_KEPT bytes, and how many came after.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>) -> std::io::Result<(Vec<u8>, u64)> {
+    use tokio::io::AsyncReadExt;
+    let Some(stream) = stream else { return Ok((Vec::new(), 0)) };
+    let mut stream = tokio::io::BufReader::with_capacity(1 << 16, stream);
+    let mut kept = Vec::new();
+    (&mut stream).take(OUTPUT_KEPT as u64).read_to_end(&mut kept).await?;
+    let dropped = tokio::io::copy_buf(&mut stream, &mut tokio::io::sink()).await?;
+    Ok((kept, dropped))
 }
 
 fn cstring(p: &Path) -> Result<CString> {
@@ -179,8 +226,12 @@ mod tests {
         let c = CommandLine::parse("netstat -nat | grep LISTEN").unwrap();
         assert_eq!(c.program, "netstat");
         assert!(c.shell.is_some());
-        assert!(CommandLine::parse("").is_err());
-        assert!(CommandLine::parse("echo 'unterminated").is_err());
+        for (line, why) in [("", "empty"), ("  ", "empty"), ("echo 'unterminated", "quote"), ("echo a\0b", "NUL")] {
+            let err = CommandLine::parse(line).expect_err(line);
+            assert!(matches!(err, Error::BadCommand { .. }), "{err:?}");
+            assert!(err.to_string().contains(why), "{err}");
+            assert_eq!(err.class(), crate::ErrorClass::Script);
+        }
     }
 
     #[test]

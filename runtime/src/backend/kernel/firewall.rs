@@ -72,7 +72,7 @@ impl Lab {
     /// Runs an nft (or iptables-nft) command line in the node; its stdout, or nft's own complaint as
     /// the error.
     fn nft(&self, node: &Node, line: &str, input: Option<&[u8]>, op: &'static str, object: &str) -> Result<String> {
-        let cmd = CommandLine::parse(line).map_err(|e| Error::io(line.to_string(), std::io::Error::other(e)))?;
+        let cmd = CommandLine::parse(line)?;
         let binds = self.bind_mounts(node);
         let timeout = self.deadline(10.0).max(Duration::from_secs(10));
         let out = self.block_on(exec::exec_in(node, &cmd, &binds, input, timeout))?;
@@ -80,6 +80,6 @@ impl Lab {
             let why = std::io::Error::other(out.stderr.trim().to_string());
             return Err(Error::kernel(op, node.name.as_str(), object, why));
         }
-        Ok(out.stdout)
+        out.whole_stdout(node.name.as_str(), line)
     }
 }

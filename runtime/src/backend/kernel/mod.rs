@@ -95,6 +95,10 @@ pub(super) const NEIGH_RETRANS_MS: u64 = 10;
 pub(super) const PING_CONCURRENCY: usize = 8;
 /// Neighbour-table entries left free for everything else on the machine.
 pub(super) const NEIGH_MARGIN: usize = 16;
+/// How long the kernel may leave a netlink request unanswered (× the slow factor)
+/// before it is an error: the kernel answers in micro- to milliseconds, a dump of
+/// 63 500 links in about a second.
+pub(super) const NETLINK_TIMEOUT_S: f64 = 30.0;
 
 impl Lab {
     /// Must run inside the sandbox, on the main thread.
@@ -110,7 +114,15 @@ impl Lab {
         let host_name = NodeName::new(HOST)?;
         let host = Rc::new(rt.block_on(async { Node::host(host_name) })?);
         // A real host has its loopback up; new nodes start with it down, as `ip netns add` does.
-        rt.block_on(host.set_link_up(&LinkName::new("lo")?, true))?;
+        let lo = LinkName::new("lo")?;
+        let limit = crate::backend::scaled_deadline(NETLINK_TIMEOUT_S, options.slow_factor);
+        rt.block_on(async { tokio::time::timeout(limit, host.set_link_up(&lo, true)).await }).unwrap_or_else(|_| {
+            Err(Error::NetlinkTimeout {
+                op: "ip link set lo up".into(),
+                node: HOST.into(),
+                seconds: limit.as_secs_f64(),
+            })
+        })?;
         let nodes = RefCell::new(BTreeMap::from([(HOST.to_string(), host.clone())]));
         Ok(Lab {
             rt,
@@ -155,12 +167,58 @@ impl Lab {
         self.rt.block_on(f)
     }
 
+    /// Awaits netlink requests: every netlink wait of the lab goes through here (or
+    /// netlink_within), so a kernel that never answers becomes an error naming the
+    /// operation (`op`, made only then) and the node, not a hang.
+    pub(crate) fn netlink<T>(
+        &self,
+        node: &str,
+        op: impl FnOnce() -> String,
+        requests: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.netlink_within(Duration::ZERO, node, op, requests)
+    }
+
+    /// netlink() for a wait that may itself last `wait` (a readiness wait): the
+    /// kernel gets NETLINK_TIMEOUT_S beyond it.
+    pub(crate) fn netlink_within<T>(
+        &self,
+        wait: Duration,
+        node: &str,
+        op: impl FnOnce() -> String,
+        requests: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let limit = wait.saturating_add(self.netlink_limit());
+        self.rt.block_on(answered(limit, node, op, requests))
+    }
+
+    /// How long one netlink request may go unanswered.
+    pub(crate) fn netlink_limit(&self) -> Duration {
+        self.deadline(NETLINK_TIMEOUT_S)
+    }
+}
+
+/// `requests`, or Error::NetlinkTimeout when they are not answered within `limit`:
+/// the async form of Lab::netlink, for loops over many nodes (a limit per node).
+pub(crate) async fn answered<T>(
+    limit: Duration,
+    node: &str,
+    op: impl FnOnce() -> String,
+    requests: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, requests).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::NetlinkTimeout { op: op(), node: node.to_string(), seconds: limit.as_secs_f64() }),
+    }
+}
+
+impl Lab {
     pub fn host(&self) -> Rc<Node> {
         self.host.clone()
     }
 
     pub fn deadline(&self, seconds: f64) -> Duration {
-        Duration::from_secs_f64(seconds * self.options.slow_factor)
+        crate::backend::scaled_deadline(seconds, self.options.slow_factor)
     }
 
     fn mark_changed(&self) {
@@ -191,14 +249,13 @@ impl Lab {
             });
         }
         let veths: Vec<LinkName> = self
-            .rt
-            .block_on(node.links())?
+            .netlink(node.name.as_str(), || "ip link show".into(), node.links())?
             .into_iter()
             .filter(|l| l.kind == LinkKind::Veth)
             .filter_map(|l| LinkName::new(&l.name).ok())
             .collect();
         for veth in &veths {
-            self.rt.block_on(node.delete_link(veth))?;
+            self.netlink(node.name.as_str(), || format!("ip link del {veth}"), node.delete_link(veth))?;
         }
         remove_netns_name(node.name.as_str())?;
         etc::unpublish_uts(node.name.as_str());

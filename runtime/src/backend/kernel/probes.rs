@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{Lab, NEIGH_MARGIN, PING_CONCURRENCY, QUIET_AFTER};
+use super::{answered, Lab, NEIGH_MARGIN, PING_CONCURRENCY, QUIET_AFTER};
 use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
 use crate::ping::{self, PingMode, PingReport};
@@ -26,9 +26,11 @@ impl Lab {
     fn forget_unresolved_neighbours(&self) -> Result<()> {
         self.unanswered.set(false);
         let nodes = self.nodes();
+        let limit = self.netlink_limit();
         self.rt.block_on(async {
             for node in &nodes {
-                node.forget_unresolved_neighbours().await?;
+                let op = || "ip neigh flush nud incomplete nud failed".to_string();
+                answered(limit, node.name.as_str(), op, node.forget_unresolved_neighbours()).await?;
             }
             Ok(())
         })
@@ -38,7 +40,8 @@ impl Lab {
     /// may be waiting for it, and its answer may still come.
     async fn resolution_in_progress(&self, nodes: &[Rc<Node>]) -> Result<bool> {
         for node in nodes {
-            if node.resolving_neighbours().await? {
+            let op = || "ip neigh show nud incomplete".to_string();
+            if answered(self.netlink_limit(), node.name.as_str(), op, node.resolving_neighbours()).await? {
                 return Ok(true);
             }
         }
@@ -165,9 +168,10 @@ impl Lab {
     fn flush_neighbours(&self) -> Result<()> {
         let nodes = self.nodes();
         self.neigh_warm.borrow_mut().clear();
+        let limit = self.netlink_limit();
         self.rt.block_on(async {
             for node in &nodes {
-                node.flush_neighbours().await?;
+                answered(limit, node.name.as_str(), || "ip neigh flush all".into(), node.flush_neighbours()).await?;
             }
             Ok(())
         })

@@ -101,12 +101,18 @@ impl Lab {
         // A few at a time: each dump may (re)open that node's netlink connection,
         // and a thousand of them at once would hold a thousand socket buffers.
         use futures::StreamExt;
-        let dumps: Vec<Result<Vec<LinkState>>> =
-            futures::stream::iter(nodes.iter().map(|n| n.links())).buffered(8).collect().await;
+        let limit = self.netlink_limit();
+        let dumps: Vec<Result<Vec<LinkState>>> = futures::stream::iter(
+            nodes.iter().map(|n| super::answered(limit, n.name.as_str(), || "ip -d link show".into(), n.links())),
+        )
+        .buffered(8)
+        .collect()
+        .await;
         let mut pending = Vec::new();
         for (node, links) in nodes.iter().zip(dumps) {
             let links = links?;
-            self.tune_neighbours(node, &links).await?;
+            let op = || "sysctl net.ipv4.neigh.LINK.retrans_time_ms".to_string();
+            super::answered(limit, node.name.as_str(), op, self.tune_neighbours(node, &links)).await?;
             if links.iter().any(|l| l.kind == LinkKind::Bridge) {
                 self.record_bridge(node);
             }
