@@ -397,3 +397,19 @@ fn requires_skips_exactly_when_the_kernel_lacks_the_feature() {
     assert_eq!(code, 2, "an unknown feature is the lab's mistake: {err}");
     assert!(err.contains("unknown kernel feature \"vlna\"") && err.contains("802.1Q VLAN links"), "{err}");
 }
+
+#[test]
+fn junit_of_every_lab_validates_with_a_testcase_per_step() {
+    let xsd = tool(".ci/cache/junit-10.xsd", ".ci/report-tools");
+    let junit = scratch("labs.xml");
+    let out = netlab().current_dir(root()).args(["test", "labs", "--format", "json", "--junit"]).arg(&junit).output();
+    let (code, stdout, stderr) = decode(out.unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let steps: usize = j["labs"].as_array().unwrap().iter().map(|l| l["steps"].as_array().unwrap().len()).sum();
+    let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(&junit).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("xmllint").args(["--xpath", "count(//testcase)"]).arg(&junit).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), steps.to_string(), "a testcase per step");
+    assert!(steps > 50, "{steps}");
+}

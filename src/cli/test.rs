@@ -36,8 +36,8 @@ pub struct TestArgs {
     shard: Option<(usize, usize)>,
     /// Labs run at the same time (default: 4 per CPU: a lab mostly waits on the
     /// kernel and on its checks' windows).
-    #[arg(long, short)]
-    jobs: Option<usize>,
+    #[arg(long, short, value_parser = clap::value_parser!(u64).range(1..4096))]
+    jobs: Option<u64>,
     /// Kill a lab (its whole sandbox) that runs longer than this, and report it as
     /// timed out in the step it was in.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS", value_parser = parse_timeout)]
@@ -311,8 +311,11 @@ impl Suite {
 /// Runs every lab, at most `jobs` at once; returns the reports of the labs that
 /// ran (in the labs' order) and the signal that stopped the run, if one did.
 async fn run_all(args: &TestArgs, exe: &Path, labs: &[PathBuf], suite: Rc<Suite>) -> (Vec<LabReport>, Option<i32>) {
-    let jobs =
-        args.jobs.unwrap_or_else(|| 4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
+    let jobs = args
+        .jobs
+        .map(|j| j as usize)
+        .unwrap_or_else(|| 4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        .max(1);
     let permits = Rc::new(Semaphore::new(jobs));
     let signal = Rc::new(std::cell::Cell::new(None));
     let local = tokio::task::LocalSet::new();
