@@ -19,8 +19,8 @@ pub use names::{LinkName, NodeName};
 /// Enters netlab's sandbox (see sandbox.rs), after reading what only the machine's
 /// own namespace shows (the neighbour table's limit, see neigh.rs; what new
 /// namespaces start with, see node.rs).
-pub fn enter_sandbox() -> Result<()> {
+pub fn enter_sandbox(binds: &backend::kernel::sandbox::Binds) -> Result<()> {
     backend::kernel::neigh::remember_capacity();
     backend::kernel::node::remember_machine_defaults();
-    backend::kernel::sandbox::enter()
+    backend::kernel::sandbox::enter(binds)
 }

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Ok(u) => (u.release().to_string_lossy().into_owned(), u.version().to_string_lossy().into_owned()),
         Err(e) => return failed(format!("uname: {e}")),
     };
-    if let Err(e) = netlab_runtime::enter_sandbox() {
+    if let Err(e) = netlab_runtime::enter_sandbox(&Default::default()) {
         return failed(format!("cannot enter netlab's sandbox: {e}"));
     }
     match run(&kernel) {

@@ -49,6 +49,12 @@ pub struct RunArgs {
     /// Stop after this step (its number or its exact title); with --keep, stay there.
     #[arg(long, value_name = "STEP")]
     pub until: Option<String>,
+    /// Show a folder of the machine inside the sandbox at its own path, read-only
+    /// (DIR) or writable (DIR:rw; what the lab writes there stays). The lab's own
+    /// folder is always shown read-only; everything else the lab writes vanishes
+    /// with the sandbox.
+    #[arg(long = "bind", value_name = "DIR[:rw]")]
+    pub bind: Vec<String>,
     /// At the end, write the normalized kernel state (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,

@@ -88,20 +88,43 @@ pub fn run(args: &RunArgs) -> i32 {
     };
     // Relative to where netlab was started, whatever the lab does to its cwd.
     let state = args.state.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
-    // A state file that cannot be written is the caller's mistake: say so before the run.
-    if let Some(path) = &state {
-        if let Err(e) = std::fs::File::create(path) {
-            eprintln!("netlab: --state {}: {e}", path.display());
-            return 2;
-        }
-    }
+    // The lab's folder, read-only, and what --bind asks for.
+    let lab_dir = std::path::absolute(&args.lab)
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let binds = match binds(&lab_dir, &args.bind) {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    // Written at the end, from inside the sandbox, whose file system is its own.
+    let results = match std::env::var_os("NETLAB_RESULTS") {
+        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("netlab: cannot append to NETLAB_RESULTS ({}): {e}", std::path::Path::new(&path).display());
+                return 2;
+            }
+        },
+        None => None,
+    };
+    let state_file = match &state {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("netlab: --state {}: {e}", path.display());
+                return 2;
+            }
+        },
+        None => None,
+    };
     // Before any thread exists: from here on we are inside the sandbox.
-    if let Err(e) = netlab_runtime::enter_sandbox() {
+    if let Err(e) = netlab_runtime::enter_sandbox(&binds) {
         let message = e.to_string();
         eprintln!("{:?}", miette::Report::new(e));
         return ended_early(Outcome::Error, 3, message, None, 0);
     }
-    let lab = match Lab::new(LabOptions { slow_factor: args.slow_factor }) {
+    let lab = match Lab::new(LabOptions { slow_factor: args.slow_factor, workdir: Some(lab_dir) }) {
         Ok(lab) => Rc::new(lab),
         Err(e) => {
             let message = e.to_string();
@@ -178,8 +201,11 @@ pub fn run(args: &RunArgs) -> i32 {
             eprintln!("netlab: --until {until:?}: no step is numbered or titled so; the lab ran to its end");
         }
     }
-    if let Some(path) = &state {
-        if let Err(e) = netlab_runtime::snapshot::write_state(path, &outcome.session.sysctls_set()) {
+    if let (Some(path), Some(mut file)) = (&state, state_file) {
+        let written = netlab_runtime::snapshot::take(&outcome.session.sysctls_set())
+            .map_err(|e| e.to_string())
+            .and_then(|s| std::io::Write::write_all(&mut file, s.to_json().as_bytes()).map_err(|e| e.to_string()));
+        if let Err(e) = written {
             eprintln!("netlab: cannot write the state to {}: {e}", path.display());
         }
     }
@@ -188,7 +214,7 @@ pub fn run(args: &RunArgs) -> i32 {
     }
     let teardown_started = Instant::now();
     lab.teardown();
-    if let Some(path) = std::env::var_os("NETLAB_RESULTS") {
+    if let Some(mut file) = results {
         let line = rep.results_line(&[
             ("lab", name.replace(char::is_whitespace, "_")),
             ("ready_wait_s", format!("{:.4}", lab.ready_wait().as_secs_f64())),
@@ -196,16 +222,39 @@ pub fn run(args: &RunArgs) -> i32 {
             ("total_s", format!("{:.4}", started.elapsed().as_secs_f64())),
             ("exit", code.to_string()),
         ]);
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
-        if let Err(e) = written {
-            eprintln!("netlab: cannot append to NETLAB_RESULTS ({}): {e}", std::path::Path::new(&path).display());
+        if let Err(e) = std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()) {
+            eprintln!("netlab: cannot append to NETLAB_RESULTS: {e}");
         }
     }
     code
+}
+
+/// The sandbox's view of the machine's folders: the lab's own read-only, and each
+/// `--bind DIR[:rw]`. A folder that does not exist is the caller's mistake.
+fn binds(lab_dir: &std::path::Path, asked: &[String]) -> Result<netlab_runtime::backend::kernel::sandbox::Binds, i32> {
+    let mut binds = netlab_runtime::backend::kernel::sandbox::Binds {
+        read_only: vec![lab_dir.to_path_buf()],
+        read_write: Vec::new(),
+    };
+    for b in asked {
+        let (dir, writable) = match b.strip_suffix(":rw") {
+            Some(d) => (d, true),
+            None => (b.strip_suffix(":ro").unwrap_or(b), false),
+        };
+        let path = match std::path::absolute(dir) {
+            Ok(p) if p.is_dir() => p,
+            _ => {
+                eprintln!("netlab: --bind {b}: no such folder (give DIR, or DIR:rw for a writable one)");
+                return Err(2);
+            }
+        };
+        if writable {
+            binds.read_write.push(path);
+        } else {
+            binds.read_only.push(path);
+        }
+    }
+    Ok(binds)
 }
 
 /// The line of the lab a diagnostic points at (0: none).

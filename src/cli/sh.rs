@@ -65,8 +65,21 @@ pub fn sh(args: &ShArgs) -> i32 {
         },
         None => None,
     };
+    // Read now: inside, the sandbox's root may not be allowed into the caller's folders.
+    let text = match std::fs::read(&script) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("netlab: cannot read {}: {e}", script.display());
+            return 2;
+        }
+    };
+    // The script's folder is visible read-only, for files it reads beside itself.
+    let binds = netlab_runtime::backend::kernel::sandbox::Binds {
+        read_only: script.parent().map(|d| d.to_path_buf()).into_iter().collect(),
+        read_write: Vec::new(),
+    };
     // Before any thread exists: from here on we are inside the sandbox.
-    if let Err(e) = netlab_runtime::enter_sandbox() {
+    if let Err(e) = netlab_runtime::enter_sandbox(&binds) {
         eprintln!("{:?}", miette::Report::new(e));
         return 3;
     }
@@ -79,7 +92,14 @@ pub fn sh(args: &ShArgs) -> i32 {
             return 3;
         }
     };
-    let mut code = match std::process::Command::new("bash").arg(&script).status() {
+    // The sandbox's own copy of the script, run under its own name.
+    let copy = std::path::Path::new("/run/netlab/sh").join(script.file_name().unwrap_or_default());
+    if let Err(e) = std::fs::create_dir_all("/run/netlab/sh").and_then(|_| std::fs::write(&copy, &text)) {
+        eprintln!("netlab: cannot copy the script into the sandbox: {e}");
+        lab.teardown();
+        return 3;
+    }
+    let mut code = match std::process::Command::new("bash").arg(&copy).status() {
         Ok(status) => {
             status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0))
         }

@@ -94,6 +94,14 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 /// resolv.conf over /etc/resolv.conf.
 pub type BindMounts = Vec<(PathBuf, PathBuf)>;
 
+/// Where programs start (LabOptions::workdir), set once by the lab.
+static WORKDIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Programs run by the lab start in `dir`.
+pub fn set_workdir(dir: PathBuf) {
+    let _ = WORKDIR.set(dir);
+}
+
 pub async fn exec_in(
     node: &Node,
     cmd: &CommandLine,
@@ -129,6 +137,9 @@ pub async fn exec_in(
         .stderr(Stdio::piped())
         .env("NETLAB_NODE", node.name.as_str())
         .kill_on_drop(true);
+    if let Some(dir) = WORKDIR.get() {
+        command.current_dir(dir);
+    }
     // SAFETY: the closure runs between fork and exec; it only makes raw syscalls on
     // values prepared before the fork (fds, C strings) and allocates nothing.
     unsafe {
@@ -204,9 +215,15 @@ fn enter_node(netns: RawFd, uts: Option<RawFd>, binds: &[(CString, CString)]) ->
             libc::MS_REC | libc::MS_SLAVE,
             std::ptr::null(),
         ))?;
-        // A sysfs mounted now shows this namespace's devices (/sys/class/net), like ip netns exec.
-        libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH);
-        check(libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
+        // A sysfs mounted now shows this namespace's devices (/sys/class/net), like ip
+        // netns exec; stacked on the sandbox's (in a user namespace a sysfs may only be
+        // mounted where one is fully visible, so the old one stays beneath).
+        // EBUSY: the sysfs of this very namespace is the one there already (the lab's host).
+        if libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()) != 0
+            && *libc::__errno_location() != libc::EBUSY
+        {
+            return Err(std::io::Error::last_os_error());
+        }
         for (src, dst) in binds {
             check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
         }

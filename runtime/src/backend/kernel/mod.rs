@@ -40,11 +40,14 @@ pub use services::{Server, ServerKind};
 pub struct LabOptions {
     /// Multiplies every deadline, for slow machines.
     pub slow_factor: f64,
+    /// Where the lab's programs start (the lab's folder: `exec_in(r, "nft -f office.nft")`
+    /// finds the file beside the lab); None: netlab's own working folder.
+    pub workdir: Option<std::path::PathBuf>,
 }
 
 impl Default for LabOptions {
     fn default() -> Self {
-        LabOptions { slow_factor: 1.0 }
+        LabOptions { slow_factor: 1.0, workdir: None }
     }
 }
 
@@ -103,6 +106,9 @@ pub(super) const NETLINK_TIMEOUT_S: f64 = 30.0;
 impl Lab {
     /// Must run inside the sandbox, on the main thread.
     pub fn new(options: LabOptions) -> Result<Lab> {
+        if let Some(dir) = &options.workdir {
+            exec::set_workdir(dir.clone());
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

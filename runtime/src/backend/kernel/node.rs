@@ -195,8 +195,9 @@ fn setup_defaults(name: &NodeName) -> Result<()> {
         sysctl::write_current(key, value).map_err(|e| Error::io(format!("{why} in {name} ({key})"), e))
     };
     // New namespaces have ping_group_range "1 0": unprivileged ICMP sockets (our
-    // in-process ping) would be refused.
-    set("net.ipv4.ping_group_range", "0 2147483647", "enabling ICMP sockets")?;
+    // in-process ping) would be refused. Group 0 (the sandbox's root, the only
+    // group its user namespace maps) may open them.
+    set("net.ipv4.ping_group_range", "0 0", "enabling ICMP sockets")?;
     // IPv6 stays off on new links until the lab gives one an IPv6 address: every new
     // link's autoconfiguration (DAD, MLD, router solicitations) is multicast that a
     // bridge floods to all ports, O(N^2) packets (shared/bench/RESULTS.md).

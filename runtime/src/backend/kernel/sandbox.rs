@@ -49,31 +49,42 @@ pub fn etc_overlaid() -> bool {
 /// Set in the environment of the sandbox, so child processes can tell.
 pub const SANDBOX_ENV: &str = "NETLAB_SANDBOX";
 
+/// What of the machine's own folders a sandbox shows as they are, besides its
+/// volatile copy of the machine's file system.
+#[derive(Debug, Clone, Default)]
+pub struct Binds {
+    /// Visible read-only at their own path: the lab's folder, `--bind DIR`.
+    pub read_only: Vec<std::path::PathBuf>,
+    /// Visible read-write at their own path (`--bind DIR:rw`): what a lab writes
+    /// there stays on the machine.
+    pub read_write: Vec<std::path::PathBuf>,
+}
+
+/// Who the sandbox's root is on the machine when netlab starts as root: the
+/// overflow user and group "nobody", which by convention own nothing. (Started by
+/// another user, the sandbox's root is that user.)
+const NOBODY: u32 = 65534;
+
+/// The most the sandbox's volatile file system (its tmpfs layers) may hold, as a
+/// share of the machine's memory: filling it gives the lab ENOSPC, not the machine
+/// an out-of-memory.
+const VOLATILE_SHARE_PERCENT: u64 = 10;
+
 /// Use `crate::enter_sandbox`, which first reads what only the machine shows.
-pub(crate) fn enter() -> Result<()> {
-    let root = geteuid().is_root();
-    let (uid, gid) = (geteuid(), getegid());
-    let mut flags =
-        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID;
-    if !root {
-        flags |= CloneFlags::CLONE_NEWUSER;
-    }
-    unshare(flags).map_err(|e| Error::Sandbox {
-        reason: format!("unshare(network, mount, UTS, PID namespaces): {e}"),
-        help: Some(if root {
-            "the kernel refused new namespaces; is this a container without CAP_SYS_ADMIN?".into()
-        } else {
-            "run netlab as root (sudo), or enable unprivileged user namespaces \
-             (sysctl kernel.unprivileged_userns_clone=1)"
-                .into()
-        }),
-    })?;
-    if !root {
-        // Map ourselves to root inside the new user namespace so we own the netns.
-        write_file("/proc/self/setgroups", "deny")?;
-        write_file("/proc/self/uid_map", &format!("0 {uid} 1"))?;
-        write_file("/proc/self/gid_map", &format!("0 {gid} 1"))?;
-    }
+pub(crate) fn enter(binds: &Binds) -> Result<()> {
+    let (outside_uid, outside_gid) =
+        if geteuid().is_root() { become_nobody()? } else { (geteuid().as_raw(), getegid().as_raw()) };
+    let flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWPID;
+    unshare(flags).map_err(user_namespaces_refused)?;
+    // Root inside; outside, the sandbox's processes are `outside_uid` and hold
+    // capabilities only over the namespaces made here.
+    write_file("/proc/self/setgroups", "deny")?;
+    write_file("/proc/self/uid_map", &format!("0 {outside_uid} 1"))?;
+    write_file("/proc/self/gid_map", &format!("0 {outside_gid} 1"))?;
     fork_into_pid_namespace()?;
     let sandbox_err = |what: &str, e: nix::Error| Error::Sandbox { reason: format!("{what}: {e}"), help: None };
     // Nothing we mount may propagate back to the machine's mount namespace.
@@ -81,23 +92,328 @@ pub(crate) fn enter() -> Result<()> {
         .map_err(|e| sandbox_err("making / private", e))?;
     mount(Some("netlab"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
         .map_err(|e| sandbox_err("mounting a tmpfs on /run", e))?;
-    // A sysfs mounted from inside the new netns shows its devices, like `ip netns exec`.
-    mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
-        .map_err(|e| sandbox_err("mounting sysfs on /sys", e))?;
-    // A /proc of the new PID namespace, so `ps` in a lab shows the lab's processes.
-    mount(
-        Some("proc"),
-        "/proc",
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(|e| sandbox_err("mounting /proc", e))?;
-    keep_etc_links_mountable();
+    // NETLAB_VOLATILE=0 keeps the machine's file system (with /etc overlaid or
+    // read-only), so tests can check the fallback on any kernel.
+    let off = |var: &str| std::env::var_os(var).is_some_and(|v| v == "0");
+    let volatile = if off("NETLAB_VOLATILE") || off("NETLAB_ETC_OVERLAY") {
+        Err(Error::Sandbox { reason: "NETLAB_VOLATILE=0".into(), help: None })
+    } else {
+        volatile_root(binds)
+    };
+    if let Err(e) = &volatile {
+        if !(off("NETLAB_VOLATILE") || off("NETLAB_ETC_OVERLAY")) {
+            eprintln!(
+                "netlab: warning: the sandbox cannot have a volatile file system here ({e}); the lab's programs \
+                 see the machine's files, with the rights of user {outside_uid} (its /etc is protected)"
+            );
+        }
+        fallback_mounts()?;
+        // A sysfs mounted from inside the new netns shows its devices, like `ip netns exec`.
+        mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>)
+            .map_err(|e| sandbox_err("mounting sysfs on /sys", e))?;
+        // A /proc of the new PID namespace, so `ps` in a lab shows the lab's processes.
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| sandbox_err("mounting /proc", e))?;
+    }
     for dir in [NETNS_DIR, NODE_ETC_DIR] {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
     }
-    // NETLAB_ETC_OVERLAY=0 forces the fallback, so tests can check it on any kernel.
+    if volatile.is_ok() {
+        prepare_etc().map_err(|e| Error::io("preparing the sandbox's /etc", e))?;
+        ETC_OVERLAID.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    VOLATILE.store(volatile.is_ok(), std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: no other thread exists yet (enter() runs first thing in main).
+    unsafe { std::env::set_var(SANDBOX_ENV, "1") };
+    Ok(())
+}
+
+static VOLATILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the sandbox's file system is volatile (an overlay of the machine's with
+/// its writes in memory), rather than the machine's own with /etc protected.
+pub fn volatile() -> bool {
+    VOLATILE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Started as root: become "nobody" on the machine before making the user
+/// namespace, keeping only what that one call may need (CAP_SYS_ADMIN, where the
+/// machine allows user namespaces to privileged processes only). Supplementary
+/// groups go too, so nothing of root's remains.
+fn become_nobody() -> Result<(u32, u32)> {
+    let failed = |what: &str, e: nix::Error| Error::Sandbox { reason: format!("{what}: {e}"), help: None };
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    nix::unistd::setgroups(&[]).map_err(|e| failed("dropping root's groups", e))?;
+    let (uid, gid) = (nix::unistd::Uid::from_raw(NOBODY), nix::unistd::Gid::from_raw(NOBODY));
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| failed("becoming group nobody", e))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| failed("becoming user nobody", e))?;
+    let _ = caps::raise(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_ADMIN);
+    // Our own /proc/self files (uid_map) must stay ours to write.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    Ok((NOBODY, NOBODY))
+}
+
+/// unshare(2) refused: say which setting of the machine blocks user namespaces.
+fn user_namespaces_refused(e: nix::Error) -> Error {
+    let read = |key: &str| fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/"))).ok();
+    let setting = |key: &'static str, blocking: &str| read(key).filter(|v| v.trim() == blocking).map(|_| key);
+    let cause = setting("user.max_user_namespaces", "0")
+        .or_else(|| setting("kernel.unprivileged_userns_clone", "0"))
+        .or_else(|| setting("kernel.apparmor_restrict_unprivileged_userns", "1"));
+    let help = match cause {
+        Some(key @ "user.max_user_namespaces") => format!(
+            "{key} is 0 on this machine: user namespaces are switched off (an administrator can allow them: sysctl -w {key}=15000)"
+        ),
+        Some(key @ "kernel.unprivileged_userns_clone") => format!(
+            "{key} is 0 on this machine: only privileged processes may make user namespaces (sysctl -w {key}=1, or run netlab as root)"
+        ),
+        Some(key) => format!(
+            "{key} is 1 on this machine: AppArmor lets only allowed programs make user namespaces (an AppArmor profile for netlab with `userns,`, or sysctl -w {key}=0)"
+        ),
+        None if e == nix::Error::ENOSPC => {
+            "the machine's limit on user namespaces (user.max_user_namespaces) is reached".into()
+        }
+        None => "the kernel refused new user, network, mount, UTS and PID namespaces; in a container, \
+                 the container runtime may forbid them (seccomp, no CAP_SYS_ADMIN)"
+            .into(),
+    };
+    Error::Sandbox { reason: format!("unshare(user, network, mount, UTS, PID namespaces): {e}"), help: Some(help) }
+}
+
+/// The sandbox's file system, the way bubblewrap or `systemd-nspawn --volatile=overlay`
+/// make one: a tmpfs root holding, for each top-level folder of the machine, an
+/// overlay whose writes go to memory (or, where other file systems are mounted
+/// below it, the folder read-only with them), fresh tmpfs on /tmp, /var/tmp,
+/// /dev/shm and /run, the machine's /dev, a /proc of the lab's PID namespace and a
+/// /sys of its network namespace, the lab's folder (and `--bind` folders) as asked;
+/// then pivot_root into it. The machine's mounts come along locked to the sandbox's
+/// user namespace: a lab cannot unmount its way to what lies beneath them.
+///
+/// One overlay per folder, not one over /: the kernel refuses to overlay a mount
+/// with locked mounts below it (the machine's /proc, /sys, ... under /).
+fn volatile_root(binds: &Binds) -> Result<()> {
+    let fail = |what: String, e: nix::Error| Error::Sandbox { reason: format!("{what}: {e}"), help: None };
+    let io = |what: String| move |e: std::io::Error| Error::io(what, e);
+    let size = volatile_size();
+    let cwd = std::env::current_dir().ok();
+    let mounts = machine_mounts();
+    let base = "/run/.netlab-root";
+    fs::create_dir_all(base).map_err(io("making the sandbox's root".into()))?;
+    let tmpfs = |target: &str, mode: &str| {
+        let opts = format!("mode={mode},size={size}");
+        mount(Some("netlab"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
+            .map_err(|e| fail(format!("mounting a tmpfs on {target}"), e))
+    };
+    tmpfs(base, "0755")?;
+    let new = format!("{base}/root");
+    fs::create_dir_all(&new).map_err(io("making the sandbox's root".into()))?;
+    // pivot_root wants the new root to be a mount point of its own.
+    mount(Some(new.as_str()), new.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| fail("making the sandbox's root a mount".into(), e))?;
+    let at = |path: &str| format!("{new}{path}");
+    let entries = fs::read_dir("/").map_err(io("reading /".into()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let (path, target) = (format!("/{name}"), at(&format!("/{name}")));
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_symlink() {
+            if let Ok(to) = fs::read_link(&path) {
+                std::os::unix::fs::symlink(to, &target).map_err(io(format!("copying the link {path}")))?;
+            }
+            continue;
+        }
+        if !kind.is_dir() {
+            continue;
+        }
+        fs::create_dir_all(&target).map_err(io(format!("making {path} in the sandbox")))?;
+        match name.as_str() {
+            "proc" => mount(
+                Some("proc"),
+                target.as_str(),
+                Some("proc"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            )
+            .map_err(|e| fail("mounting /proc".into(), e))?,
+            // Mounted from inside the new netns, it shows the lab's devices, like `ip netns exec`.
+            "sys" => mount(
+                Some("sysfs"),
+                target.as_str(),
+                Some("sysfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                None::<&str>,
+            )
+            .map_err(|e| fail("mounting sysfs on /sys".into(), e))?,
+            "dev" => {
+                bind(&path, &target, true).map_err(|e| fail("showing /dev".into(), e))?;
+                if std::path::Path::new(&format!("{target}/shm")).is_dir() {
+                    tmpfs(&format!("{target}/shm"), "1777")?;
+                }
+            }
+            "run" => {
+                tmpfs(&target, "0755")?;
+                // A second sysfs, out of the way: in a user namespace a sysfs may only
+                // be mounted while another is fully visible, and `ip netns exec`
+                // unmounts /sys before it mounts the node's own.
+                let spare = format!("{target}/netlab/sysfs");
+                fs::create_dir_all(&spare).map_err(io("making /run/netlab".into()))?;
+                mount(
+                    Some("sysfs"),
+                    spare.as_str(),
+                    Some("sysfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    None::<&str>,
+                )
+                .map_err(|e| fail("mounting a spare sysfs".into(), e))?;
+            }
+            "tmp" => tmpfs(&target, "1777")?,
+            // A folder the sandbox may not read (root's home, 0700): an empty one of its own.
+            _ if nix::unistd::access(
+                path.as_str(),
+                nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK,
+            )
+            .is_err() =>
+            {
+                tmpfs(&target, "0700")?
+            }
+            _ if mounts.iter().any(|m| m.starts_with(&format!("{path}/"))) => {
+                // Other file systems below it: the folder as it is, read-only.
+                bind(&path, &target, false).map_err(|e| fail(format!("showing {path} read-only"), e))?
+            }
+            _ => {
+                let layer = format!("{base}/layers/{name}");
+                for d in ["upper", "work"] {
+                    fs::create_dir_all(format!("{layer}/{d}")).map_err(io("making the volatile layer".into()))?;
+                }
+                if name == "etc" {
+                    own_etc_files(&format!("{layer}/upper"));
+                }
+                let options = format!("lowerdir={path},upperdir={layer}/upper,workdir={layer}/work,userxattr");
+                mount(Some("netlab"), target.as_str(), Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+                    .map_err(|e| fail(format!("mounting an overlay over {path}"), e))?;
+            }
+        }
+    }
+    if std::path::Path::new(&at("/var/tmp")).is_dir() {
+        tmpfs(&at("/var/tmp"), "1777")?;
+    }
+    for (dirs, writable) in [(&binds.read_only, false), (&binds.read_write, true)] {
+        for dir in dirs {
+            let dir = dir.display().to_string();
+            let target = at(&dir);
+            fs::create_dir_all(&target).map_err(io(format!("making {dir} in the sandbox")))?;
+            bind(&dir, &target, writable).map_err(|e| fail(format!("showing {dir}"), e))?;
+        }
+    }
+    // Into the new root; the machine's tree goes (the old root, stacked under it).
+    std::env::set_current_dir(&new).map_err(io("entering the sandbox's root".into()))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| fail("pivot_root".into(), e))?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| fail("leaving the machine's root".into(), e))?;
+    std::env::set_current_dir(cwd.as_deref().unwrap_or(std::path::Path::new("/")))
+        .or_else(|_| std::env::set_current_dir("/"))
+        .map_err(io("returning to the working folder".into()))?;
+    Ok(())
+}
+
+/// The files of /etc the tutorials write (`echo ... >> /etc/hosts`), copied into
+/// the upper layer before the overlay exists, so that the sandbox's root owns its
+/// copies; the machine's root owns the rest (readable, not writable, inside). The
+/// overlay's top folders belong to the sandbox's root, so new files (/etc/netns/...)
+/// can be made anywhere.
+fn own_etc_files(upper: &str) {
+    for file in ["hosts", "hostname"] {
+        // A link (into /run, say) is copied as the file it leads to, if there is one.
+        let text = fs::read(format!("/etc/{file}")).unwrap_or_default();
+        let _ = fs::write(format!("{upper}/{file}"), text);
+    }
+}
+
+/// `src` at `target` with what is mounted below it, all of it read-only unless
+/// `writable`.
+fn bind(src: &str, target: &str, writable: bool) -> nix::Result<()> {
+    mount(Some(src), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+    if writable {
+        return Ok(());
+    }
+    read_only_recursively(target)
+}
+
+/// mount_setattr(2) with AT_RECURSIVE: the mount at `target` and every mount below
+/// it read-only (a remount would change only the top one).
+fn read_only_recursively(target: &str) -> nix::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let path = std::ffi::CString::new(target).map_err(|_| nix::Error::EINVAL)?;
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: a valid C string and a mount_attr of the size we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(nix::Error::last())
+    }
+}
+
+/// Mount points of the machine's file systems, outermost first (from mountinfo).
+fn machine_mounts() -> Vec<String> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\"))
+        .collect();
+    points.sort_by_key(|p| p.matches('/').count());
+    points.dedup();
+    points
+}
+
+/// The size limit of each volatile tmpfs.
+fn volatile_size() -> String {
+    let total = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    format!("{}k", (total * VOLATILE_SHARE_PERCENT / 100).max(64 * 1024))
+}
+
+/// The sandbox's /etc (now its own): no nameserver, /etc/netns for `ip netns`.
+fn prepare_etc() -> std::io::Result<()> {
+    // A symlink (to systemd-resolved's stub, say) is replaced, not followed.
+    let _ = fs::remove_file("/etc/resolv.conf");
+    fs::write("/etc/resolv.conf", NO_NAMESERVER)?;
+    fs::create_dir_all(ETC_NETNS_DIR)
+}
+
+/// Without a volatile root (no overlay in a user namespace on this kernel): the
+/// machine's file system, with /etc overlaid (or read-only) and fresh tmpfs on /tmp.
+fn fallback_mounts() -> Result<()> {
+    let sandbox_err = |what: &str, e: nix::Error| Error::Sandbox { reason: format!("{what}: {e}"), help: None };
+    keep_etc_links_mountable();
     let overlay = if std::env::var_os("NETLAB_ETC_OVERLAY").is_some_and(|v| v == "0") {
         Err(std::io::ErrorKind::Unsupported.into())
     } else {
@@ -108,8 +424,6 @@ pub(crate) fn enter() -> Result<()> {
         // No overlay: then at least nothing in the lab may write the machine's /etc.
         Err(_) => protect_etc().map_err(|e| sandbox_err("making /etc read-only in the sandbox", e))?,
     }
-    // SAFETY: no other thread exists yet (enter() runs first thing in main).
-    unsafe { std::env::set_var(SANDBOX_ENV, "1") };
     Ok(())
 }
 

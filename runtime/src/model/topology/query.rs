@@ -164,7 +164,7 @@ impl Topology {
             ["net", "ipv4", "ip_forward"] | ["net", "ipv4", "conf", _, "forwarding"] => Some(ip_forward()),
             ["net", "ipv6", "conf", "default", "disable_ipv6"] => Some("1".to_string()),
             ["net", "ipv6", "conf", "all", "disable_ipv6"] => Some("0".to_string()),
-            ["net", "ipv4", "ping_group_range"] => Some("0\t2147483647".to_string()),
+            ["net", "ipv4", "ping_group_range"] => Some("0\t0".to_string()),
             _ => None,
         };
         known.ok_or_else(|| Error::NotInPlan { what: format!("{key}'s value in {node}") })
