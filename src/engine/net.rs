@@ -158,6 +158,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
         move |ctx: NativeCallContext, node: Dynamic, key: &str, value: Dynamic| -> RhaiResult<()> {
             let node = ss.node(&ctx, &node)?;
             let key = sysctl_key(&ctx, key)?;
+            to_rhai(&ctx, netlab_runtime::backend::kernel::sysctl::path_for_write(&key))?;
             ss.apply(&ctx, Op::SetSysctl { node, key, value: value.to_string() }).map(|_| ())
         },
     );

@@ -298,7 +298,7 @@ impl Lab {
 
     /// Writes a net.* sysctl inside `node`.
     pub fn set_sysctl(&self, node: &Node, key: &str, value: &str) -> Result<()> {
-        sysctl::path_for(key)?;
+        sysctl::path_for_write(key)?;
         node.enter(&self.home, || sysctl::write_current(key, value))?.map_err(|e| {
             if let Some(missing) = missing_module(key, &e) {
                 return missing;

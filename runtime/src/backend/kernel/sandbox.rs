@@ -65,10 +65,11 @@ pub struct Binds {
 /// another user, the sandbox's root is that user.)
 const NOBODY: u32 = 65534;
 
-/// The most the sandbox's volatile file system (its tmpfs layers) may hold, as a
-/// share of the machine's memory: filling it gives the lab ENOSPC, not the machine
-/// an out-of-memory.
-const VOLATILE_SHARE_PERCENT: u64 = 10;
+/// The most each of the sandbox's volatile file systems (its tmpfs: the writable
+/// layer, /tmp, /var/tmp, /dev/shm, /run) may hold: 5 % of the machine's memory, at
+/// most 1 GiB. Filling one gives the lab ENOSPC, not the machine an out-of-memory.
+const VOLATILE_SHARE_PERCENT: u64 = 5;
+const VOLATILE_MAX_KIB: u64 = 1 << 20;
 
 /// Use `crate::enter_sandbox`, which first reads what only the machine shows.
 pub(crate) fn enter(binds: &Binds) -> Result<()> {
@@ -163,7 +164,11 @@ fn become_nobody() -> Result<(u32, u32)> {
 
 /// unshare(2) refused: say which setting of the machine blocks user namespaces.
 fn user_namespaces_refused(e: nix::Error) -> Error {
-    let read = |key: &str| fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/"))).ok();
+    refused_because(e, |key| fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/"))).ok())
+}
+
+/// The error for `e`, with the blocking setting found by `read` (a sysctl's value).
+fn refused_because(e: nix::Error, read: impl Fn(&str) -> Option<String>) -> Error {
     let setting = |key: &'static str, blocking: &str| read(key).filter(|v| v.trim() == blocking).map(|_| key);
     let cause = setting("user.max_user_namespaces", "0")
         .or_else(|| setting("kernel.unprivileged_userns_clone", "0"))
@@ -398,7 +403,7 @@ fn volatile_size() -> String {
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(1 << 20);
-    format!("{}k", (total * VOLATILE_SHARE_PERCENT / 100).max(64 * 1024))
+    format!("{}k", (total * VOLATILE_SHARE_PERCENT / 100).clamp(64 * 1024, VOLATILE_MAX_KIB))
 }
 
 /// The sandbox's /etc (now its own): no nameserver, /etc/netns for `ip netns`.
@@ -535,5 +540,37 @@ fn keep_etc_links_mountable() {
             }
             let _ = fs::write(&target, "");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help_for(e: nix::Error, settings: &[(&str, &str)]) -> String {
+        let err = refused_because(e, |key| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()));
+        assert_eq!(err.class(), crate::ErrorClass::Environment, "exit 3: the machine's setting");
+        match err {
+            Error::Sandbox { help: Some(help), .. } => help,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refused_user_namespaces_name_the_setting_that_blocks_them() {
+        let help = help_for(nix::Error::ENOSPC, &[("user.max_user_namespaces", "0")]);
+        assert!(help.starts_with("user.max_user_namespaces is 0"), "{help}");
+        let help = help_for(
+            nix::Error::EPERM,
+            &[("user.max_user_namespaces", "15000"), ("kernel.unprivileged_userns_clone", "0")],
+        );
+        assert!(help.starts_with("kernel.unprivileged_userns_clone is 0"), "{help}");
+        let help = help_for(nix::Error::EPERM, &[("kernel.apparmor_restrict_unprivileged_userns", "1")]);
+        assert!(help.starts_with("kernel.apparmor_restrict_unprivileged_userns is 1"), "{help}");
+        // A setting this kernel does not have is never named.
+        let help = help_for(nix::Error::ENOSPC, &[("user.max_user_namespaces", "100")]);
+        assert!(help.contains("limit on user namespaces") && !help.contains("unprivileged_userns_clone"), "{help}");
+        let help = help_for(nix::Error::EPERM, &[]);
+        assert!(help.contains("container runtime"), "{help}");
     }
 }

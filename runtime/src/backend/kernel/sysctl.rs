@@ -22,9 +22,31 @@ pub fn path_for(key: &str) -> Result<PathBuf> {
     Ok(PathBuf::from("/proc/sys").join(rel))
 }
 
+/// net.* keys that every network namespace shows but that act on the whole
+/// machine: a lab may read them, never write them.
+/// `net.netfilter.nf_hooks_lwtunnel` switches on a kernel-wide static key that
+/// cannot be switched off again.
+pub const MACHINE_WIDE: &[&str] = &["net/netfilter/nf_hooks_lwtunnel"];
+
+/// The path of a sysctl a lab may write: a net.* key of a network namespace
+/// (see `path_for`), and not one of the MACHINE_WIDE ones.
+pub fn path_for_write(key: &str) -> Result<PathBuf> {
+    let path = path_for(key)?;
+    let rel = path.strip_prefix("/proc/sys").unwrap_or(&path).to_string_lossy().into_owned();
+    if MACHINE_WIDE.contains(&rel.as_str()) {
+        return Err(Error::BadSysctl {
+            key: key.to_string(),
+            reason: "it is shown in every network namespace but acts on the whole machine (and cannot be \
+                     set back once set); a lab may read it, not write it"
+                .into(),
+        });
+    }
+    Ok(path)
+}
+
 /// Writes a sysctl of the calling thread's namespace.
 pub fn write_current(key: &str, value: &str) -> io::Result<()> {
-    let path = path_for(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let path = path_for_write(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     std::fs::write(path, value)
 }
 

@@ -530,7 +530,7 @@ impl NodeState {
     /// Records the value; a per-link key needs the link, and IPv6 on or off takes
     /// effect on the link as in the kernel.
     fn set_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
-        crate::backend::kernel::sysctl::path_for(key)?;
+        crate::backend::kernel::sysctl::path_for_write(key)?;
         let path = sysctl_path(key);
         let parts: Vec<&str> = path.split('/').collect();
         if let ["net", family @ ("ipv4" | "ipv6"), "conf" | "neigh", dev, rest @ ..] = parts.as_slice() {
