@@ -175,3 +175,51 @@ fn every_lab_passes_as_an_ordinary_user() {
     assert_eq!(before, machine_state());
     let _ = std::fs::remove_dir_all(&r.dir);
 }
+
+/// The lab's folder is visible read-only and programs start there; `--bind DIR`
+/// shows another folder read-only, `--bind DIR:rw` writable; nothing else written
+/// outside reaches the machine.
+#[test]
+fn the_labs_folder_is_read_only_and_bind_shows_more() {
+    let base = std::env::temp_dir().join(format!("netlab-binds-{}", std::process::id()));
+    let (lab_dir, ro, rw) = (base.join("lab"), base.join("ro"), base.join("rw"));
+    for d in [&lab_dir, &ro, &rw] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(lab_dir.join("office.txt"), "beside the lab\n").unwrap();
+    // Writable for the sandbox's user: nobody, when netlab is started as root.
+    std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(ro.join("data.txt"), "read-only data\n").unwrap();
+    let lab = format!(
+        r#"let h = host();
+let r = exec_in(h, "cat office.txt");
+expect_eq(r.stdout, "beside the lab\n", "a file beside the lab, by a relative path");
+expect(exec_in(h, "sh -c 'echo x > written.txt'").code != 0, "the lab's folder is read-only");
+expect_eq(exec_in(h, "cat {ro}/data.txt").stdout, "read-only data\n", "--bind DIR shows it");
+expect(exec_in(h, "sh -c 'echo x > {ro}/new.txt'").code != 0, "--bind DIR is read-only");
+expect_eq(exec_in(h, "sh -c 'echo kept > {rw}/kept.txt'").code, 0, "--bind DIR:rw is writable");
+"#,
+        ro = ro.display(),
+        rw = rw.display()
+    );
+    std::fs::write(lab_dir.join("binds.rhai"), lab).unwrap();
+    let out = common::netlab()
+        .arg("run")
+        .arg(lab_dir.join("binds.rhai"))
+        .arg("--bind")
+        .arg(&ro)
+        .arg("--bind")
+        .arg(format!("{}:rw", rw.display()))
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = decode(out);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!lab_dir.join("written.txt").exists() && !ro.join("new.txt").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("kept.txt")).unwrap(), "kept\n", "what :rw shows stays");
+    let out =
+        common::netlab().arg("run").arg(lab_dir.join("binds.rhai")).args(["--bind", "/no/such/dir"]).output().unwrap();
+    let (code, _, stderr) = decode(out);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--bind /no/such/dir: no such folder"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&base);
+}

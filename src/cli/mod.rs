@@ -50,7 +50,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "STEP")]
     pub until: Option<String>,
     /// Show a folder of the machine inside the sandbox at its own path, read-only
-    /// (DIR) or writable (DIR:rw; what the lab writes there stays). The lab's own
+    /// (DIR) or writable (DIR:rw; what the lab writes there stays, written as the
+    /// sandbox's user: yours, or nobody when netlab runs as root). The lab's own
     /// folder is always shown read-only; everything else the lab writes vanishes
     /// with the sandbox.
     #[arg(long = "bind", value_name = "DIR[:rw]")]
