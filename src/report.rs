@@ -13,6 +13,8 @@ pub enum StepResult {
     Error,
     /// The lab said the rest cannot run here (`skip()`, `requires()`).
     Skipped,
+    /// A stop signal (SIGINT, SIGTERM, SIGHUP) ended it.
+    Interrupted,
 }
 
 struct Step {
@@ -102,7 +104,9 @@ impl Reporter {
         };
         step.result = Some(result);
         step.ended = Some(Instant::now());
-        if matches!(result, StepResult::Failed | StepResult::Error) && self.failed_step.is_none() {
+        if matches!(result, StepResult::Failed | StepResult::Error | StepResult::Interrupted)
+            && self.failed_step.is_none()
+        {
             self.failed_step = Some(format!("{number}. {}", step.title));
         }
         let elapsed = step.started.elapsed();
@@ -112,6 +116,7 @@ impl Reporter {
             StepResult::Failed => (format!("   FAILED after {took}"), StepOutcome::Failed),
             StepResult::Error => (format!("   ERROR after {took}"), StepOutcome::Error),
             StepResult::Skipped => (format!("   skipped after {took}"), StepOutcome::Skipped),
+            StepResult::Interrupted => (format!("   INTERRUPTED after {took}"), StepOutcome::Unfinished),
         };
         self.events.emit(Event::StepEnd { outcome, seconds: elapsed.as_secs_f64() });
         self.emit(&line);

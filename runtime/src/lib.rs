@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod interrupt;
 pub mod model;
 pub mod names;
 pub mod outcome;

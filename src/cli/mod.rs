@@ -140,6 +140,17 @@ enum Command {
 
 /// Diagnostics look the same everywhere (tests read them): Unicode drawing always,
 /// colour only on a terminal without NO_COLOR, no wrapping when not on a terminal.
+/// Runs a program of netlab's own in the sandbox (the script of `netlab sh`, the
+/// shell of `--keep`) to its end; a stop signal kills it and gives None, so SIGINT
+/// and SIGTERM end those runs as they end a lab.
+fn run_program(
+    lab: &netlab_runtime::Lab,
+    mut command: tokio::process::Command,
+) -> Option<std::io::Result<std::process::ExitStatus>> {
+    command.kill_on_drop(true);
+    lab.block_on(netlab_runtime::interrupt::unless_interrupted(async move { command.status().await })).ok()
+}
+
 fn setup_diagnostics() {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();

@@ -209,7 +209,8 @@ pub fn run(args: &RunArgs) -> i32 {
             eprintln!("netlab: cannot write the state to {}: {e}", path.display());
         }
     }
-    if args.keep {
+    // Interrupted: the user wants the run to end, not a shell.
+    if args.keep && netlab_runtime::interrupt::signal().is_none() {
         keep_shell(&lab);
     }
     let teardown_started = Instant::now();
@@ -280,8 +281,9 @@ pub(super) fn plain(d: &LabDiagnostic) -> String {
 fn keep_shell(lab: &Lab) {
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
     eprintln!("netlab: the lab is kept; you are in its host namespace. `ip netns` lists its nodes. Exit the shell to tear it down.");
-    let status = lab.block_on(async { tokio::process::Command::new(&shell).env("PS1", "(netlab) # ").status().await });
-    if let Err(e) = status {
+    let mut command = tokio::process::Command::new(&shell);
+    command.env("PS1", "(netlab) # ");
+    if let Some(Err(e)) = super::run_program(lab, command) {
         eprintln!("netlab: cannot start {shell}: {e}");
     }
 }

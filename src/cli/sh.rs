@@ -99,13 +99,20 @@ pub fn sh(args: &ShArgs) -> i32 {
         lab.teardown();
         return 3;
     }
-    let mut code = match std::process::Command::new("bash").arg(&copy).status() {
-        Ok(status) => {
+    let mut bash = tokio::process::Command::new("bash");
+    bash.arg(&copy);
+    let mut code = match super::run_program(&lab, bash) {
+        Some(Ok(status)) => {
             status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0))
         }
-        Err(e) => {
+        Some(Err(e)) => {
             eprintln!("netlab: cannot start bash: {e}");
             3
+        }
+        None => {
+            eprintln!("netlab: interrupted; the script was stopped");
+            lab.teardown();
+            return netlab_runtime::interrupt::exit_code();
         }
     };
     if let Some((file, path)) = state.as_mut() {
@@ -119,18 +126,20 @@ pub fn sh(args: &ShArgs) -> i32 {
             }
         }
     }
-    if args.keep {
-        keep_shell();
+    if args.keep && netlab_runtime::interrupt::signal().is_none() {
+        keep_shell(&lab);
     }
     lab.teardown();
     code
 }
 
 /// `--keep`: a shell in the sandbox; the script's namespaces are under /run/netns.
-fn keep_shell() {
+fn keep_shell(lab: &Lab) {
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
     eprintln!("netlab: the sandbox is kept; you are in its host namespace. `ip netns` lists its nodes. Exit the shell to tear it down.");
-    if let Err(e) = std::process::Command::new(&shell).env("PS1", "(netlab) # ").status() {
+    let mut command = tokio::process::Command::new(&shell);
+    command.env("PS1", "(netlab) # ");
+    if let Some(Err(e)) = super::run_program(lab, command) {
         eprintln!("netlab: cannot start {shell}: {e}");
     }
 }

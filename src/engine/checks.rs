@@ -118,6 +118,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
             (out, _) => out,
         };
         let result = match &out {
+            // Whatever ended a step after a stop signal came is the signal.
+            Err(_) if netlab_runtime::interrupt::signal().is_some() => StepResult::Interrupted,
             Ok(_) => StepResult::Passed,
             Err(e) if is_check_failure(e) => StepResult::Failed,
             Err(e) if matches!(super::diagnose::payload(e), Some(Failure::Skip(_))) => StepResult::Skipped,

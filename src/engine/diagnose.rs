@@ -28,7 +28,7 @@ impl Verdict {
             Verdict::CheckFailed => 1,
             Verdict::ScriptError => 2,
             Verdict::Environment => 3,
-            Verdict::Interrupted => 130,
+            Verdict::Interrupted => netlab_runtime::interrupt::exit_code(),
         }
     }
 }
@@ -307,6 +307,11 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
     d
 }
 
+/// "SIGINT", or the number of a signal nix does not know.
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {sig}"))
+}
+
 /// Rhai's own errors, reworded for lab authors.
 fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
     match e {
@@ -345,6 +350,12 @@ fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
                         .into(),
                 );
                 d.label = "running here when the time ran out".into();
+            }
+            Some(Stopped::Signal(sig)) => {
+                d.code = "netlab::interrupted".into();
+                d.message = format!("interrupted by {}{in_step}", signal_name(sig));
+                d.label = "running here when the signal came".into();
+                d.verdict = Verdict::Interrupted;
             }
             None => {
                 d.code = "netlab::interrupted".into();

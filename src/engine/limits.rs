@@ -64,6 +64,8 @@ impl Default for Limits {
 pub enum Stopped {
     /// It ran past --max-time.
     MaxTime(Duration),
+    /// SIGINT, SIGTERM or SIGHUP (netlab_runtime::interrupt).
+    Signal(i32),
 }
 
 impl Stopped {
@@ -83,10 +85,13 @@ pub fn bound_sizes(engine: &mut Engine) {
     engine.set_max_map_size(MAX_MAP_ENTRIES);
 }
 
-/// The operation budget and the wall clock, checked between operations.
+/// The operation budget, the wall clock and stop signals, checked between operations.
 pub fn watch(engine: &mut Engine, limits: Limits, deadline: Instant) {
     engine.set_max_operations(limits.max_operations);
     engine.on_progress(move |ops| {
+        if let Some(sig) = netlab_runtime::interrupt::signal() {
+            return Some(Dynamic::from(Stopped::Signal(sig)));
+        }
         // Reading the clock costs ~25 ns; every 1024th operation is often enough.
         (ops % 1024 == 0 && Instant::now() >= deadline).then(|| Dynamic::from(Stopped::MaxTime(limits.max_time)))
     });

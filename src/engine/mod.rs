@@ -97,11 +97,15 @@ pub fn run(
         scope.push_constant_dynamic(name.as_str(), value.clone());
     }
     let result = engine.run_ast_with_scope(&mut scope, ast);
-    // Whatever stopped a lab past its wall-clock limit (a probe or program whose
-    // deadline was cut to the time left) is the limit.
+    // Whatever stopped a lab after a stop signal (a wait the signal ended, a program
+    // the terminal's Ctrl-C killed too) is the signal; whatever stopped it past its
+    // wall-clock limit (a probe or program whose deadline was cut to the time left)
+    // is the limit.
     let result = result.map_err(|e| {
         let stopped = matches!(*e, rhai::EvalAltResult::ErrorTerminated(..));
-        if !stopped && std::time::Instant::now() >= session.ends_at() {
+        if let Some(sig) = netlab_runtime::interrupt::signal() {
+            limits::Stopped::Signal(sig).at(diagnose::position(&e))
+        } else if !stopped && std::time::Instant::now() >= session.ends_at() {
             limits::Stopped::MaxTime(options.limits.max_time).at(diagnose::position(&e))
         } else {
             e

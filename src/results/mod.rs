@@ -331,13 +331,13 @@ impl Fold {
             return;
         }
         // The failure belongs to the step that failed, or to the code outside steps.
-        let failed_step = self
-            .report
-            .steps
-            .iter()
-            .rposition(|s| s.number > 0 && matches!(s.outcome, StepOutcome::Failed | StepOutcome::Error));
+        let failed_step = self.report.steps.iter().rposition(|s| {
+            s.number > 0 && matches!(s.outcome, StepOutcome::Failed | StepOutcome::Error | StepOutcome::Unfinished)
+        });
         let outcome = match end.outcome {
             Outcome::Failed => StepOutcome::Failed,
+            // A step a signal stopped did not fail; it did not finish.
+            Outcome::Interrupted => StepOutcome::Unfinished,
             _ => StepOutcome::Error,
         };
         let (message, detail, line) = (end.message.clone(), end.detail.clone(), self.report.line);

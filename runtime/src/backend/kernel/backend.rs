@@ -292,7 +292,9 @@ impl Backend for Lab {
     }
 
     fn sleep(&self, duration: Duration) {
-        self.rt.block_on(async { tokio::time::sleep(duration).await });
+        // A stop signal ends the sleep; the script sees the signal at its next step.
+        let _ =
+            self.rt.block_on(crate::interrupt::unless_interrupted(async move { tokio::time::sleep(duration).await }));
     }
 }
 

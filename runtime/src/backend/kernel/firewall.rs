@@ -75,7 +75,8 @@ impl Lab {
         let cmd = CommandLine::parse(line)?;
         let binds = self.bind_mounts(node);
         let timeout = self.deadline(10.0).max(Duration::from_secs(10));
-        let out = self.block_on(exec::exec_in(node, &cmd, &binds, input, timeout))?;
+        let out =
+            self.block_on(crate::interrupt::unless_interrupted(exec::exec_in(node, &cmd, &binds, input, timeout)))??;
         if out.code != Some(0) {
             let why = std::io::Error::other(out.stderr.trim().to_string());
             return Err(Error::kernel(op, node.name.as_str(), object, why));

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use self::node::Node;
 use crate::error::{known_names_help, Error, Result};
+use crate::interrupt;
 use crate::model::LinkKind;
 use crate::names::{LinkName, NodeName};
 use exec::{CommandLine, ExecOutput};
@@ -323,13 +324,13 @@ impl Lab {
     pub fn exec(&self, node: &Node, cmd: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
         self.settle()?;
         let binds = self.bind_mounts(node);
-        let out = self.rt.block_on(exec::exec_in(node, cmd, &binds, None, timeout));
+        let out = self.rt.block_on(interrupt::unless_interrupted(exec::exec_in(node, cmd, &binds, None, timeout)));
         // A program may have changed links or routes behind our back, and probed
         // addresses that do not answer (a failed `ping` leaves INCOMPLETE entries).
         self.mark_changed();
         self.check_all.set(true);
         self.note_unanswered();
-        out
+        out?
     }
 }
 

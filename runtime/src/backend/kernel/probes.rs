@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{answered, Lab, NEIGH_MARGIN, PING_CONCURRENCY, QUIET_AFTER};
 use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::ping::{self, PingMode, PingReport};
 
 impl Lab {
@@ -77,7 +78,13 @@ impl Lab {
         let quiet = || async { !self.resolution_in_progress(&nodes).await.unwrap_or(true) };
         let mut report = self
             .rt
-            .block_on(ping::ping_until_quiet(sock, dst, mode, interval, Some((QUIET_AFTER, quiet))))
+            .block_on(interrupt::unless_interrupted(ping::ping_until_quiet(
+                sock,
+                dst,
+                mode,
+                interval,
+                Some((QUIET_AFTER, quiet)),
+            )))?
             .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))?;
         report.neigh_table_full = crate::backend::kernel::neigh::arp_stats().1 > fulls_before;
         if report.received < report.sent {
@@ -157,8 +164,9 @@ impl Lab {
         // broadcasts, each flooded to every port of a bridge, which overflows the
         // kernel's input backlog and costs ARP retries (seconds).
         let probes = socks.into_iter().map(|s| ping::ping(s, dst, mode, interval));
-        let done: Vec<std::io::Result<PingReport>> =
-            self.rt.block_on(futures::stream::iter(probes).buffered(PING_CONCURRENCY).collect());
+        let done: Vec<std::io::Result<PingReport>> = self.rt.block_on(interrupt::unless_interrupted(
+            futures::stream::iter(probes).buffered(PING_CONCURRENCY).collect(),
+        ))?;
         done.into_iter()
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| Error::kernel("pinging", "several nodes", dst.to_string(), e))

@@ -62,7 +62,7 @@ impl Lab {
         use futures::StreamExt;
         let started = Instant::now();
         let deadline = started + self.deadline(seconds);
-        let result = self.rt.block_on(async {
+        let result = self.rt.block_on(crate::interrupt::unless_interrupted(async {
             let mut watchers: std::collections::HashMap<String, LinkWatcher> = Default::default();
             let mut pending = nodes;
             loop {
@@ -91,9 +91,9 @@ impl Lab {
                 let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), futures::future::select_all(events))
                     .await;
             }
-        });
+        }));
         self.ready_wait.set(self.ready_wait.get() + started.elapsed());
-        result
+        result?
     }
 
     /// Those of `nodes` whose links do not satisfy `ready` yet.

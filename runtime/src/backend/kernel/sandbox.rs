@@ -11,10 +11,12 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
+use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::signal::{pthread_sigmask, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getegid, geteuid, ForkResult};
 
@@ -470,30 +472,55 @@ fn write_file(path: impl AsRef<Path>, text: &str) -> Result<()> {
 
 /// Forks; the parent waits for the child and exits with its status, the child
 /// returns and becomes PID 1 of the new PID namespace.
+///
+/// No moment leaves a lab running without netlab: the child dies with the parent
+/// (PR_SET_PDEATHSIG) and first makes sure the parent did not die before that was
+/// set (see `parent_is_alive`). Until the fork nothing outlives this process: the
+/// namespaces unshared so far are referenced by it alone.
 fn fork_into_pid_namespace() -> Result<()> {
+    let (alive_read, alive_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|e| Error::Sandbox { reason: format!("making the parent-alive pipe: {e}"), help: None })?;
+    // A stop signal between here and the handlers of both sides waits, pending.
+    let stop_signals: SigSet = crate::interrupt::STOP_SIGNALS.into_iter().collect();
+    let mut unblocked = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals), Some(&mut unblocked))
+        .map_err(|e| Error::Sandbox { reason: format!("blocking signals: {e}"), help: None })?;
+    let restore_mask = || pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&unblocked), None);
     // SAFETY: enter() runs before any thread exists, so fork() cannot leave a lock held.
     match unsafe { fork() } {
-        Err(e) => Err(Error::Sandbox { reason: format!("fork: {e}"), help: None }),
+        Err(e) => {
+            let _ = restore_mask();
+            Err(Error::Sandbox { reason: format!("fork: {e}"), help: None })
+        }
         Ok(ForkResult::Child) => {
-            // SAFETY: prctl with constant arguments. (getppid() is 0 here, the parent
-            // being outside our PID namespace, so a parent that died before this line
-            // cannot be detected; the lab then simply runs to its end.)
+            drop(alive_write);
+            // SAFETY: prctl with constant arguments.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-            // As PID 1 of its namespace we get no default signal actions: without
-            // handlers Ctrl-C and SIGTERM would be ignored.
-            for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-                // SAFETY: the handler only calls async-signal-safe functions.
-                let _ = unsafe { signal(sig, SigHandler::Handler(exit_on_signal)) };
+            if !parent_is_alive(&alive_read) {
+                // SAFETY: _exit ends this process without running anything of the parent's.
+                unsafe { libc::_exit(1) };
             }
+            drop(alive_read);
+            crate::interrupt::install()?;
+            restore_mask().map_err(|e| Error::Sandbox { reason: format!("unblocking signals: {e}"), help: None })?;
             Ok(())
         }
         Ok(ForkResult::Parent { child }) => {
-            // Ctrl-C reaches both processes; the child reports it and exits, we wait.
-            // SAFETY: installing SIG_IGN has no handler code to be unsafe.
-            let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
+            drop(alive_read);
+            // Open until we exit: that is what the child's check looks at.
+            std::mem::forget(alive_write);
+            forward_stop_signals(child);
+            let _ = restore_mask();
             loop {
-                match waitpid(child, None) {
+                let status = waitpid(child, None);
+                let forced = FORCED.load(Ordering::SeqCst);
+                let first = FIRST_STOP_SIGNAL.load(Ordering::SeqCst);
+                match status {
                     Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+                    Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)) if forced => {
+                        eprintln!("\nnetlab: interrupted again; the sandbox and everything in it is gone");
+                        std::process::exit(128 + first)
+                    }
                     Ok(WaitStatus::Signaled(_, sig, _)) => std::process::exit(128 + sig as i32),
                     Ok(_) => continue,
                     Err(nix::errno::Errno::EINTR) => continue,
@@ -504,15 +531,82 @@ fn fork_into_pid_namespace() -> Result<()> {
     }
 }
 
-/// Ends the lab at once: the kernel then tears down every namespace and process of
-/// the sandbox. write(2) and _exit(2) are async-signal-safe.
-extern "C" fn exit_on_signal(sig: libc::c_int) {
-    let msg = b"\nnetlab: interrupted; the sandbox and everything in it is gone\n";
-    // SAFETY: write and _exit are async-signal-safe; msg is a valid buffer.
-    unsafe {
-        libc::write(2, msg.as_ptr().cast(), msg.len());
-        libc::_exit(128 + sig);
+/// Whether the parent still runs, seen from a child that has already set
+/// PR_SET_PDEATHSIG: the pipe's write end is open only in the parent, so a read
+/// gets EOF once the parent is gone and EAGAIN while it lives. (getppid() cannot
+/// tell: the parent is outside the child's PID namespace, so it is 0 either way.)
+///
+/// Sound without a gap: the kernel closes an exiting process's files (dropping the
+/// pipe's writer count, under the pipe's mutex) before it sends its children their
+/// parent-death signals, and our read takes the same mutex. A read that still sees
+/// the writer therefore comes before the parent's exit, which then sees our
+/// PR_SET_PDEATHSIG (set before the read) and kills us.
+fn parent_is_alive(alive_read: &std::os::fd::OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(alive_read, &mut byte) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            // EOF: no writer left.
+            Ok(0) => return false,
+            _ => return true,
+        }
     }
+}
+
+/// The sandbox's PID 1, as the outer process sees it (0: none yet).
+static SANDBOX_PID: AtomicI32 = AtomicI32::new(0);
+/// When the first stop signal came (CLOCK_MONOTONIC, ms; 0: none yet), and which.
+static FIRST_STOP_AT_MS: AtomicU64 = AtomicU64::new(0);
+static FIRST_STOP_SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGINT);
+/// A later stop signal killed the sandbox at once.
+static FORCED: AtomicBool = AtomicBool::new(false);
+/// A stop signal this soon after the first is the same request delivered twice:
+/// `timeout` signals its child and then its process group, microseconds apart.
+const SAME_REQUEST_MS: u64 = 100;
+
+/// The outer process passes SIGINT/SIGTERM/SIGHUP on to the sandbox's PID 1, which
+/// stops the lab gracefully (see crate::interrupt); a later one kills the sandbox
+/// at once. A terminal's Ctrl-C reaches both processes, so PID 1 may get one signal
+/// twice; it only records that one came, so that is harmless, and the count that
+/// decides "at once" is kept here, where a Ctrl-C, `kill PID` or `kill -- -PGID`
+/// arrives once.
+fn forward_stop_signals(child: nix::unistd::Pid) {
+    SANDBOX_PID.store(child.as_raw(), Ordering::SeqCst);
+    let action = SigAction::new(SigHandler::Handler(forward_to_sandbox), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in crate::interrupt::STOP_SIGNALS {
+        // SAFETY: the handler only uses atomics, clock_gettime(2) and kill(2), which
+        // are async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+extern "C" fn forward_to_sandbox(sig: libc::c_int) {
+    let pid = SANDBOX_PID.load(Ordering::SeqCst);
+    if pid <= 0 {
+        return;
+    }
+    let now = monotonic_ms().max(1);
+    let send = match FIRST_STOP_AT_MS.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => {
+            FIRST_STOP_SIGNAL.store(sig, Ordering::SeqCst);
+            sig
+        }
+        Err(first) if now.saturating_sub(first) < SAME_REQUEST_MS => sig,
+        Err(_) => {
+            FORCED.store(true, Ordering::SeqCst);
+            libc::SIGKILL
+        }
+    };
+    // SAFETY: kill(2) is async-signal-safe; pid is our own child, not yet reaped
+    // (we reap it only to exit), so it cannot name another process.
+    unsafe { libc::kill(pid, send) };
+}
+
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into a valid timespec; it is async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1000).saturating_add(ts.tv_nsec as u64 / 1_000_000)
 }
 
 /// Nodes get their own resolv.conf and hosts by a bind mount over /etc/FILE, which

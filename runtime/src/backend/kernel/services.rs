@@ -123,7 +123,7 @@ impl Lab {
             };
             let _ = tx.send(run());
         });
-        match self.rt.block_on(rx) {
+        match self.rt.block_on(crate::interrupt::unless_interrupted(rx))? {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::io(format!("probing from {}", node.name), e)),
             Err(_) => {
