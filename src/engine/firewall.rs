@@ -3,7 +3,9 @@
 use std::rc::Rc;
 
 use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
-use netlab_runtime::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
+use netlab_runtime::model::firewall::{
+    rule_link, FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto,
+};
 use netlab_runtime::model::Op;
 use netlab_runtime::render::iptables::IptTable;
 use netlab_runtime::{Error, LinkName};
@@ -13,7 +15,7 @@ use super::session::Session;
 use super::values::{opt_str, reject_unknown, to_rhai, RhaiResult};
 
 fn link_opt(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<LinkName>> {
-    opt_str(ctx, opts, key)?.map(|s| to_rhai(ctx, LinkName::new(&s))).transpose()
+    opt_str(ctx, opts, key)?.map(|s| to_rhai(ctx, rule_link(&s))).transpose()
 }
 
 pub fn register(engine: &mut Engine, s: &Rc<Session>) {
