@@ -104,6 +104,21 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
             source: net("src")?,
             destination: net("dst")?,
         };
+        // One iptables rule matches one family: iptables-restore would refuse it.
+        if let (Some(src), Some(dst)) = (rule.source, rule.destination) {
+            if src.addr().is_ipv4() != dst.addr().is_ipv4() {
+                let family = |n: ipnet::IpNet| if n.addr().is_ipv4() { "IPv4" } else { "IPv6" };
+                to_rhai::<()>(
+                    &ctx,
+                    Err(Error::BadAddress {
+                        value: dst.to_string(),
+                        expected: "destination prefix",
+                        reason: format!("it is {} and src {src} is {}", family(dst), family(src)),
+                        help: Some("a rule is for one family: write one forward_accept() for each".into()),
+                    }),
+                )?;
+            }
+        }
         ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::ForwardAccept(rule) }).map(|_| ())
     });
 
