@@ -43,15 +43,26 @@ fn kernel_takes_link_name(name: &str) -> bool {
         && !name.bytes().any(|b| b == b'/' || b == b':' || b == 0 || c_space(b))
 }
 
+/// Makes `s` a link name whatever it holds (its refused characters replaced), so
+/// the strategies below need no filter that would reject many cases.
+fn as_link_name(s: &str, also: &[char]) -> Option<LinkName> {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_whitespace() || matches!(c, '/' | ':' | '\0') || also.contains(&c) { '_' } else { c })
+        .collect();
+    LinkName::new(&s).ok()
+}
+
 /// A valid link name, from the whole range the kernel takes (quotes, `$`, Unicode).
 fn link_name() -> impl Strategy<Value = LinkName> {
-    prop_oneof!["[a-z][a-z0-9]{0,14}", "[!-~]{1,15}", "\\PC{1,5}"]
-        .prop_filter_map("not a link name", |s| LinkName::new(&s).ok())
+    prop_oneof!["[a-z][a-z0-9]{0,14}", "[!-~]{1,15}", "\\PC{1,3}"]
+        .prop_filter_map("'.' or '..'", |s| as_link_name(&s, &[]))
 }
 
 /// A link name a firewall rule can carry.
 fn rule_link_name() -> impl Strategy<Value = LinkName> {
-    prop_oneof!["[a-z][a-z0-9]{0,14}", "[!-~]{1,15}"].prop_filter_map("not a rule's link", |s| rule_link(&s).ok())
+    prop_oneof!["[a-z][a-z0-9]{0,14}", "[!-~]{1,15}"]
+        .prop_filter_map("'.' or '..'", |s| as_link_name(&s, &['"']).and_then(|l| rule_link(l.as_str()).ok()))
 }
 
 /// The words of a line as iptables-restore and nft read them: split at blanks,
@@ -96,15 +107,18 @@ fn ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![any::<Ipv4Addr>().prop_map(IpAddr::V4), any::<Ipv6Addr>().prop_map(IpAddr::V6)]
 }
 
-fn net() -> impl Strategy<Value = IpNet> {
-    (ip(), any::<u8>()).prop_map(|(ip, p)| {
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        IpNet::new(ip, p % (max + 1)).expect("prefix in range")
-    })
+fn net_of(v6: bool) -> BoxedStrategy<IpNet> {
+    let ip = if v6 {
+        any::<Ipv6Addr>().prop_map(IpAddr::V6).boxed()
+    } else {
+        any::<Ipv4Addr>().prop_map(IpAddr::V4).boxed()
+    };
+    let max: u8 = if v6 { 128 } else { 32 };
+    (ip, 0..=max).prop_map(|(ip, p)| IpNet::new(ip, p).expect("prefix in range")).boxed()
 }
 
-fn net_of(v6: bool) -> impl Strategy<Value = IpNet> {
-    net().prop_filter("family", move |n| n.addr().is_ipv6() == v6)
+fn net() -> impl Strategy<Value = IpNet> {
+    prop_oneof![net_of(false), net_of(true)]
 }
 
 proptest! {
@@ -215,7 +229,8 @@ proptest! {
     /// q() come back as they were, whatever they hold.
     #[test]
     fn command_lines_split_into_their_words(words in prop::collection::vec(text(), 1..6)) {
-        prop_assume!(words.iter().all(|w| !w.contains('\0')));
+        // No program argument can hold a NUL (command_lines_are_classified has those).
+        let words: Vec<String> = words.into_iter().map(|w| w.replace('\0', "")).collect();
         let line = words.iter().map(|w| q(w)).collect::<Vec<_>>().join(" ");
         let cmd = CommandLine::parse(&line).expect("a quoted line");
         prop_assert_eq!(&cmd.argv, &words);
@@ -300,7 +315,7 @@ proptest! {
     fn firewall_rules_carry_their_arguments(
         v6 in any::<bool>(), link in rule_link_name(), port in 1u16.., to_port in 1u16..,
         tcp in any::<bool>(), local in any::<bool>(), src in prop::option::of(net()), dst in prop::option::of(net()),
-        source in net_of(false).boxed().prop_union(net_of(true).boxed()), to_ip in ip(),
+        source in net(), to_ip in ip(),
     ) {
         let want_v6 = |n: Option<&IpNet>| n.map(|n| n.addr().is_ipv6());
         let cases = vec![
