@@ -191,6 +191,12 @@ pub enum Error {
     )]
     NotInPlan { what: String },
 
+    /// An argument a function cannot use, said in the function's own words (an
+    /// unknown option, a malformed URL or host name): the lab's mistake, not its `throw`.
+    #[error("{message}")]
+    #[diagnostic(code(netlab::bad_argument))]
+    BadArgument { message: String },
+
     #[error("interrupted")]
     #[diagnostic(code(netlab::interrupted))]
     Interrupted,
@@ -228,6 +234,10 @@ impl Error {
                 Some(format!("{object} already exists in {node}; choose another name or remove it first"))
             }
             Some(libc::ENODEV) => Some(format!("{object} does not exist in {node}")),
+            // What the kernel answers for a route (or rule) that is not there.
+            Some(libc::ESRCH) => Some(format!(
+                "{object} does not exist in {node} (\"No such process\" is the kernel's way of saying so)"
+            )),
             Some(libc::EPERM) | Some(libc::EACCES) => {
                 Some("netlab needs root, or unprivileged user namespaces, to change the network".into())
             }

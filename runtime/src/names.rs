@@ -23,7 +23,8 @@ impl LinkName {
         if name == "." || name == ".." {
             return Err(bad("'.' and '..' are reserved".into()));
         }
-        if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
+        // netlink carries the name as a C string: a NUL would cut it short there.
+        if let Some(c) = name.chars().find(|c| matches!(c, '/' | ':' | '\0') || c.is_whitespace()) {
             return Err(bad(format!("it contains {c:?}")));
         }
         Ok(LinkName(name.to_string()))
@@ -95,6 +96,7 @@ mod tests {
         assert!(LinkName::new("a/b").is_err());
         assert!(LinkName::new("a b").is_err());
         assert!(LinkName::new("..").is_err());
+        assert!(LinkName::new("a\0b").is_err());
     }
 
     #[test]

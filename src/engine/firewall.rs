@@ -3,7 +3,9 @@
 use std::rc::Rc;
 
 use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
-use netlab_runtime::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
+use netlab_runtime::model::firewall::{
+    rule_link, FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto,
+};
 use netlab_runtime::model::Op;
 use netlab_runtime::render::iptables::IptTable;
 use netlab_runtime::{Error, LinkName};
@@ -13,7 +15,7 @@ use super::session::Session;
 use super::values::{opt_str, reject_unknown, to_rhai, RhaiResult};
 
 fn link_opt(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<LinkName>> {
-    opt_str(ctx, opts, key)?.map(|s| to_rhai(ctx, LinkName::new(&s))).transpose()
+    opt_str(ctx, opts, key)?.map(|s| to_rhai(ctx, rule_link(&s))).transpose()
 }
 
 pub fn register(engine: &mut Engine, s: &Rc<Session>) {
@@ -102,6 +104,21 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
             source: net("src")?,
             destination: net("dst")?,
         };
+        // One iptables rule matches one family: iptables-restore would refuse it.
+        if let (Some(src), Some(dst)) = (rule.source, rule.destination) {
+            if src.addr().is_ipv4() != dst.addr().is_ipv4() {
+                let family = |n: ipnet::IpNet| if n.addr().is_ipv4() { "IPv4" } else { "IPv6" };
+                to_rhai::<()>(
+                    &ctx,
+                    Err(Error::BadAddress {
+                        value: dst.to_string(),
+                        expected: "destination prefix",
+                        reason: format!("it is {} and src {src} is {}", family(dst), family(src)),
+                        help: Some("a rule is for one family: write one forward_accept() for each".into()),
+                    }),
+                )?;
+            }
+        }
         ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::ForwardAccept(rule) }).map(|_| ())
     });
 

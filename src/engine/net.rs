@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
+use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_ip, parse_prefix};
 use netlab_runtime::error::known_names_help;
 use netlab_runtime::model::{LinkState, NextHop, Op};
 use netlab_runtime::{Error, LinkName, NodeName};
@@ -140,6 +140,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
             let dest = to_rhai(&ctx, parse_prefix(dest))?;
             let hop = match via.parse() {
                 Ok(ip) => NextHop::Gateway(ip),
+                // "10.0.0.254/24" is a gateway written with a prefix, not a link's name.
+                Err(_) if parse_cidr(via).is_ok() => NextHop::Gateway(to_rhai(&ctx, parse_ip(via))?),
                 Err(_) => NextHop::Device(link_name(&ctx, via)?),
             };
             ss.apply(&ctx, Op::AddRoute { node, dest, hop }).map(|_| ())

@@ -82,9 +82,10 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
     m
 }
 
-/// A plain runtime error with a message, at the call's position.
+/// An argument the function cannot use, with the message saying why, at the call's
+/// position (netlab::bad_argument; a lab's own `throw` is netlab::thrown).
 pub fn runtime_error(ctx: &NativeCallContext, message: String) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(message.into(), ctx.call_position()))
+    failure(Failure::Error(Rc::new(Error::BadArgument { message })), ctx.call_position())
 }
 
 pub fn type_error(ctx: &NativeCallContext, expected: &str, got: &Dynamic) -> Box<EvalAltResult> {

@@ -67,7 +67,17 @@ impl Backend for ModelBackend {
     }
 
     fn apply(&self, op: &Op) -> Result<Applied> {
-        self.topology.borrow_mut().apply(op)?;
+        let mut topology = self.topology.borrow_mut();
+        if let Op::AddAddr { node, link, cidr } = op {
+            // As the kernel backend does for addr(): IPv6 on for the link first (nodes
+            // keep it off on new links). A missing link is left to the op's own error.
+            if cidr.addr().is_ipv6() && topology.links(node.as_str())?.iter().any(|l| l.name == link.as_str()) {
+                let key = format!("net/ipv6/conf/{link}/disable_ipv6");
+                topology.apply(&Op::SetSysctl { node: node.clone(), key, value: "0".into() })?;
+            }
+        }
+        topology.apply(op)?;
+        drop(topology);
         Ok(match op {
             Op::StartServer { node, server } => {
                 Applied::Server(Rc::new(ModelServer { node: node.to_string(), addr: server.addr() }))
@@ -290,6 +300,17 @@ mod tests {
         let exec = Op::Exec { node: nn("c"), command: "ip link".into() };
         assert!(matches!(m.apply(&exec).unwrap(), Applied::Done));
         assert_eq!(m.topology().node("c").unwrap().execs, vec!["ip link".to_string()]);
+    }
+
+    #[test]
+    fn an_ipv6_address_turns_ipv6_on_as_the_kernel_backend_does() {
+        let m = model_with_node();
+        let link = crate::LinkName::new("x").unwrap();
+        let peer = crate::LinkName::new("y").unwrap();
+        m.apply(&Op::AddVeth { node: nn("c"), name: link.clone(), peer_node: nn("c"), peer }).unwrap();
+        m.apply(&Op::AddAddr { node: nn("c"), link, cidr: "fd00::1/64".parse().unwrap() }).unwrap();
+        assert_eq!(m.topology().sysctl("c", "net.ipv6.conf.x.disable_ipv6").unwrap(), "0");
+        assert_eq!(m.topology().sysctl("c", "net.ipv6.conf.y.disable_ipv6").unwrap(), "1");
     }
 
     fn link_names(m: &ModelBackend, node: &str) -> Vec<String> {

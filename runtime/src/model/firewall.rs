@@ -20,6 +20,19 @@ use ipnet::IpNet;
 
 use crate::names::LinkName;
 
+/// A link named in a rule. The kernel takes '"' in a name, but iptables-restore and
+/// nft read it as a quote (nft has no escape for it): such a rule could not be written.
+pub fn rule_link(name: &str) -> crate::Result<LinkName> {
+    let link = LinkName::new(name)?;
+    if name.contains('"') {
+        return Err(crate::Error::BadLinkName {
+            name: name.to_string(),
+            reason: "it contains '\"', which iptables and nft rules cannot hold".into(),
+        });
+    }
+    Ok(link)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     Accept,
