@@ -74,6 +74,13 @@ run(h, "echo x > /dev/shm/netlab-escape");
 // A machine-wide sysctl: the current value written back must be refused.
 let vm = run(h, "cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness");
 expect(vm.code != 0, "vm.swappiness cannot be written");
+// A net.* key that acts on the whole machine is read-only for programs, in the
+// host and in every node netlab makes (checked with test -w: nothing is written).
+let n = netns("n");
+for node in [h, n] {
+    let w = exec_in(node, "sh -c 'test -w /proc/sys/net/netfilter/nf_hooks_lwtunnel && echo writable || echo protected'");
+    expect_eq(w.stdout, "protected\n", "nf_hooks_lwtunnel is read-only for programs");
+}
 // Out through /proc: unmount it and look for the machine's PID 1 and its network.
 let out = run(h, "umount -l /proc; nsenter -t 1 -n ip -o link show; ls /proc");
 print(`NSENTER ${out.stdout}`);

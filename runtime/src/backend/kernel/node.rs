@@ -191,6 +191,8 @@ fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
 
 /// Settings every node gets, applied from inside it.
 fn setup_defaults(name: &NodeName) -> Result<()> {
+    sysctl::protect_machine_wide()
+        .map_err(|e| Error::io(format!("making machine-wide sysctls read-only in {name}"), e))?;
     let set = |key: &str, value: &str, why: &str| {
         sysctl::write_current(key, value).map_err(|e| Error::io(format!("{why} in {name} ({key})"), e))
     };

@@ -44,6 +44,24 @@ pub fn path_for_write(key: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Makes the MACHINE_WIDE keys of the calling thread's network namespace read-only
+/// for every program of the lab (a read-only bind of each file over itself: the
+/// kernel lets the root of a network namespace write them otherwise). Keys this
+/// kernel does not have are left alone.
+pub fn protect_machine_wide() -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    for key in MACHINE_WIDE {
+        let path = std::path::Path::new("/proc/sys").join(key);
+        if !path.exists() {
+            continue;
+        }
+        mount(Some(&path), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, &path, None::<&str>, flags, None::<&str>)?;
+    }
+    Ok(())
+}
+
 /// Writes a sysctl of the calling thread's namespace.
 pub fn write_current(key: &str, value: &str) -> io::Result<()> {
     let path = path_for_write(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
