@@ -191,10 +191,10 @@ fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
 
 /// Settings every node gets, applied from inside it.
 fn setup_defaults(name: &NodeName) -> Result<()> {
-    sysctl::protect_machine_wide()
-        .map_err(|e| Error::io(format!("making machine-wide sysctls read-only in {name}"), e))?;
+    let net = sysctl::NetSysctls::open().map_err(|e| Error::io(format!("opening /proc/sys/net in {name}"), e))?;
+    net.protect_machine_wide().map_err(|e| Error::io(format!("making machine-wide sysctls read-only in {name}"), e))?;
     let set = |key: &str, value: &str, why: &str| {
-        sysctl::write_current(key, value).map_err(|e| Error::io(format!("{why} in {name} ({key})"), e))
+        net.write(key, value).map_err(|e| Error::io(format!("{why} in {name} ({key})"), e))
     };
     // New namespaces have ping_group_range "1 0": unprivileged ICMP sockets (our
     // in-process ping) would be refused. Group 0 (the sandbox's root, the only
@@ -206,8 +206,7 @@ fn setup_defaults(name: &NodeName) -> Result<()> {
     set("net.ipv6.conf.default.disable_ipv6", "1", "keeping IPv6 off on new links")?;
     // A new namespace takes ip_forward from the machine's initial namespace, not from
     // its parent: start every node from the same known state (off), like a fresh host.
-    // Where it is off there already, the write is skipped: each write under /proc/sys
-    // walks a directory shared by every namespace of the machine.
+    // Where it is off there already, the write is skipped.
     if !new_namespaces_start_unforwarded() {
         set("net.ipv4.ip_forward", "0", "resetting ip_forward")?;
     }

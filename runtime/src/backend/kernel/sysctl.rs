@@ -44,20 +44,94 @@ pub fn path_for_write(key: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Makes the MACHINE_WIDE keys of the calling thread's network namespace read-only
-/// for every program of the lab (a read-only bind of each file over itself: the
-/// kernel lets the root of a network namespace write them otherwise). Keys this
-/// kernel does not have are left alone.
-pub fn protect_machine_wide() -> io::Result<()> {
-    use nix::mount::{mount, MsFlags};
-    for key in MACHINE_WIDE {
-        let path = std::path::Path::new("/proc/sys").join(key);
-        if !path.exists() {
-            continue;
+/// The calling thread's /proc/sys/net, opened once for several keys: the `net`
+/// entries of every namespace of the machine hash together under /proc/sys, so each
+/// walk from there grows with the number of namespaces; below this folder it does
+/// not.
+pub struct NetSysctls {
+    dir: std::os::fd::OwnedFd,
+}
+
+impl NetSysctls {
+    pub fn open() -> io::Result<NetSysctls> {
+        let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+        let dir = nix::fcntl::open("/proc/sys/net", flags, nix::sys::stat::Mode::empty())?;
+        Ok(NetSysctls { dir })
+    }
+
+    fn open_key(&self, key: &str, flags: nix::fcntl::OFlag) -> io::Result<std::os::fd::OwnedFd> {
+        let path = path_for(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let rel = path.strip_prefix("/proc/sys/net").map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(nix::fcntl::openat(&self.dir, rel, flags | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?)
+    }
+
+    /// Writes a net.* key (not a MACHINE_WIDE one).
+    pub fn write(&self, key: &str, value: &str) -> io::Result<()> {
+        path_for_write(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let fd = self.open_key(key, nix::fcntl::OFlag::O_WRONLY)?;
+        std::io::Write::write_all(&mut std::fs::File::from(fd), value.as_bytes())
+    }
+
+    /// Makes the MACHINE_WIDE keys of this namespace read-only for every program of
+    /// the lab: a read-only bind of each file over itself (the kernel lets the root
+    /// of a network namespace write them otherwise). Keys this kernel does not have
+    /// are left alone.
+    pub fn protect_machine_wide(&self) -> io::Result<()> {
+        for key in MACHINE_WIDE {
+            let file = match self.open_key(key, nix::fcntl::OFlag::O_PATH) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            bind_read_only_over(&file)?;
         }
-        mount(Some(&path), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        mount(None::<&str>, &path, None::<&str>, flags, None::<&str>)?;
+        Ok(())
+    }
+}
+
+/// open_tree(2) + mount_setattr(2) + move_mount(2), all by file descriptor: a
+/// read-only copy of the mount of `file` attached over it, without walking its path
+/// again.
+fn bind_read_only_over(file: &std::os::fd::OwnedFd) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_EMPTY_PATH: libc::c_uint = 0x1000;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let check = |r: libc::c_long| if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) };
+    // SAFETY: raw mount syscalls on descriptors we own, with an empty C path.
+    unsafe {
+        let tree = check(libc::syscall(
+            libc::SYS_open_tree,
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            OPEN_TREE_CLONE | AT_EMPTY_PATH | libc::O_CLOEXEC as libc::c_uint,
+        ))?;
+        let tree = OwnedFd::from_raw_fd(tree as i32);
+        let attr = MountAttr { attr_set: 0x1, attr_clr: 0, propagation: 0, userns_fd: 0 };
+        check(libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ))?;
+        check(libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        ))?;
     }
     Ok(())
 }
