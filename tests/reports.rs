@@ -102,8 +102,15 @@ struct SuiteRun {
     took: Duration,
 }
 
-fn run_suite(tag: &str) -> SuiteRun {
-    let junit = scratch(&format!("{tag}.xml"));
+/// The fixture suite run once for all the tests that read its reports (each run
+/// waits out the hung lab's timeout).
+fn suite() -> &'static SuiteRun {
+    static RUN: std::sync::OnceLock<SuiteRun> = std::sync::OnceLock::new();
+    RUN.get_or_init(run_suite)
+}
+
+fn run_suite() -> SuiteRun {
+    let junit = scratch("suite.xml");
     let started = Instant::now();
     let out = netlab()
         .current_dir(root())
@@ -121,7 +128,7 @@ fn run_suite(tag: &str) -> SuiteRun {
 
 #[test]
 fn json_report_says_what_happened_to_every_lab_step_and_check() {
-    let run = run_suite("json");
+    let run = suite();
     assert_eq!(run.code, 1, "a failing lab makes the suite fail");
     assert!(run.took < Duration::from_secs(10), "the hung lab is killed at --timeout 2: {:?}", run.took);
     let j = &run.json;
@@ -170,7 +177,7 @@ fn json_report_says_what_happened_to_every_lab_step_and_check() {
 #[test]
 fn junit_validates_against_jenkins_schema_and_follows_ants() {
     let xsd = tool(".ci/cache/junit-10.xsd", ".ci/report-tools");
-    let run = run_suite("junit");
+    let run = suite();
     let file = scratch("validate.xml");
     std::fs::write(&file, &run.junit).unwrap();
     let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(&file).output().expect("xmllint");
@@ -220,7 +227,7 @@ fn junit_validates_against_jenkins_schema_and_follows_ants() {
 #[test]
 fn tap_parses_with_the_reference_tap14_parser() {
     let parser = tool(".ci/cache/node_modules/.bin/tap-parser", ".ci/report-tools");
-    let run = run_suite("tap");
+    let run = suite();
     assert!(run.tap.starts_with("TAP version 14\n1..6\n"), "{}", run.tap);
     let mut child = Command::new(&parser)
         .args(["--strict", "-j", "0"])
@@ -351,7 +358,7 @@ fn a_skipped_lab_exits_0_and_says_skip() {
 #[test]
 fn report_snapshots() {
     let (_, human, _) = test(&[LABS, "--jobs", "1", "--timeout", "2"]);
-    let run = run_suite("snap");
+    let run = suite();
     let mut settings = insta::Settings::clone_current();
     for (pattern, with) in [
         (r#""seconds": [0-9.e-]+"#, r#""seconds": "[s]""#),

@@ -357,6 +357,14 @@ fn bind(src: &str, target: &str, writable: bool) -> nix::Result<()> {
 /// mount_setattr(2) with AT_RECURSIVE: the mount at `target` and every mount below
 /// it read-only (a remount would change only the top one).
 fn read_only_recursively(target: &str) -> nix::Result<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let path = std::ffi::CString::new(target).map_err(|_| nix::Error::EINVAL)?;
+    set_read_only(libc::AT_FDCWD, &path, AT_RECURSIVE).map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0)))
+}
+
+/// mount_setattr(2) MOUNT_ATTR_RDONLY on the mount at `dirfd`/`path` (`flags`:
+/// AT_RECURSIVE, AT_EMPTY_PATH, ...).
+pub(crate) fn set_read_only(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_uint) -> std::io::Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -365,16 +373,14 @@ fn read_only_recursively(target: &str) -> nix::Result<()> {
         userns_fd: u64,
     }
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let path = std::ffi::CString::new(target).map_err(|_| nix::Error::EINVAL)?;
     let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
     // SAFETY: a valid C string and a mount_attr of the size we pass.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
+            dirfd,
             path.as_ptr(),
-            AT_RECURSIVE,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -382,7 +388,7 @@ fn read_only_recursively(target: &str) -> nix::Result<()> {
     if r == 0 {
         Ok(())
     } else {
-        Err(nix::Error::last())
+        Err(std::io::Error::last_os_error())
     }
 }
 

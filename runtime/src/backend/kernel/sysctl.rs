@@ -98,13 +98,6 @@ fn bind_read_only_over(file: &std::os::fd::OwnedFd) -> io::Result<()> {
     const AT_EMPTY_PATH: libc::c_uint = 0x1000;
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     let check = |r: libc::c_long| if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) };
     // SAFETY: raw mount syscalls on descriptors we own, with an empty C path.
     unsafe {
@@ -115,15 +108,7 @@ fn bind_read_only_over(file: &std::os::fd::OwnedFd) -> io::Result<()> {
             OPEN_TREE_CLONE | AT_EMPTY_PATH | libc::O_CLOEXEC as libc::c_uint,
         ))?;
         let tree = OwnedFd::from_raw_fd(tree as i32);
-        let attr = MountAttr { attr_set: 0x1, attr_clr: 0, propagation: 0, userns_fd: 0 };
-        check(libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        ))?;
+        super::sandbox::set_read_only(tree.as_raw_fd(), c"", AT_EMPTY_PATH)?;
         check(libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
