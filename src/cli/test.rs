@@ -434,16 +434,16 @@ async fn run_one(exe: &Path, lab: &Path, child_args: &[String], timeout: Duratio
     tokio::pin!(kill);
     // A signal that came before we waited: do not start waiting at all.
     let already_killed = suite.killed.load(Ordering::SeqCst);
-    let ending = if already_killed {
-        Ending::Killed
+    let end = if already_killed {
+        ChildEnd::Killed
     } else {
         tokio::select! {
-            status = child.wait() => Ending::Exited(status.ok().and_then(|s| s.code())),
-            _ = tokio::time::sleep(timeout) => Ending::TimedOut,
-            _ = &mut kill => Ending::Killed,
+            status = child.wait() => ChildEnd::Exited(status.ok().and_then(|s| s.code())),
+            _ = tokio::time::sleep(timeout) => ChildEnd::TimedOut,
+            _ = &mut kill => ChildEnd::Killed,
         }
     };
-    if !matches!(ending, Ending::Exited(_)) {
+    if !matches!(end, ChildEnd::Exited(_)) {
         kill_lab(&mut child).await;
     }
     suite.running.borrow_mut().retain(|n| n != &name);
@@ -451,11 +451,10 @@ async fn run_one(exe: &Path, lab: &Path, child_args: &[String], timeout: Duratio
         fold.apply(&event);
     }
     let took = started.elapsed();
-    match ending {
-        Ending::Exited(code) if fold.ended() => {
-            let _ = code;
-        }
-        Ending::Exited(code) => {
+    match end {
+        // It said how it ended: its own report stands.
+        ChildEnd::Exited(_) if fold.ended() => {}
+        ChildEnd::Exited(code) => {
             let code = code.unwrap_or(128);
             let outcome = if code == 130 || code == 143 { Outcome::Interrupted } else { Outcome::Error };
             fold.end_abruptly(
@@ -465,19 +464,20 @@ async fn run_one(exe: &Path, lab: &Path, child_args: &[String], timeout: Duratio
                 took,
             );
         }
-        Ending::TimedOut => fold.end_abruptly(
+        ChildEnd::TimedOut => fold.end_abruptly(
             Outcome::Timeout,
             1,
             format!("timed out after {} (--timeout), killed with its sandbox", fmt_duration(timeout)),
             took,
         ),
-        Ending::Killed => fold.end_abruptly(Outcome::Interrupted, 130, "stopped by a signal".into(), took),
+        ChildEnd::Killed => fold.end_abruptly(Outcome::Interrupted, 130, "stopped by a signal".into(), took),
     }
     let text = read_output(output);
     finish(fold, text, suite)
 }
 
-enum Ending {
+/// How a lab's `netlab run` ended, as the runner saw it.
+enum ChildEnd {
     Exited(Option<i32>),
     TimedOut,
     Killed,

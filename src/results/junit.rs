@@ -18,7 +18,7 @@ use quick_xml::Writer;
 
 use super::{LabReport, Outcome, StepOutcome, StepReport};
 
-pub fn render(labs: &[LabReport], _seconds: f64) -> String {
+pub fn render(labs: &[LabReport]) -> String {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     let written = write(&mut w, labs);
     debug_assert!(written.is_ok(), "writing XML into memory does not fail");

@@ -512,7 +512,7 @@ pub fn write_reports(labs: &[LabReport], seconds: f64, format: Format, junit: Op
         }
     }
     if let Some(j) = junit {
-        let xml = junit::render(labs, seconds);
+        let xml = junit::render(labs);
         let mut file = &j.file;
         if let Err(e) = file.write_all(xml.as_bytes()).and_then(|_| file.flush()) {
             eprintln!("netlab: cannot write the JUnit report to {}: {e}", j.path.display());
