@@ -192,3 +192,41 @@ expect_eq(r.stdout, "lo\n", "the node's /sys shows its own devices");
     assert_eq!(code, 0, "{out}{err}");
     assert!(!machine_state().contains("table inet mine"));
 }
+
+/// Past the 16th node a lab's namespaces come from a thread that makes them ahead
+/// (node.rs, Spares): each must be named, set up and protected exactly like the
+/// first ones, and deleting one must work.
+#[test]
+fn nodes_made_ahead_are_like_the_first_ones() {
+    let text = r#"
+let host = host();
+bridge(host, "br0"); addr(host, "br0", "10.5.0.1/16"); up(host, "br0");
+let ns = [];
+for i in 1..=24 {
+  let c = netns(`n${i}`);
+  veth(host, `v${i}`, c, "eth0"); master(host, `v${i}`, "br0"); up(host, `v${i}`);
+  addr(c, "eth0", `10.5.0.${i+1}/16`); up(c, "eth0");
+  ns.push(c);
+}
+step("late nodes are real", || {
+  expect_ping(ns[23], "10.5.0.1");
+  expect_ping(ns[20], "10.5.0.2");
+  let shown = exec_in(host, "ip netns exec n22 ip -br addr show eth0").stdout;
+  expect_eq(shown.split(" ").filter(|x| x != "")[2], "10.5.0.23/16", "ip netns exec finds n22");
+  for i in [0, 16, 17, 23] {
+    expect_eq(exec_in(ns[i], "sysctl -n net.ipv6.conf.default.disable_ipv6").stdout, "1\n", `IPv6 off on new links of n${i+1}`);
+    expect_eq(exec_in(ns[i], "sysctl -n net.ipv4.ip_forward").stdout, "0\n", `n${i+1} does not forward`);
+    expect_eq(exec_in(ns[i], "sh -c 'test -w /proc/sys/net/netfilter/nf_hooks_lwtunnel && echo writable || echo protected'").stdout,
+              "protected\n", `the machine-wide key is read-only in n${i+1}`);
+  }
+  hostname(ns[22], "web");
+  expect_eq(exec_in(ns[22], "hostname").stdout, "web\n", "a late node gets its hostname");
+  del_netns(ns[23]);
+  expect_no_ping(ns[22], "10.5.0.25");
+  expect_eq(exec_in(host, "ls /run/netns").stdout.split("\n").filter(|x| x != "").len(), 23, "n24 is gone");
+});
+"#;
+    let (code, out, err) = run_text("many.rhai", text);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("18 checks passed"), "{out}");
+}

@@ -1,9 +1,13 @@
-//! In-process ping: an unprivileged ICMP datagram socket created inside the node
-//! (no `ping` binary, no process per probe). The kernel picks the echo id and
-//! fills the checksum; we match replies by sequence number and a per-probe token.
-//! With IP_RECVERR the ICMP errors that come back (and the kernel's own
-//! "Destination Host Unreachable" when ARP fails) are read from the socket's error
-//! queue, so a probe says how it failed, as `ping` prints it.
+//! In-process ping: a raw ICMP socket created inside the node (no `ping` binary, no
+//! process per probe). netlab is root of the sandbox's user namespace, which owns
+//! every node's network namespace, so it holds CAP_NET_RAW there, as `ping` run by
+//! root does; no node needs `net.ipv4.ping_group_range` opened for it. A raw socket
+//! sees every echo reply of its node: ours are told apart by a per-probe token in
+//! the payload, and the socket is filtered to echo replies (ICMP_FILTER,
+//! ICMP6_FILTER). With IP_RECVERR the ICMP errors that come back (and the kernel's
+//! own "Destination Host Unreachable" when ARP fails) are read from the socket's
+//! error queue, each carrying the request it is about, so a probe says how it
+//! failed, as `ping` prints it, and never takes another probe's error.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -47,16 +51,49 @@ const QUIET_CHECK_EVERY: Duration = Duration::from_millis(10);
 /// Creates the socket; call it from inside the node's namespace.
 pub fn icmp_socket(dst: IpAddr) -> io::Result<Socket> {
     let sock = match dst {
-        IpAddr::V4(_) => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?,
-        IpAddr::V6(_) => Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::ICMPV6))?,
+        IpAddr::V4(_) => Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?,
+        IpAddr::V6(_) => Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?,
     };
     sock.set_nonblocking(true)?;
     match dst {
-        IpAddr::V4(_) => setsockopt(&sock, sockopt::Ipv4RecvErr, &true),
-        IpAddr::V6(_) => setsockopt(&sock, sockopt::Ipv6RecvErr, &true),
+        IpAddr::V4(_) => {
+            // linux/icmp.h: ICMP_FILTER on SOL_RAW, a bit set blocks that type.
+            let block_all_but_echo_reply: u32 = !(1 << ICMP_ECHOREPLY);
+            set_filter(&sock, SOL_RAW, ICMP_FILTER, &block_all_but_echo_reply)?;
+            setsockopt(&sock, sockopt::Ipv4RecvErr, &true)
+        }
+        IpAddr::V6(_) => {
+            // linux/icmpv6.h: struct icmp6_filter, a bit set blocks that type.
+            let mut filter = [u32::MAX; 8];
+            filter[usize::from(ICMPV6_ECHO_REPLY) >> 5] &= !(1 << (ICMPV6_ECHO_REPLY & 31));
+            set_filter(&sock, libc::IPPROTO_ICMPV6, ICMPV6_FILTER, &filter)?;
+            setsockopt(&sock, sockopt::Ipv6RecvErr, &true)
+        }
     }
     .map_err(io::Error::from)?;
     Ok(sock)
+}
+
+const ICMP_ECHO: u8 = 8;
+const ICMP_ECHOREPLY: u8 = 0;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+const SOL_RAW: libc::c_int = 255;
+const ICMP_FILTER: libc::c_int = 1;
+const ICMPV6_FILTER: libc::c_int = 1;
+
+fn set_filter<T: ?Sized>(sock: &Socket, level: libc::c_int, name: libc::c_int, value: &T) -> nix::Result<()> {
+    // SAFETY: `value` is a plain integer array of the size the option expects.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of_val(value) as libc::socklen_t,
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
 }
 
 impl PingReport {
@@ -67,8 +104,10 @@ impl PingReport {
     }
 }
 
-/// Reads every queued ICMP error off the socket's error queue.
-fn drain_errors(sock: &Socket, v6: bool, report: &mut PingReport) {
+/// Reads every queued ICMP error off the socket's error queue: those about this
+/// probe's requests (the request comes back with the error, token and all); a raw
+/// socket also gets its node's errors about other probes' requests.
+fn drain_errors(sock: &Socket, v6: bool, token: u64, report: &mut PingReport) {
     loop {
         let mut data = [0u8; 64];
         let mut iov = [io::IoSliceMut::new(&mut data)];
@@ -77,7 +116,12 @@ fn drain_errors(sock: &Socket, v6: bool, report: &mut PingReport) {
         let Ok(msg) = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) else {
             return;
         };
+        let len = msg.bytes;
         let Ok(cmsgs) = msg.cmsgs() else { return };
+        let cmsgs: Vec<_> = cmsgs.collect();
+        if !is_our_request(v6, &data[..len.min(data.len())], token) {
+            continue;
+        }
         for c in cmsgs {
             let (err, from) = match c {
                 ControlMessageOwned::Ipv4RecvErr(e, from) => {
@@ -102,23 +146,55 @@ fn drain_errors(sock: &Socket, v6: bool, report: &mut PingReport) {
     }
 }
 
+/// Whether `data` (what an error queue entry carries: the ICMP message it is
+/// about) is one of this probe's echo requests.
+fn is_our_request(v6: bool, data: &[u8], token: u64) -> bool {
+    data.len() >= 16
+        && data[0] == if v6 { ICMPV6_ECHO_REQUEST } else { ICMP_ECHO }
+        && data[8..16] == token.to_be_bytes()
+}
+
+/// An echo request: type, code 0, checksum, identifier (from the token), sequence,
+/// then the token. IPv4's checksum is ours to fill on a raw socket; for ICMPv6 the
+/// kernel computes it (it covers the IPv6 pseudo-header).
 fn echo_request(v6: bool, seq: u16, token: u64) -> [u8; 16] {
     let mut pkt = [0u8; 16];
-    pkt[0] = if v6 { 128 } else { 8 };
+    pkt[0] = if v6 { ICMPV6_ECHO_REQUEST } else { ICMP_ECHO };
+    pkt[4..6].copy_from_slice(&(token as u16).to_be_bytes());
     pkt[6..8].copy_from_slice(&seq.to_be_bytes());
     pkt[8..16].copy_from_slice(&token.to_be_bytes());
+    if !v6 {
+        let sum = internet_checksum(&pkt);
+        pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
     pkt
 }
 
-/// Returns the sequence number if `buf` is an echo reply carrying `token`.
+/// RFC 1071: the one's complement of the one's complement sum of 16-bit words.
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Returns the sequence number if `buf` (what a raw socket reads: the IPv4 header
+/// first; for IPv6 the ICMPv6 message alone) is an echo reply carrying `token`.
 fn parse_reply(v6: bool, buf: &[u8], token: u64) -> Option<u16> {
-    if buf.len() < 16 || buf[0] != if v6 { 129 } else { 0 } {
+    let icmp = if v6 {
+        buf
+    } else {
+        let header = usize::from(*buf.first()? & 0x0f) * 4;
+        buf.get(header..)?
+    };
+    if icmp.len() < 16 || icmp[0] != if v6 { ICMPV6_ECHO_REPLY } else { ICMP_ECHOREPLY } {
         return None;
     }
-    if buf[8..16] != token.to_be_bytes() {
+    if icmp[8..16] != token.to_be_bytes() {
         return None;
     }
-    Some(u16::from_be_bytes([buf[6], buf[7]]))
+    Some(u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
 pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration) -> io::Result<PingReport> {
@@ -176,7 +252,7 @@ where
         let ready = tokio::time::timeout_at(wake.into(), fd.ready(Interest::READABLE | Interest::ERROR)).await;
         if let Ok(guard) = ready {
             let mut guard = guard?;
-            drain_errors(guard.get_inner(), v6, &mut report);
+            drain_errors(guard.get_inner(), v6, token, &mut report);
             loop {
                 match guard.get_inner().recv(&mut buf) {
                     Ok(n) => {
@@ -193,7 +269,7 @@ where
                     }
                     // The pending socket error of an ICMP error already read off the
                     // error queue above (or one that raced in: read it now).
-                    Err(_) => drain_errors(guard.get_inner(), v6, &mut report),
+                    Err(_) => drain_errors(guard.get_inner(), v6, token, &mut report),
                 }
             }
         }
@@ -214,6 +290,10 @@ where
             let now = Instant::now();
             if !stop_at_first && now >= start + *after && now >= next_quiet_check {
                 if is_quiet().await {
+                    // The kernel marks a failed resolution before the ICMP error it
+                    // sends itself has passed its loopback queue: give that a moment.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    drain_errors(fd.get_ref(), v6, token, &mut report);
                     break;
                 }
                 next_quiet_check = now + QUIET_CHECK_EVERY;
@@ -233,9 +313,13 @@ fn strip_os_error(e: &io::Error) -> String {
     }
 }
 
+/// A token no other probe of this run (nor, very likely, of another run on the
+/// machine) carries: a raw socket sees its node's every echo reply.
 fn token() -> u64 {
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+    (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[cfg(test)]
@@ -246,10 +330,33 @@ mod tests {
     fn echo_roundtrip_format() {
         let req = echo_request(false, 7, 42);
         assert_eq!(req[0], 8);
-        let mut reply = req;
-        reply[0] = 0;
+        assert_eq!(internet_checksum(&req), 0, "a filled-in checksum sums to zero");
+        // What a raw IPv4 socket reads: a 20-byte header, then the reply.
+        let mut reply = vec![0x45u8];
+        reply.resize(20, 0);
+        reply.extend_from_slice(&req);
+        reply[20] = 0;
         assert_eq!(parse_reply(false, &reply, 42), Some(7));
         assert_eq!(parse_reply(false, &reply, 43), None);
+        assert_eq!(parse_reply(false, &reply[..30], 42), None);
+        let mut v6 = echo_request(true, 9, 42);
+        assert_eq!(v6[0], 128);
+        v6[0] = 129;
+        assert_eq!(parse_reply(true, &v6, 42), Some(9));
         assert_eq!(parse_reply(true, &reply, 42), None);
+        assert!(is_our_request(false, &req, 42));
+        assert!(!is_our_request(false, &req, 41));
+        assert!(!is_our_request(true, &req, 42));
+    }
+
+    #[test]
+    fn checksum_of_rfc1071_example() {
+        // RFC 1071 section 3: 0001 f203 f4f5 f6f7 sums to ddf2; the checksum is its complement.
+        assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+    }
+
+    #[test]
+    fn tokens_differ() {
+        assert_ne!(token(), token());
     }
 }

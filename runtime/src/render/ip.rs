@@ -15,8 +15,7 @@ use crate::names::NodeName;
 pub const UTS_DIR: &str = "/run/netlab/uts";
 
 /// The sysctls netlab sets in every new node (node.rs setup_defaults).
-pub const NODE_DEFAULTS: &[(&str, &str)] =
-    &[("net.ipv4.ping_group_range", "0 0"), ("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv4.ip_forward", "0")];
+pub const NODE_DEFAULTS: &[(&str, &str)] = &[("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv4.ip_forward", "0")];
 
 /// The commands equivalent to what netlab does for `op`; `host` names the node that
 /// is the machine's own namespace (plain `ip link ...`).
@@ -365,8 +364,7 @@ mod tests {
             cmds(Op::AddNode { node: n("container4") }),
             [
                 "ip netns add container4",
-                "ip netns exec container4 sysctl -w 'net.ipv4.ping_group_range=0 0' \
-                 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0",
+                "ip netns exec container4 sysctl -w net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0",
             ]
         );
         assert!(cmds(Op::AddNode { node: n("host") }).is_empty(), "the host exists already");

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -62,7 +62,7 @@ impl Node {
     pub fn host(name: NodeName) -> Result<Node> {
         let ns = current_netns()?;
         let handle = open_netlink(&name)?;
-        setup_defaults(&name)?;
+        setup_defaults().map_err(|(what, e)| Error::io(format!("{what} in {name}"), e))?;
         Ok(Node::new(name, ns, Some(handle), None))
     }
 
@@ -74,6 +74,14 @@ impl Node {
         if path.exists() {
             return Err(Error::NodeExists { name: name.to_string() });
         }
+        if let Some(ns) = pool.spare(&name)? {
+            // Made ahead on the spares thread, defaults set: only the name is new.
+            let source = format!("/proc/self/fd/{}", ns.as_raw_fd());
+            File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            mount(Some(source.as_str()), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
+            return Ok(Node::new(name, ns, None, Some(pool.clone())));
+        }
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::io(format!("creating namespace {name}"), e.into()))?;
         // From here the thread is inside the new namespace: finish and always go home.
         let inside = (|| {
@@ -81,7 +89,7 @@ impl Node {
             File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
             mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
-            setup_defaults(&name)?;
+            setup_defaults().map_err(|(what, e)| Error::io(format!("{what} in {name}"), e))?;
             Ok(Node::new(name.clone(), ns, None, Some(pool.clone())))
         })();
         nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
@@ -149,16 +157,20 @@ impl Node {
 const OPEN_CONNECTIONS: usize = 32;
 
 /// The nodes' open netlink connections, oldest first, and the namespace the main
-/// thread returns to after opening one inside a node.
+/// thread returns to after opening one inside a node; and, for labs that make many
+/// nodes, the thread that makes their namespaces ahead of time.
 pub struct NetlinkPool {
     home: File,
     open: RefCell<VecDeque<Rc<RefCell<Option<rtnetlink::Handle>>>>>,
+    /// Nodes made so far.
+    made: std::cell::Cell<usize>,
+    spares: RefCell<Option<Spares>>,
 }
 
 impl NetlinkPool {
     pub fn new(home: &File) -> Result<NetlinkPool> {
         let home = home.try_clone().map_err(|e| Error::io("duplicating the host namespace handle", e))?;
-        Ok(NetlinkPool { home, open: RefCell::default() })
+        Ok(NetlinkPool { home, open: RefCell::default(), made: Default::default(), spares: RefCell::default() })
     }
 
     /// A connection was opened: the oldest goes when there are too many.
@@ -172,10 +184,84 @@ impl NetlinkPool {
         }
     }
 
-    /// Closes every pooled connection (at teardown).
+    /// A namespace made ahead of time for the node `name`, once the lab has made
+    /// `SPARES_AFTER` nodes itself (None before: the caller makes it).
+    fn spare(&self, name: &NodeName) -> Result<Option<File>> {
+        self.made.set(self.made.get() + 1);
+        if self.made.get() <= SPARES_AFTER {
+            return Ok(None);
+        }
+        let mut spares = self.spares.borrow_mut();
+        let spares = match &mut *spares {
+            Some(s) => s,
+            None => spares.insert(Spares::start().map_err(|e| Error::io("starting the namespace thread", e))?),
+        };
+        match spares.next.as_ref().map(|next| next.recv()) {
+            Some(Ok(Ok(ns))) => Ok(Some(ns)),
+            Some(Ok(Err((what, e)))) => Err(Error::io(format!("{what} for {name}"), e)),
+            _ => Err(Error::io(
+                format!("creating namespace {name}"),
+                std::io::Error::other("the namespace thread ended"),
+            )),
+        }
+    }
+
+    /// Closes every pooled connection and stops the namespace thread (at teardown).
     pub fn close_all(&self) {
         for slot in self.open.borrow_mut().drain(..) {
             slot.borrow_mut().take();
+        }
+        self.spares.borrow_mut().take();
+    }
+}
+
+/// After how many nodes of a lab the next ones come from the spares thread.
+const SPARES_AFTER: usize = 16;
+/// Namespaces the spares thread keeps ready (it makes one more while the lab
+/// takes one): at most this many + 1 are made in vain when the lab stops.
+const SPARES_READY: usize = 2;
+
+/// What failed on the spares thread, and why.
+type SpareError = (&'static str, std::io::Error);
+
+/// A thread that makes new network namespaces with every node default set
+/// (`setup_defaults`), ahead of the lab asking for them. Making one costs the
+/// kernel ~0.5 ms plus a lookup under /proc/sys/net per folder the defaults touch,
+/// which grows with the number of namespaces of the machine (all their `ipv4`,
+/// `ipv6`, `netfilter` entries hash together: ~1 ms each at 1000 namespaces); done
+/// here, it overlaps with the lab's netlink work on the main thread. Only labs
+/// that make many nodes start it (`SPARES_AFTER`).
+struct Spares {
+    next: Option<std::sync::mpsc::Receiver<std::result::Result<File, SpareError>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spares {
+    fn start() -> std::io::Result<Spares> {
+        let (tx, next) = std::sync::mpsc::sync_channel(SPARES_READY);
+        let thread = std::thread::Builder::new().name("netlab-netns".into()).spawn(move || loop {
+            // Each unshare leaves this thread in the namespace it made: nothing else
+            // runs here, and the handle keeps the namespace once the thread moves on.
+            let made = unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| ("creating a namespace", e.into()))
+                .and_then(|()| File::open("/proc/thread-self/ns/net").map_err(|e| ("opening a new namespace", e)))
+                .and_then(|ns| setup_defaults().map(|()| ns));
+            let failed = made.is_err();
+            if tx.send(made).is_err() || failed {
+                return;
+            }
+        })?;
+        Ok(Spares { next: Some(next), thread: Some(thread) })
+    }
+}
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        // Dropping the receiver ends the thread at its next send; the namespaces it
+        // still held go with it.
+        self.next.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -189,26 +275,25 @@ fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
     Ok(handle)
 }
 
-/// Settings every node gets, applied from inside it.
-fn setup_defaults(name: &NodeName) -> Result<()> {
-    let net = sysctl::NetSysctls::open().map_err(|e| Error::io(format!("opening /proc/sys/net in {name}"), e))?;
-    net.protect_machine_wide().map_err(|e| Error::io(format!("making machine-wide sysctls read-only in {name}"), e))?;
-    let set = |key: &str, value: &str, why: &str| {
-        net.write(key, value).map_err(|e| Error::io(format!("{why} in {name} ({key})"), e))
-    };
-    // New namespaces have ping_group_range "1 0": unprivileged ICMP sockets (our
-    // in-process ping) would be refused. Group 0 (the sandbox's root, the only
-    // group its user namespace maps) may open them.
-    set("net.ipv4.ping_group_range", "0 0", "enabling ICMP sockets")?;
+/// Settings every node gets, applied from inside it (on any thread). An error says
+/// what failed, for the caller to name the node.
+fn setup_defaults() -> std::result::Result<(), SpareError> {
+    let net = sysctl::NetSysctls::open().map_err(|e| ("opening /proc/sys/net", e))?;
+    net.protect_machine_wide().map_err(|e| ("making machine-wide sysctls read-only", e))?;
+    let set = |key: &str, value: &str, why: &'static str| net.write(key, value).map_err(|e| (why, e));
     // IPv6 stays off on new links until the lab gives one an IPv6 address: every new
     // link's autoconfiguration (DAD, MLD, router solicitations) is multicast that a
     // bridge floods to all ports, O(N^2) packets (shared/bench/RESULTS.md).
-    set("net.ipv6.conf.default.disable_ipv6", "1", "keeping IPv6 off on new links")?;
+    set(
+        "net.ipv6.conf.default.disable_ipv6",
+        "1",
+        "keeping IPv6 off on new links (net.ipv6.conf.default.disable_ipv6)",
+    )?;
     // A new namespace takes ip_forward from the machine's initial namespace, not from
     // its parent: start every node from the same known state (off), like a fresh host.
     // Where it is off there already, the write is skipped.
     if !new_namespaces_start_unforwarded() {
-        set("net.ipv4.ip_forward", "0", "resetting ip_forward")?;
+        set("net.ipv4.ip_forward", "0", "resetting net.ipv4.ip_forward")?;
     }
     Ok(())
 }

@@ -164,7 +164,8 @@ impl Topology {
             ["net", "ipv4", "ip_forward"] | ["net", "ipv4", "conf", _, "forwarding"] => Some(ip_forward()),
             ["net", "ipv6", "conf", "default", "disable_ipv6"] => Some("1".to_string()),
             ["net", "ipv6", "conf", "all", "disable_ipv6"] => Some("0".to_string()),
-            ["net", "ipv4", "ping_group_range"] => Some("0\t0".to_string()),
+            // A new namespace's own default: netlab pings over raw sockets (ping.rs).
+            ["net", "ipv4", "ping_group_range"] => Some("1\t0".to_string()),
             _ => None,
         };
         known.ok_or_else(|| Error::NotInPlan { what: format!("{key}'s value in {node}") })
