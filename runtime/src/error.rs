@@ -96,6 +96,20 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// The kernel refused an op because it lacks what the op needs (a link kind not
+    /// built): the machine's problem, not the lab's.
+    #[error("{reason}: creating {object} in {node}")]
+    #[diagnostic(code(netlab::missing_kernel_feature))]
+    MissingFeature {
+        feature: &'static str,
+        kconfig: &'static str,
+        reason: &'static str,
+        node: String,
+        object: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("unknown kernel feature {name:?}")]
     #[diagnostic(code(netlab::unknown_feature))]
     UnknownFeature {
@@ -209,6 +223,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Interrupted
             | Error::MissingModule { .. }
+            | Error::MissingFeature { .. }
             | Error::FeatureProbe { .. }
             | Error::NotInPlan { .. }
             | Error::NetlinkTimeout { .. } => ErrorClass::Environment,
@@ -248,6 +263,23 @@ impl Error {
             _ => None,
         };
         Error::Kernel { op, node: node.to_string(), object, source, help }
+    }
+
+    /// What the kernel lacks for `feature`, found when it refused to make `object`.
+    pub fn missing_feature(feature: crate::model::Feature, node: &str, object: &str) -> Error {
+        Error::MissingFeature {
+            feature: feature.name(),
+            kconfig: feature.kconfig(),
+            reason: feature.absent_reason(),
+            node: node.to_string(),
+            object: object.to_string(),
+            help: Some(format!(
+                "this kernel was built without {}; run the lab on a kernel that has it, or declare \
+                 requires(\"{}\") at its top so that it is skipped where the kernel lacks it",
+                feature.kconfig(),
+                feature.name()
+            )),
+        }
     }
 
     pub fn io(op: impl Into<String>, source: io::Error) -> Error {

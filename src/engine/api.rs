@@ -20,6 +20,11 @@ docs! {
     "node": "node(\"name\")" => "The Node of an existing namespace, by name.";
     "veth": "veth(node_a, \"name_a\", node_b, \"name_b\")  or  veth(node, \"name_a\", \"name_b\")" => "`ip link add name_a type veth peer name name_b netns node_b`: a veth pair, each end created in its node.";
     "bridge": "bridge(node, \"br0\")" => "`ip link add br0 type bridge` in the node.";
+    "dummy": "dummy(node, \"dummy0\")  or  dummy(node, \"dummy0\", #{mtu, mac, txqueuelen, alias})" => "`ip link add dummy0 type dummy`: a link that takes addresses and drops what it sends (CONFIG_DUMMY).";
+    "vlan": "vlan(node, \"eth0\", 10)  or  vlan(node, \"eth0\", 10, \"name\")  or  vlan(node, \"eth0\", 10, \"name\", #{mtu, mac, txqueuelen, alias})" => "`ip link add eth0.10 link eth0 type vlan id 10`: 802.1Q-tagged frames over the parent link; the name defaults to PARENT.ID (CONFIG_VLAN_8021Q).";
+    "macvlan": "macvlan(node, \"eth0\", \"mv0\")  or  macvlan(node, \"eth0\", \"mv0\", #{mode: \"bridge\" | \"vepa\" | \"private\" | \"passthru\" | \"source\", mtu, mac, ...})" => "`ip link add mv0 link eth0 type macvlan mode bridge`: a second MAC address on the parent; mode bridge unless said (the kernel's own default, vepa, needs a hairpin switch for two macvlans to talk).";
+    "vxlan": "vxlan(node, \"vx0\", #{vni: 42, remote: \"10.0.0.2\" | group: \"239.1.1.1\", local, dev: \"eth0\", dstport: 4789, mtu, ...})" => "`ip link add vx0 type vxlan id 42 remote 10.0.0.2 dev eth0 dstport 4789`: Ethernet over UDP; dstport 4789 (IANA's) unless said; a group needs dev; its MTU is dev's minus 50 (70 over IPv6).";
+    "set_link": "set_link(node, \"link\", #{mtu: 1400, mac: \"02:00:00:00:00:01\", txqueuelen: 500, alias: \"uplink\"})" => "`ip link set link mtu 1400 address ... txqueuelen 500 alias uplink`: at least one of them.";
     "master": "master(node, \"link\", \"bridge\")" => "`ip link set link master bridge`: attach a link to a bridge.";
     "nomaster": "nomaster(node, \"link\")" => "`ip link set link nomaster`.";
     "move_link": "move_link(node, \"link\", target)  or  move_link(node, \"link\", target, \"new_name\")" => "`ip link set link netns target [name new_name]`: moves a link into another node.";
@@ -31,7 +36,7 @@ docs! {
     "route": "route(node, \"default\" | \"10.1.0.0/16\", \"10.0.0.1\" | \"link\")" => "`ip route add DEST via GATEWAY` or `ip route add DEST dev LINK`.";
     "del_route": "del_route(node, \"default\" | \"10.1.0.0/16\")" => "`ip route del DEST`.";
     "sysctl": "sysctl(node, \"net.ipv4.ip_forward\", 1)  or  sysctl(node, \"key\")" => "Set (or read) a net.* sysctl inside the node.";
-    "links": "links(node)" => "`ip -d link`: an array of maps {name, index, kind, mac, up, state, carrier, mtu, master, peer_ifindex, port_state}.";
+    "links": "links(node)" => "`ip -d link`: an array of maps {name, index, kind, mac, up, state, carrier, mtu, master, peer_ifindex, port_state, txqueuelen, alias, parent}; a vlan adds vlan_id, a macvlan mode, a vxlan vni, dstport, remote, group.";
     "link": "link(node, \"name\")" => "One link's map (see links()).";
     "mac": "mac(node, \"link\")" => "The link's MAC address as \"aa:bb:cc:dd:ee:ff\".";
     "addrs": "addrs(node)" => "`ip addr`: an array of maps {dev, cidr, ip, prefix, broadcast}.";

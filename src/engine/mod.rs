@@ -6,6 +6,7 @@ mod checks;
 pub mod diagnose;
 mod firewall;
 pub mod limits;
+mod links;
 mod lint;
 mod net;
 mod services;
@@ -81,6 +82,7 @@ pub fn run(
     limits::watch(&mut engine, options.limits, session.ends_at());
     engine.set_module_resolver(stdlib::StdlibResolver::new(std::path::Path::new(src.path)));
     net::register(&mut engine, &session);
+    links::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);
     firewall::register(&mut engine, &session);
     services::register(&mut engine, &session, &reporter);

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_ip, parse_prefix};
 use netlab_runtime::error::known_names_help;
-use netlab_runtime::model::{LinkState, NextHop, Op};
+use netlab_runtime::model::{LinkKind, LinkState, NextHop, Op};
 use netlab_runtime::{Error, LinkName, NodeName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
@@ -197,6 +197,11 @@ fn register_queries(engine: &mut Engine, s: &Rc<Session>) {
         link_name(&ctx, name)?;
         let links = to_rhai(&ctx, ss.backend().links(&node, Some(Some(name))))?;
         let link = to_rhai(&ctx, find_link(&node, &links, name))?;
+        if matches!(link.kind, LinkKind::Vlan | LinkKind::Macvlan) {
+            // Its parent is named from the node's other links.
+            let all = to_rhai(&ctx, ss.backend().links(&node, Some(None)))?;
+            return Ok(link_map(&link, &all));
+        }
         Ok(link_map(&link, &links))
     });
     let ss = s.clone();

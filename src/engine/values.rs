@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use netlab_runtime::model::LinkState;
+use netlab_runtime::model::{LinkDetails, LinkKind, LinkState};
 use netlab_runtime::Error;
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 
@@ -79,6 +79,31 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
     m.insert("master".into(), master.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     m.insert("peer_ifindex".into(), link.peer_index.map(|i| Dynamic::from(i as i64)).unwrap_or(Dynamic::UNIT));
     m.insert("port_state".into(), link.port_state.map(|p| Dynamic::from(p.as_str())).unwrap_or(Dynamic::UNIT));
+    m.insert("txqueuelen".into(), (link.txqueuelen as i64).into());
+    m.insert("alias".into(), link.alias.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    // A vlan's or macvlan's parent (IFLA_LINK), by name when it is in the same node.
+    let parent = match link.kind {
+        LinkKind::Vlan | LinkKind::Macvlan => {
+            link.peer_index.and_then(|i| links.iter().find(|l| l.index == i)).map(|l| l.name.clone())
+        }
+        _ => None,
+    };
+    m.insert("parent".into(), parent.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    match &link.details {
+        Some(LinkDetails::Vlan { id }) => {
+            m.insert("vlan_id".into(), (*id as i64).into());
+        }
+        Some(LinkDetails::Macvlan { mode }) => {
+            m.insert("mode".into(), mode.name().into());
+        }
+        Some(LinkDetails::Vxlan { vni, dstport, remote, group }) => {
+            m.insert("vni".into(), (*vni as i64).into());
+            m.insert("dstport".into(), (*dstport as i64).into());
+            m.insert("remote".into(), remote.map(|r| Dynamic::from(r.to_string())).unwrap_or(Dynamic::UNIT));
+            m.insert("group".into(), group.map(|g| Dynamic::from(g.to_string())).unwrap_or(Dynamic::UNIT));
+        }
+        None => {}
+    }
     m
 }
 

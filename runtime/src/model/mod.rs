@@ -3,15 +3,18 @@
 
 pub mod feature;
 pub mod firewall;
+pub mod link;
 pub mod op;
 pub mod programs;
 pub mod state;
 pub mod topology;
 
 pub use feature::Feature;
+pub use link::{LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec};
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
 pub use programs::ops_of;
 pub use state::{
-    AddrState, LinkKind, LinkState, NeighState, Neighbour, NextHop, OperState, PortState, RouteState, Scope,
+    AddrState, LinkDetails, LinkKind, LinkState, NeighState, Neighbour, NextHop, OperState, PortState, RouteState,
+    Scope,
 };
 pub use topology::{Link, Lint, LintKind, NodeState, Route, Topology};

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+use super::link::{LinkAttrs, LinkSpec};
 use super::state::NextHop;
 use crate::model::firewall::FirewallChange;
 use crate::names::{LinkName, NodeName};
@@ -21,6 +22,11 @@ pub enum Op {
     AddVeth { node: NodeName, name: LinkName, peer_node: NodeName, peer: LinkName },
     /// `ip link add NAME type bridge`.
     AddBridge { node: NodeName, name: LinkName },
+    /// `ip link add NAME [link PARENT] type KIND ... [mtu M] [address MAC] ...`: the
+    /// other kinds (dummy, vlan, macvlan, vxlan).
+    AddLink { node: NodeName, name: LinkName, spec: LinkSpec, attrs: LinkAttrs },
+    /// `ip link set LINK mtu M address MAC txqueuelen Q alias A`.
+    SetLink { node: NodeName, link: LinkName, attrs: LinkAttrs },
     /// `ip link set LINK up|down`.
     SetUp { node: NodeName, link: LinkName, up: bool },
     /// `ip link set LINK master BRIDGE` / `nomaster`.
@@ -109,6 +115,8 @@ impl Op {
             | Op::DelNode { node }
             | Op::AddVeth { node, .. }
             | Op::AddBridge { node, .. }
+            | Op::AddLink { node, .. }
+            | Op::SetLink { node, .. }
             | Op::SetUp { node, .. }
             | Op::SetMaster { node, .. }
             | Op::MoveLink { node, .. }
@@ -132,6 +140,8 @@ impl Op {
             Op::AddVeth { node, peer_node, .. } => vec![node, peer_node],
             Op::MoveLink { node, to, .. } => vec![node, to],
             Op::AddBridge { node, .. }
+            | Op::AddLink { node, .. }
+            | Op::SetLink { node, .. }
             | Op::SetUp { node, .. }
             | Op::SetMaster { node, .. }
             | Op::DelLink { node, .. }

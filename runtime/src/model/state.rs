@@ -138,6 +138,21 @@ pub struct LinkState {
     pub port_state: Option<PortState>,
     /// IPv6 is on for the link (its disable_ipv6 is 0).
     pub ipv6: bool,
+    pub txqueuelen: u32,
+    /// `ip link set LINK alias TEXT`.
+    pub alias: Option<String>,
+    /// What a vlan, macvlan or vxlan link was made as (`ip -d link`): VLAN id,
+    /// macvlan mode, VNI and port; its parent is `peer_index` (IFLA_LINK).
+    pub details: Option<LinkDetails>,
+}
+
+/// The kind-specific part of `ip -d link show`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum LinkDetails {
+    Vlan { id: u16 },
+    Macvlan { mode: crate::model::MacvlanMode },
+    Vxlan { vni: u32, dstport: u16, remote: Option<std::net::IpAddr>, group: Option<std::net::IpAddr> },
 }
 
 impl LinkState {

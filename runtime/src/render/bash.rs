@@ -233,7 +233,7 @@ impl Export {
                     self.undo(format!("ip link del {}", q(link.as_str())));
                 }
             }
-            Op::AddBridge { node, name } => {
+            Op::AddBridge { node, name } | Op::AddLink { node, name, .. } => {
                 let lines = self.r.op(op);
                 self.lines(lines);
                 if host(node) {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use crate::backend::kernel::exec::CommandLine;
 use crate::backend::kernel::link::{format_mac, stable_mac};
 use crate::model::firewall::RestoreInput;
-use crate::model::{EtcFile, NextHop, Op, Probe, ServerSpec};
+use crate::model::{EtcFile, LinkAttrs, LinkSpec, NextHop, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 
 /// Where a node's UTS namespace is kept once it has a hostname of its own.
@@ -16,6 +16,24 @@ pub const UTS_DIR: &str = "/run/netlab/uts";
 
 /// The sysctls netlab sets in every new node (node.rs setup_defaults).
 pub const NODE_DEFAULTS: &[(&str, &str)] = &[("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv4.ip_forward", "0")];
+
+/// ` mtu 1450 address 02:... txqueuelen 100 alias 'to the office'` (empty: none set).
+fn attr_args(attrs: &LinkAttrs) -> String {
+    let mut out = String::new();
+    if let Some(mtu) = attrs.mtu {
+        out += &format!(" mtu {mtu}");
+    }
+    if let Some(mac) = &attrs.mac {
+        out += &format!(" address {}", format_mac(mac));
+    }
+    if let Some(len) = attrs.txqueuelen {
+        out += &format!(" txqueuelen {len}");
+    }
+    if let Some(alias) = &attrs.alias {
+        out += &format!(" alias {}", q(alias));
+    }
+    out
+}
 
 /// The commands equivalent to what netlab does for `op`; `host` names the node that
 /// is the machine's own namespace (plain `ip link ...`).
@@ -210,6 +228,36 @@ impl Renderer {
                 let mac = format_mac(&stable_mac(node.as_str(), name.as_str()));
                 vec![format!("{ip} link add {} address {mac} type bridge", q(name.as_str()))]
             }
+            Op::AddLink { node, name, spec, attrs } => {
+                // netlab gives the link a MAC address of its own, as for a bridge (a
+                // vlan keeps its parent's).
+                let mut attrs = attrs.clone();
+                if attrs.mac.is_none() && !matches!(spec, LinkSpec::Vlan { .. }) {
+                    attrs.mac = Some(stable_mac(node.as_str(), name.as_str()));
+                }
+                let (on, kind) = match spec {
+                    LinkSpec::Dummy => (String::new(), "dummy".to_string()),
+                    LinkSpec::Vlan { parent, id } => (format!(" link {}", q(parent.as_str())), format!("vlan id {id}")),
+                    LinkSpec::Macvlan { parent, mode } => {
+                        (format!(" link {}", q(parent.as_str())), format!("macvlan mode {mode}"))
+                    }
+                    LinkSpec::Vxlan(v) => {
+                        let mut kind = format!("vxlan id {}", v.vni);
+                        for (word, ip) in [("remote", v.remote), ("group", v.group), ("local", v.local)] {
+                            if let Some(ip) = ip {
+                                kind += &format!(" {word} {ip}");
+                            }
+                        }
+                        if let Some(dev) = &v.dev {
+                            kind += &format!(" dev {}", q(dev.as_str()));
+                        }
+                        (String::new(), kind + &format!(" dstport {}", v.dstport))
+                    }
+                };
+                let attrs = attr_args(&attrs);
+                vec![format!("{ip} link add {}{on}{attrs} type {kind}", q(name.as_str()))]
+            }
+            Op::SetLink { link, attrs, .. } => vec![format!("{ip} link set {}{}", q(link.as_str()), attr_args(attrs))],
             Op::SetUp { link, up, .. } => {
                 vec![format!("{ip} link set {} {}", q(link.as_str()), if *up { "up" } else { "down" })]
             }

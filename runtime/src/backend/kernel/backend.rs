@@ -71,6 +71,10 @@ impl Lab {
                 self.netlink_op(op, a.create_veth(name, &b, peer))
             }
             Op::AddBridge { node, name } => self.netlink_op(op, self.node_of(node)?.create_bridge(name)),
+            Op::AddLink { node, name, spec, attrs } => {
+                self.netlink_op(op, self.node_of(node)?.create_link(name, spec, attrs))
+            }
+            Op::SetLink { node, link, attrs } => self.netlink_op(op, self.node_of(node)?.set_link_attrs(link, attrs)),
             Op::SetUp { node, link, up } => self.netlink_op(op, self.node_of(node)?.set_link_up(link, *up)),
             Op::SetMaster { node, link, master } => {
                 self.netlink_op(op, self.node_of(node)?.set_master(link, master.as_ref()))

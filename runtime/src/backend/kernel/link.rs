@@ -68,6 +68,9 @@ impl From<&LinkMessage> for LinkState {
             peer_index: None,
             port_state: None,
             ipv6: false,
+            txqueuelen: 0,
+            alias: None,
+            details: None,
         };
         if msg.header.flags.contains(LinkFlags::Loopback) {
             state.kind = LinkKind::Loopback;
@@ -81,6 +84,8 @@ impl From<&LinkMessage> for LinkState {
                 LinkAttribute::Mtu(m) => state.mtu = *m,
                 LinkAttribute::Controller(m) => state.master = Some(*m),
                 LinkAttribute::Link(p) => state.peer_index = Some(*p),
+                LinkAttribute::TxQueueLen(q) => state.txqueuelen = *q,
+                LinkAttribute::IfAlias(a) => state.alias = Some(a.clone()).filter(|a| !a.is_empty()),
                 LinkAttribute::AfSpecUnspec(specs) => {
                     for spec in specs {
                         if let AfSpecUnspec::Inet6(inet6) = spec {
@@ -96,6 +101,7 @@ impl From<&LinkMessage> for LinkState {
                     for info in infos {
                         match info {
                             LinkInfo::Kind(kind) => state.kind = LinkKind::from_kernel(&kind.to_string()),
+                            LinkInfo::Data(data) => state.details = super::kinds::details(data),
                             LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
                                 for p in port {
                                     if let InfoBridgePort::State(s) = p {
@@ -110,7 +116,9 @@ impl From<&LinkMessage> for LinkState {
                 _ => {}
             }
         }
-        if state.kind != LinkKind::Veth {
+        // IFLA_LINK is a veth's peer, a vlan's or macvlan's parent; for others it
+        // says nothing netlab reports.
+        if !matches!(state.kind, LinkKind::Veth | LinkKind::Vlan | LinkKind::Macvlan) {
             state.peer_index = None;
         }
         state
@@ -183,7 +191,7 @@ impl Node {
     }
 
     /// Maps a netlink failure on an existing-link operation to NoSuchLink or a kernel error.
-    async fn link_error(&self, op: &'static str, name: &LinkName, e: rtnetlink::Error) -> Error {
+    pub(super) async fn link_error(&self, op: &'static str, name: &LinkName, e: rtnetlink::Error) -> Error {
         let io = nl_to_io(e);
         if io.raw_os_error() == Some(libc::ENODEV) {
             self.no_such_link(name).await
@@ -340,7 +348,7 @@ thread_local! {
 }
 
 /// Reserves `count` consecutive interface indexes, distinct across the lab.
-fn next_ifindex(count: u32) -> u32 {
+pub(super) fn next_ifindex(count: u32) -> u32 {
     NEXT_IFINDEX.with(|n| {
         let first = n.get();
         n.set(first + count);

@@ -23,6 +23,7 @@ mod etc;
 pub mod exec;
 mod features;
 mod firewall;
+mod kinds;
 pub mod link;
 pub mod neigh;
 pub mod node;

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::op::{Op, ServerSpec};
 use crate::model::programs::{self, Conn, Extra, Item, Step};
 use crate::model::state::{LinkKind, NextHop, Scope};
+use crate::model::{LinkAttrs, LinkSpec};
 use crate::names::{LinkName, NodeName};
 
 fn errno(code: i32) -> io::Error {
@@ -37,6 +38,8 @@ impl Topology {
             Op::DelNode { node } => self.del_node(node),
             Op::AddVeth { node, name, peer_node, peer } => self.add_veth(node, name, peer_node, peer),
             Op::AddBridge { node, name } => self.add_bridge(node, name),
+            Op::AddLink { node, name, spec, attrs } => self.add_link(node, name, spec, attrs),
+            Op::SetLink { node, link, attrs } => self.set_link(node, link, attrs),
             Op::SetUp { node, link, up } => {
                 let n = self.node_mut(node.as_str())?;
                 let index = n.link(link)?.index;
@@ -247,20 +250,168 @@ impl Topology {
             return Err(Error::kernel("deleting", node.as_str(), link.as_str(), errno(libc::EOPNOTSUPP)));
         }
         self.node_mut(node.as_str())?.remove_link(l.index);
+        self.remove_children(node, l.index);
         if let Some((peer_node, peer_name)) = &l.peer {
             if let Some(n) = self.nodes.get_mut(peer_node.as_str()) {
                 if let Some(index) = n.link_named(peer_name).map(|p| p.index) {
                     n.remove_link(index);
+                    self.remove_children(&peer_node.clone(), index);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The kernel deletes the vlan and macvlan links made on a link that goes (a
+    /// vxlan only loses its dev), wherever they are now.
+    fn remove_children(&mut self, node: &NodeName, index: u32) {
+        let parent = Some((node.clone(), index));
+        let mut gone = Vec::new();
+        for (name, n) in self.nodes.iter_mut() {
+            for l in n.links.iter_mut().filter(|l| l.parent == parent) {
+                if l.kind == LinkKind::Vxlan {
+                    l.parent = None;
+                } else {
+                    gone.push((name.clone(), l.index));
+                }
+            }
+        }
+        for (name, index) in gone {
+            if let Some(n) = self.nodes.get_mut(&name) {
+                n.remove_link(index);
+            }
+            if let Ok(node) = NodeName::new(&name) {
+                self.remove_children(&node, index);
+            }
+        }
+    }
+
+    /// `ip link add NAME [link PARENT] type KIND ...`, failing as the kernel would.
+    fn add_link(&mut self, node: &NodeName, name: &LinkName, spec: &LinkSpec, attrs: &LinkAttrs) -> Result<()> {
+        let n = self.node(node.as_str())?;
+        let op = match spec.kind() {
+            LinkKind::Vlan => "creating VLAN link",
+            LinkKind::Macvlan => "creating macvlan link",
+            LinkKind::Vxlan => "creating VXLAN link",
+            _ => "creating dummy link",
+        };
+        if n.link_named(name).is_some() {
+            return Err(Error::kernel(op, node.as_str(), name.as_str(), errno(libc::EEXIST)));
+        }
+        let parent = match spec.parent() {
+            Some(p) => Some(n.link(p)?.clone()),
+            None => None,
+        };
+        let invalid = |help: String| Err(kernel_with_help(op, node.as_str(), name.to_string(), libc::EINVAL, help));
+        match spec {
+            LinkSpec::Vlan { id, .. } => {
+                let parent = parent.as_ref().expect("a vlan has a parent");
+                let index = parent.index;
+                let twin = n.links.iter().find(|l| {
+                    l.parent == Some((node.clone(), index))
+                        && matches!(l.spec, Some(LinkSpec::Vlan { id: other, .. }) if other == *id)
+                });
+                if let Some(twin) = twin {
+                    let help = format!("{} is VLAN {id} on {} already", twin.name, parent.name);
+                    return Err(kernel_with_help(op, node.as_str(), name.to_string(), libc::EEXIST, help));
+                }
+                if attrs.mtu.is_some_and(|m| m > parent.mtu) {
+                    return invalid(format!("a VLAN link's MTU is at most its parent's ({})", parent.mtu));
+                }
+            }
+            LinkSpec::Macvlan { .. } => {
+                let parent = parent.as_ref().expect("a macvlan has a parent");
+                if matches!(parent.kind, LinkKind::Loopback | LinkKind::Macvlan) {
+                    return invalid(format!("a macvlan cannot be made on {} ({})", parent.name, parent.kind));
+                }
+                if attrs.mtu.is_some_and(|m| m > parent.mtu) {
+                    return invalid(format!("a macvlan's MTU is at most its parent's ({})", parent.mtu));
+                }
+            }
+            LinkSpec::Vxlan(v) => {
+                if v.group.is_some() && v.dev.is_none() {
+                    return invalid("a multicast group needs the link to send on: dev".into());
+                }
+                let twin = n
+                    .links
+                    .iter()
+                    .find(|l| matches!(&l.spec, Some(LinkSpec::Vxlan(o)) if o.vni == v.vni && o.dstport == v.dstport));
+                if let Some(twin) = twin {
+                    let help = format!("{} has VNI {} on port {} already", twin.name, v.vni, v.dstport);
+                    return Err(kernel_with_help(op, node.as_str(), name.to_string(), libc::EEXIST, help));
+                }
+            }
+            LinkSpec::Dummy => {}
+        }
+        let mtu = match (spec, &parent) {
+            (LinkSpec::Vxlan(v), Some(dev)) => {
+                let v6 = v.remote.or(v.group).or(v.local).is_some_and(|a| a.is_ipv6());
+                dev.mtu.saturating_sub(if v6 { 70 } else { 50 })
+            }
+            (LinkSpec::Vxlan(_), None) | (LinkSpec::Dummy, _) => 1500,
+            (_, Some(p)) => p.mtu,
+            (_, None) => 1500,
+        };
+        let index = self.take_index(1);
+        let n = self.node_mut(node.as_str())?;
+        let mut link = n.new_link(index, name, spec.kind(), None);
+        link.spec = Some(spec.clone());
+        if matches!(spec, LinkSpec::Vlan { .. }) {
+            link.mac = parent.as_ref().map(|p| p.mac).unwrap_or(link.mac);
+        }
+        link.parent = parent.map(|p| (node.clone(), p.index));
+        link.mtu = mtu;
+        link.apply_attrs(attrs);
+        n.insert_link(link);
+        Ok(())
+    }
+
+    /// `ip link set LINK mtu ... address ... txqueuelen ... alias ...`.
+    fn set_link(&mut self, node: &NodeName, link: &LinkName, attrs: &LinkAttrs) -> Result<()> {
+        let l = self.node(node.as_str())?.link(link)?.clone();
+        if let Some(mtu) = attrs.mtu {
+            let parent_mtu =
+                l.parent.as_ref().and_then(|(pn, pi)| self.nodes.get(pn.as_str())?.by_index(*pi)).map(|p| p.mtu);
+            let capped = matches!(l.kind, LinkKind::Vlan | LinkKind::Macvlan) && parent_mtu.is_some_and(|p| mtu > p);
+            if capped || mtu < 68 && l.kind != LinkKind::Loopback {
+                let help = match parent_mtu {
+                    Some(p) if capped => format!("{link}'s MTU is at most its parent's ({p})"),
+                    _ => "an IPv4 link's MTU is at least 68".to_string(),
+                };
+                return Err(kernel_with_help("changing", node.as_str(), link.to_string(), libc::EINVAL, help));
+            }
+        }
+        let n = self.node_mut(node.as_str())?;
+        let index = l.index;
+        n.by_index_mut(index).expect("link exists").apply_attrs(attrs);
+        Ok(())
+    }
+}
+
+impl Link {
+    fn apply_attrs(&mut self, attrs: &LinkAttrs) {
+        if let Some(mtu) = attrs.mtu {
+            self.mtu = mtu;
+        }
+        if let Some(mac) = attrs.mac {
+            self.mac = mac;
+        }
+        if let Some(q) = attrs.txqueuelen {
+            self.txqueuelen = q;
+        }
+        if let Some(alias) = &attrs.alias {
+            self.alias = Some(alias.clone()).filter(|a| !a.is_empty());
+        }
     }
 }
 
 impl NodeState {
     fn new_link(&self, index: u32, name: &LinkName, kind: LinkKind, peer: Option<(NodeName, LinkName)>) -> Link {
         Link {
+            spec: None,
+            parent: None,
+            txqueuelen: 1000,
+            alias: None,
             index,
             name: name.clone(),
             kind,

@@ -71,6 +71,13 @@ pub struct Link {
     pub addrs: Vec<IpNet>,
     /// IPv6 on (net.ipv6.conf.LINK.disable_ipv6 = 0).
     pub ipv6: bool,
+    /// For a vlan, macvlan or vxlan link: what it was made as (`ip -d link`).
+    pub spec: Option<crate::model::LinkSpec>,
+    /// The link it is made on (vlan, macvlan; a vxlan's dev): its node and ifindex,
+    /// which stay when either moves to another node.
+    pub parent: Option<(NodeName, u32)>,
+    pub txqueuelen: u32,
+    pub alias: Option<String>,
 }
 
 /// One route of the main table.
@@ -157,6 +164,10 @@ impl NodeState {
             peer: None,
             addrs: Vec::new(),
             ipv6: true,
+            spec: None,
+            parent: None,
+            txqueuelen: 1000,
+            alias: None,
         };
         NodeState {
             name,

@@ -24,11 +24,21 @@ impl Topology {
         match link.kind {
             LinkKind::Loopback => true,
             LinkKind::Veth => link.admin_up && self.peer_of(link).is_some_and(|(_, p)| p.admin_up),
+            // They follow the link they are made on (its carrier, through the stack).
+            LinkKind::Vlan | LinkKind::Macvlan => {
+                link.admin_up && self.parent_of(link).is_some_and(|p| self.carrier_anywhere(p))
+            }
             LinkKind::Bridge => {
                 link.admin_up && node.links.iter().any(|p| p.master == Some(link.index) && self.forwarding(node, p))
             }
             _ => link.admin_up,
         }
+    }
+
+    /// A link's carrier, given only the link (its node looked up).
+    fn carrier_anywhere(&self, link: &Link) -> bool {
+        let node = self.nodes.values().find(|n| n.links.iter().any(|l| std::ptr::eq(l, link)));
+        node.is_some_and(|n| self.carrier(n, link))
     }
 
     /// A bridge port forwards (no STP) when it and its bridge are up and it has carrier.
@@ -44,8 +54,9 @@ impl Topology {
             (_, false, _) => OperState::Down,
             (LinkKind::Loopback, true, _) => OperState::Unknown,
             (_, true, true) => OperState::Up,
-            // A veth's lower device is its peer (iflink differs from its own index).
-            (LinkKind::Veth, true, false) => OperState::LowerLayerDown,
+            // A veth's lower device is its peer (iflink differs from its own index);
+            // a vlan's or macvlan's is its parent.
+            (LinkKind::Veth | LinkKind::Vlan | LinkKind::Macvlan, true, false) => OperState::LowerLayerDown,
             (_, true, false) => OperState::Down,
         };
         let port_state =
@@ -60,10 +71,34 @@ impl Topology {
             carrier,
             mtu: link.mtu,
             master: link.master,
-            peer_index: self.peer_of(link).map(|(_, p)| p.index),
+            peer_index: self
+                .peer_of(link)
+                .map(|(_, p)| p.index)
+                .or_else(|| matches!(link.kind, LinkKind::Vlan | LinkKind::Macvlan).then_some(link.parent.as_ref()?.1)),
             port_state,
             ipv6: link.ipv6,
+            txqueuelen: link.txqueuelen,
+            alias: link.alias.clone(),
+            details: link.spec.as_ref().and_then(|spec| match spec {
+                crate::model::LinkSpec::Vlan { id, .. } => Some(crate::model::LinkDetails::Vlan { id: *id }),
+                crate::model::LinkSpec::Macvlan { mode, .. } => {
+                    Some(crate::model::LinkDetails::Macvlan { mode: *mode })
+                }
+                crate::model::LinkSpec::Vxlan(v) => Some(crate::model::LinkDetails::Vxlan {
+                    vni: v.vni,
+                    dstport: v.dstport,
+                    remote: v.remote,
+                    group: v.group,
+                }),
+                crate::model::LinkSpec::Dummy => None,
+            }),
         }
+    }
+
+    /// The link a vlan or macvlan is made on, wherever it is now.
+    fn parent_of(&self, link: &Link) -> Option<&Link> {
+        let (node, index) = link.parent.as_ref()?;
+        self.nodes.get(node.as_str())?.by_index(*index)
     }
 
     pub fn links(&self, node: &str) -> Result<Vec<LinkState>> {
