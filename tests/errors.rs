@@ -248,3 +248,27 @@ fn a_veth_that_fails_late_is_reported_at_its_line() {
     );
     assert!(err.contains("veth_last.rhai:3:"), "the span is on line 3:\n{err}");
 }
+
+/// sh() is exec_in for commands that must work: its stdout comes back, and a
+/// failure stops the lab at the line with the command's own words (exit 2).
+#[test]
+fn sh_returns_stdout_and_a_failing_command_stops_the_lab_at_its_line() {
+    let (code, out, err) = common::run_text(
+        "sh.rhai",
+        "let a = netns(\"a\");\nlet out = sh(a, \"ip -br link show lo\");\nexpect(out.contains(\"LOOPBACK\"), \"sh returns stdout\");\nsh(a, \"ip link set nosuch up\");\nprint(\"not reached\");\n",
+    );
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.contains("✓ sh returns stdout"), "{out}");
+    assert!(!out.contains("not reached"), "{out}");
+    assert!(err.contains("`ip link set nosuch up` in a failed with exit status 1"), "{err}");
+    assert!(err.contains("Cannot find device \"nosuch\""), "the command's stderr: {err}");
+    assert!(err.contains("sh.rhai:4:1"), "{err}");
+    assert!(err.contains("exec_in()"), "the help names exec_in: {err}");
+
+    // exec_in of the same command does not stop the lab: it reports the code.
+    let (code, out, err) = common::run_text(
+        "exec.rhai",
+        "let a = netns(\"a\");\nlet r = exec_in(a, \"ip link set nosuch up\");\nexpect_eq(r.code, 1, \"exec_in reports the code\");\n",
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+}

@@ -131,6 +131,20 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// A command `sh()` ran ended with a non-zero status: the lab's command is wrong
+    /// for this network (as a failing line stops a tutorial reader).
+    #[error("`{command}` in {node} failed with exit status {status}{stderr}")]
+    #[diagnostic(code(netlab::command_failed))]
+    CommandFailed {
+        command: String,
+        node: String,
+        status: String,
+        /// ": " and the last lines of its stderr, or nothing.
+        stderr: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("program {program:?} not found in PATH")]
     #[diagnostic(code(netlab::program_not_found))]
     ProgramNotFound {

@@ -63,6 +63,7 @@ docs! {
     "ping_count": "ping_count([nodes], \"10.0.0.1\")  or  ping_count([nodes], ip, #{timeout: 1, tries: 1})" => "Pings from every node at once (in waves when the machine's neighbour table could overflow); returns how many got a reply. `tries` (1 to 10000) echo requests per node within the timeout (default: one every 100 ms).";
     "expect_ping_all": "expect_ping_all([nodes], \"10.0.0.1\")" => "Passes when every node gets a reply (all ping at once).";
     "metric": "metric(\"name\", value)" => "Records name=value for the benchmark line (written when NETLAB_RESULTS is set).";
+    "sh": "sh(node, \"cmd args\")  or  sh(node, \"cmd\", #{timeout: 5})" => "Like exec_in, for a command that must work: returns its stdout; a non-zero exit stops the lab at the line with the command's stderr (exit 2), as a failing line stops a tutorial's reader.";
     "exec_in": "exec_in(node, \"cmd args\")  or  exec_in(node, \"cmd\", #{timeout: 5})" => "`ip netns exec node cmd args`: runs a real program in the node; returns #{code, stdout, stderr, truncated, stdout_dropped, stderr_dropped}: each stream keeps its first 8 MiB, the rest is read and counted in *_dropped (truncated: any was). `timeout` (10 s) is 0 to 86400 seconds.";
     "step": "step(\"title\", || { ... })" => "A named group of actions and checks; the report shows each step with its result and time.";
     "expect_ping": "expect_ping(node, \"10.0.0.2\")  or  expect_ping(node, \"10.0.0.2\", #{timeout: 3})" => "Passes on the first echo reply; retries until the timeout (3 s).";

@@ -10,7 +10,7 @@ use netlab_runtime::backend::kernel::exec::CommandLine;
 use netlab_runtime::model::{Expect, Feature, LinkKind, Op, Probe};
 use netlab_runtime::outcome::{describe, Wanted};
 use netlab_runtime::ping::{PingMode, PingReport};
-use netlab_runtime::NodeName;
+use netlab_runtime::{Error, NodeName};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
 use super::session::Session;
@@ -410,6 +410,39 @@ fn register_exec(engine: &mut Engine, s: &Rc<Session>) {
     engine
         .register_fn("exec_in", move |ctx: NativeCallContext, node: Dynamic, cmd: &str| e(ctx, node, cmd, Map::new()));
     engine.register_fn("exec_in", exec);
+
+    // sh(node, "cmd" [, #{timeout}]): exec_in that stops the lab when the command
+    // fails, with its stderr, at the line; returns its stdout.
+    let ss = s.clone();
+    let sh = move |ctx: NativeCallContext, node: Dynamic, cmd: &str, opts: Map| -> RhaiResult<String> {
+        check_options(&ctx, &opts, &["timeout"])?;
+        let node = ss.node(&ctx, &node)?;
+        let line = to_rhai(&ctx, CommandLine::parse(cmd))?;
+        let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 10.0)?);
+        let out = ss.exec(&ctx, Op::Exec { node: node.clone(), command: cmd.to_string() }, &line, timeout)?;
+        if out.code == Some(0) {
+            return Ok(out.stdout);
+        }
+        let status = match out.code {
+            Some(code) => code.to_string(),
+            None => "none (killed by a signal or at its timeout)".to_string(),
+        };
+        let tail: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = tail[tail.len().saturating_sub(5)..].join("\n  ");
+        let stderr = if tail.is_empty() { String::new() } else { format!(":\n  {tail}") };
+        let help = Some(if out.code.is_none() {
+            "give it more time with #{timeout: SECONDS}, or run it with exec_in() to look at its output".to_string()
+        } else {
+            "sh() stops the lab when a command fails; use exec_in() to run one whose failure the lab expects \
+             (it returns #{code, stdout, stderr})"
+                .to_string()
+        });
+        let err = Error::CommandFailed { command: cmd.to_string(), node: node.to_string(), status, stderr, help };
+        to_rhai(&ctx, Err(err))
+    };
+    let h = sh.clone();
+    engine.register_fn("sh", move |ctx: NativeCallContext, node: Dynamic, cmd: &str| h(ctx, node, cmd, Map::new()));
+    engine.register_fn("sh", sh);
 }
 
 fn is_check_failure(e: &EvalAltResult) -> bool {
