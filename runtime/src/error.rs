@@ -133,14 +133,13 @@ pub enum Error {
 
     /// A command `sh()` ran ended with a non-zero status: the lab's command is wrong
     /// for this network (as a failing line stops a tutorial reader).
-    #[error("`{command}` in {node} failed with exit status {status}{stderr}")]
+    #[error("`{command}` in {node} failed with exit status {status}")]
     #[diagnostic(code(netlab::command_failed))]
     CommandFailed {
         command: String,
         node: String,
+        /// Its exit status, then ":" and the last lines of its stderr, if any.
         status: String,
-        /// ": " and the last lines of its stderr, or nothing.
-        stderr: String,
         #[help]
         help: Option<String>,
     },

@@ -437,7 +437,8 @@ fn register_exec(engine: &mut Engine, s: &Rc<Session>) {
              (it returns #{code, stdout, stderr})"
                 .to_string()
         });
-        let err = Error::CommandFailed { command: cmd.to_string(), node: node.to_string(), status, stderr, help };
+        let status = format!("{status}{stderr}");
+        let err = Error::CommandFailed { command: cmd.to_string(), node: node.to_string(), status, help };
         to_rhai(&ctx, Err(err))
     };
     let h = sh.clone();
