@@ -136,3 +136,26 @@ expect_no_ping(a, "10.0.0.2");
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("requests were answered"), "{err}");
 }
+
+/// wait_until() is a check: it passes once the closure says true (here after a
+/// program of the lab has made its file), fails when the time runs out (exit 1),
+/// and a closure that returns no boolean is the lab's mistake (exit 2).
+#[test]
+fn wait_until_polls_until_true_and_fails_at_its_timeout() {
+    let base = "let a = netns(\"a\");\nexec_in(a, \"sh -c 'sleep 0.3; touch /tmp/flag' >/dev/null 2>&1 &\");\n";
+    let (code, out, err) = run_text(
+        "wait.rhai",
+        &format!("{base}wait_until(|| exec_in(a, \"test -e /tmp/flag\").code == 0, \"the flag is there\");\n"),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("✓ the flag is there: after "), "{out}");
+
+    let (code, out, err) =
+        run_text("never.rhai", &format!("{base}wait_until(|| exec_in(a, \"test -e /tmp/nosuch\").code == 0, \"nosuch is there\", #{{timeout: 0.5}});\n"));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("nosuch is there: still false after 0.5 s"), "{err}");
+
+    let (code, out, err) = run_text("notbool.rhai", "wait_until(|| 42);\n");
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("true or false"), "{err}");
+}

@@ -279,6 +279,53 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         }
     }
 
+    // wait_until(|| cond [, "what"] [, #{timeout: 5, every: 0.05}]): for the rare
+    // state no readiness wait covers (a program's own start-up, a timer in the
+    // kernel): polls the closure until it returns true; a check that fails when
+    // the time runs out.
+    let (ss, r) = (s.clone(), rep.clone());
+    let wait = move |ctx: NativeCallContext, cond: FnPtr, what: &str, opts: Map| -> RhaiResult<()> {
+        check_options(&ctx, &opts, &["timeout", "every"])?;
+        let what =
+            if what.is_empty() { format!("the condition at line {} holds", line(&ctx)) } else { what.to_string() };
+        let timeout = seconds(&ctx, &opts, "timeout", 5.0)?;
+        let every = seconds(&ctx, &opts, "every", 0.05)?.max(0.001);
+        ss.claim(&ctx, &what);
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&what);
+            return Ok(());
+        }
+        let limit = ss.deadline(timeout);
+        let start = std::time::Instant::now();
+        let mut polls = 0u64;
+        loop {
+            let value: Dynamic = cond.call_within_context(&ctx, ())?;
+            polls += 1;
+            let holds = value
+                .as_bool()
+                .map_err(|_| super::values::type_error(&ctx, "a closure that returns true or false", &value))?;
+            if holds {
+                let after = crate::report::fmt_duration(start.elapsed());
+                r.borrow_mut().check_passed(&format!("{what}: after {after}"), line(&ctx));
+                return Ok(());
+            }
+            if start.elapsed() >= limit || netlab_runtime::interrupt::signal().is_some() {
+                let detail = format!("still false after {:.1} s ({polls} tries)", start.elapsed().as_secs_f64());
+                return Err(fail_check(&ctx, &r, what, detail, None));
+            }
+            std::thread::sleep(std::time::Duration::from_secs_f64(every).min(limit.saturating_sub(start.elapsed())));
+        }
+    };
+    let w = wait.clone();
+    engine.register_fn("wait_until", move |ctx: NativeCallContext, cond: FnPtr| w(ctx, cond, "", Map::new()));
+    let w = wait.clone();
+    engine.register_fn("wait_until", move |ctx: NativeCallContext, cond: FnPtr, what: &str| {
+        w(ctx, cond, what, Map::new())
+    });
+    let w = wait.clone();
+    engine.register_fn("wait_until", move |ctx: NativeCallContext, cond: FnPtr, opts: Map| w(ctx, cond, "", opts));
+    engine.register_fn("wait_until", wait);
+
     let (ss, r) = (s.clone(), rep.clone());
     engine.register_fn("expect", move |ctx: NativeCallContext, cond: bool, what: &str| -> RhaiResult<()> {
         ss.claim(&ctx, what);
