@@ -9,6 +9,7 @@ pub mod limits;
 mod links;
 mod lint;
 mod net;
+mod routing;
 mod services;
 pub mod session;
 pub mod stdlib;
@@ -83,6 +84,7 @@ pub fn run(
     engine.set_module_resolver(stdlib::StdlibResolver::new(std::path::Path::new(src.path)));
     net::register(&mut engine, &session);
     links::register(&mut engine, &session);
+    routing::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);
     firewall::register(&mut engine, &session);
     services::register(&mut engine, &session, &reporter);

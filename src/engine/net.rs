@@ -4,9 +4,9 @@
 
 use std::rc::Rc;
 
-use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_ip, parse_prefix};
+use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
 use netlab_runtime::error::known_names_help;
-use netlab_runtime::model::{LinkKind, LinkState, NextHop, Op};
+use netlab_runtime::model::{LinkKind, LinkState, Op};
 use netlab_runtime::{Error, LinkName, NodeName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
@@ -131,22 +131,6 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
         );
     }
 
-    // route(node, "default" | "10.0.0.0/24", "10.0.0.1" | "veth0")
-    let ss = s.clone();
-    engine.register_fn(
-        "route",
-        move |ctx: NativeCallContext, node: Dynamic, dest: &str, via: &str| -> RhaiResult<()> {
-            let node = ss.node(&ctx, &node)?;
-            let dest = to_rhai(&ctx, parse_prefix(dest))?;
-            let hop = match via.parse() {
-                Ok(ip) => NextHop::Gateway(ip),
-                // "10.0.0.254/24" is a gateway written with a prefix, not a link's name.
-                Err(_) if parse_cidr(via).is_ok() => NextHop::Gateway(to_rhai(&ctx, parse_ip(via))?),
-                Err(_) => NextHop::Device(link_name(&ctx, via)?),
-            };
-            ss.apply(&ctx, Op::AddRoute { node, dest, hop }).map(|_| ())
-        },
-    );
     let ss = s.clone();
     engine.register_fn("del_route", move |ctx: NativeCallContext, node: Dynamic, dest: &str| -> RhaiResult<()> {
         let node = ss.node(&ctx, &node)?;
@@ -233,23 +217,6 @@ fn register_queries(engine: &mut Engine, s: &Rc<Session>) {
             .collect())
     });
     let ss = s.clone();
-    engine.register_fn("routes", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
-        let node = ss.node(&ctx, &node)?;
-        let routes = to_rhai(&ctx, ss.backend().routes(&node))?;
-        let links = to_rhai(&ctx, ss.backend().links(&node, None))?;
-        Ok(routes
-            .iter()
-            .map(|r| {
-                let mut m = Map::new();
-                m.insert("dst".into(), r.destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into()).into());
-                m.insert("via".into(), r.gateway.map(|g| Dynamic::from(g.to_string())).unwrap_or(Dynamic::UNIT));
-                m.insert("dev".into(), r.device_index.map(|i| dev_name(&links, i)).unwrap_or(Dynamic::UNIT));
-                m.insert("scope".into(), r.scope.as_str().into());
-                Dynamic::from_map(m)
-            })
-            .collect())
-    });
-    let ss = s.clone();
     engine.register_fn("neighbors", move |ctx: NativeCallContext, node: Dynamic| -> RhaiResult<Array> {
         let node = ss.node(&ctx, &node)?;
         let neigh = to_rhai(&ctx, ss.backend().neighbours(&node))?;
@@ -268,6 +235,6 @@ fn register_queries(engine: &mut Engine, s: &Rc<Session>) {
     });
 }
 
-fn dev_name(links: &[LinkState], index: u32) -> Dynamic {
+pub(super) fn dev_name(links: &[LinkState], index: u32) -> Dynamic {
     links.iter().find(|l| l.index == index).map(|l| Dynamic::from(l.name.clone())).unwrap_or(Dynamic::UNIT)
 }

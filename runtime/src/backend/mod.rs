@@ -67,7 +67,10 @@ pub trait Backend {
     /// the operstate of those asked about (`only`, or all) agrees with the carrier.
     fn links(&self, node: &NodeName, converged: Option<Option<&str>>) -> Result<Vec<LinkState>>;
     fn addresses(&self, node: &NodeName) -> Result<Vec<AddrState>>;
-    fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>>;
+    /// One routing table (`ip route show table T`; the main one is 254).
+    fn routes(&self, node: &NodeName, table: u32) -> Result<Vec<RouteState>>;
+    /// The policy routing rules (`ip rule`, then `ip -6 rule`).
+    fn rules(&self, node: &NodeName) -> Result<Vec<crate::model::RuleState>>;
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>>;
     fn sysctl(&self, node: &NodeName, key: &str) -> Result<String>;
     fn file(&self, node: &NodeName, file: EtcFile) -> Result<Option<String>>;

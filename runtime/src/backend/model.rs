@@ -103,8 +103,12 @@ impl Backend for ModelBackend {
         self.topology().addresses(node.as_str())
     }
 
-    fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>> {
-        self.topology().routes(node.as_str())
+    fn routes(&self, node: &NodeName, table: u32) -> Result<Vec<RouteState>> {
+        self.topology().routes_in(node.as_str(), table)
+    }
+
+    fn rules(&self, node: &NodeName) -> Result<Vec<crate::model::RuleState>> {
+        self.topology().rules(node.as_str())
     }
 
     /// Neighbours are learned from traffic, and the model sends none.
@@ -274,7 +278,7 @@ mod tests {
         assert_eq!(m.node_names(), vec![host.clone(), c.clone()]);
         assert_eq!(m.links(&c, Some(None)).unwrap().len(), 2);
         assert_eq!(m.addresses(&host).unwrap().len(), 2, "lo's");
-        assert!(m.routes(&c).unwrap().is_empty());
+        assert!(m.routes(&c, 254).unwrap().is_empty());
         assert!(m.neighbours(&c).unwrap().is_empty());
         assert_eq!(m.sysctl(&c, "net.ipv4.ip_forward").unwrap(), "0");
         assert_eq!(m.hostname(&c).unwrap(), "netlab");
@@ -338,10 +342,10 @@ mod tests {
         exec("ip link set v0 name v00");
         assert_eq!(link_names(&m, "host"), ["lo", "br0", "v0"]);
         exec("ip -n c link set v1 name eth0 && ip netns exec c sh -c 'ip link set eth0 up && ip route add default via 192.168.30.1 dev eth0 onlink'");
-        let routes = m.routes(&nn("c")).unwrap();
+        let routes = m.routes(&nn("c"), 254).unwrap();
         assert_eq!((routes.len(), routes[0].gateway), (1, Some("192.168.30.1".parse().unwrap())));
         exec("ip route add 10.0.0.0/8 via 192.168.30.1");
-        assert_eq!(m.routes(&host).unwrap().len(), 0, "no onlink: the gateway is on no subnet, refused");
+        assert_eq!(m.routes(&host, 254).unwrap().len(), 0, "no onlink: the gateway is on no subnet, refused");
         // Programs the model does not follow change nothing; the exec is recorded all the same.
         exec("ip addr show; mount -t tmpfs none /run/netns && iptables -S");
         assert_eq!(m.topology().node("host").unwrap().execs.len(), 8);

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use super::link::{LinkAttrs, LinkSpec};
-use super::state::NextHop;
+use super::state::{NextHop, RouteOpts, RuleSpec};
 use crate::model::firewall::FirewallChange;
 use crate::names::{LinkName, NodeName};
 
@@ -39,10 +39,13 @@ pub enum Op {
     AddAddr { node: NodeName, link: LinkName, cidr: IpNet },
     /// `ip addr del CIDR dev LINK`.
     DelAddr { node: NodeName, link: LinkName, cidr: IpNet },
-    /// `ip route add DEST via GW | dev LINK`; DEST None is the default route.
-    AddRoute { node: NodeName, dest: Option<IpNet>, hop: NextHop },
+    /// `ip route add [TYPE] DEST via GW | dev LINK [metric M] [table T] [src S]
+    /// [onlink]`; DEST None is the default route.
+    AddRoute { node: NodeName, dest: Option<IpNet>, hop: NextHop, opts: RouteOpts },
     /// `ip route del DEST`.
     DelRoute { node: NodeName, dest: Option<IpNet> },
+    /// `ip rule add ...`: policy routing.
+    AddRule { node: NodeName, rule: RuleSpec },
     /// `sysctl -w KEY=VALUE` inside the node.
     SetSysctl { node: NodeName, key: String, value: String },
     /// An iptables rule or policy (NAT, FORWARD).
@@ -125,6 +128,7 @@ impl Op {
             | Op::DelAddr { node, .. }
             | Op::AddRoute { node, .. }
             | Op::DelRoute { node, .. }
+            | Op::AddRule { node, .. }
             | Op::SetSysctl { node, .. }
             | Op::Firewall { node, .. }
             | Op::WriteFile { node, .. }

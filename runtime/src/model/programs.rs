@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::op::Op;
-use super::state::NextHop;
+use super::state::{NextHop, RouteOpts};
 use crate::names::{LinkName, NodeName};
 
 /// How deep `sh -c 'ip netns exec NS sh -c ...'` may nest.
@@ -758,9 +758,10 @@ fn ip_route(node: &NodeName, args: &[String], v6: bool) -> Option<Item> {
     Some(match (via, dev) {
         (Some(gw), dev) => {
             let extra = dev.map(|dev| Extra::Dev { dev, onlink }).unwrap_or(Extra::None);
-            Item::Step(Step { op: Op::AddRoute { node, dest, hop: NextHop::Gateway(gw) }, extra })
+            let opts = RouteOpts::default();
+            Item::Step(Step { op: Op::AddRoute { node, dest, hop: NextHop::Gateway(gw), opts }, extra })
         }
-        (None, Some(dev)) => step(Op::AddRoute { node, dest, hop: NextHop::Device(dev) }),
+        (None, Some(dev)) => step(Op::AddRoute { node, dest, hop: NextHop::Device(dev), opts: RouteOpts::default() }),
         (None, None) => return None,
     })
 }
@@ -836,7 +837,7 @@ mod tests {
         Op::AddAddr { node: nn(node), link: ln(link), cidr: cidr.parse().unwrap() }
     }
     fn route(node: &str, dest: Option<&str>, hop: NextHop) -> Op {
-        Op::AddRoute { node: nn(node), dest: dest.map(|d| d.parse().unwrap()), hop }
+        Op::AddRoute { node: nn(node), dest: dest.map(|d| d.parse().unwrap()), hop, opts: RouteOpts::default() }
     }
     fn gw(s: &str) -> NextHop {
         NextHop::Gateway(s.parse().unwrap())

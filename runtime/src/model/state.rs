@@ -178,6 +178,81 @@ pub struct RouteState {
     pub device_index: Option<u32>,
     pub scope: Scope,
     pub table: u32,
+    pub kind: RouteKind,
+    /// The route's priority (`metric`); None where the kernel reports none (0).
+    pub metric: Option<u32>,
+    /// Who added it: `kernel` (an address's connected route), `boot` (`ip route
+    /// add`), `static`, `ra`, ...
+    pub proto: String,
+    /// The preferred source address (`src`).
+    pub src: Option<IpAddr>,
+    /// Its link has no carrier (`linkdown`).
+    pub linkdown: bool,
+    pub onlink: bool,
+}
+
+/// What a route does with a packet (`ip route add TYPE DEST`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Local,
+    Broadcast,
+    Other,
+}
+
+shown_as!(RouteKind { Unicast => "unicast", Blackhole => "blackhole", Unreachable => "unreachable",
+    Prohibit => "prohibit", Local => "local", Broadcast => "broadcast", Other => "other" });
+
+/// The main table's number (`ip route` without `table`).
+pub const MAIN_TABLE: u32 = 254;
+
+/// What `route()` takes besides the destination and next hop.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteOpts {
+    pub metric: Option<u32>,
+    /// None: the main table.
+    pub table: Option<u32>,
+    pub src: Option<IpAddr>,
+    /// `via GW dev DEV`: the link the gateway is reached by.
+    pub dev: Option<LinkName>,
+    /// `onlink`: the gateway is taken to be on `dev` whatever its addresses say.
+    pub onlink: bool,
+}
+
+impl RouteOpts {
+    pub fn table(&self) -> u32 {
+        self.table.unwrap_or(MAIN_TABLE)
+    }
+}
+
+/// `ip rule add [from PREFIX] [to PREFIX] [iif LINK] [oif LINK] [fwmark N] [priority N] table N`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSpec {
+    pub v6: bool,
+    pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    pub iif: Option<LinkName>,
+    pub oif: Option<LinkName>,
+    pub fwmark: Option<u32>,
+    /// None: the kernel picks one below the first rule after priority 0's.
+    pub priority: Option<u32>,
+    pub table: u32,
+}
+
+/// One rule as `ip rule` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleState {
+    pub v6: bool,
+    pub priority: u32,
+    pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub fwmark: Option<u32>,
+    pub table: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -188,9 +263,25 @@ pub struct Neighbour {
     pub state: NeighState,
 }
 
-/// Where a route sends packets.
+/// Where a route sends packets: a gateway, a link, or nowhere, saying so
+/// (`ip route add blackhole|unreachable|prohibit DEST`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum NextHop {
     Gateway(IpAddr),
     Device(LinkName),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+impl NextHop {
+    /// The word `ip route add` takes before the destination for a typed route.
+    pub fn type_word(&self) -> Option<&'static str> {
+        match self {
+            NextHop::Blackhole => Some("blackhole"),
+            NextHop::Unreachable => Some("unreachable"),
+            NextHop::Prohibit => Some("prohibit"),
+            NextHop::Gateway(_) | NextHop::Device(_) => None,
+        }
+    }
 }

@@ -557,7 +557,7 @@ mod tests {
             j.push(op(Op::AddAddr { node: c.clone(), link: l(&format!("veth{i}")), cidr }));
             j.push(op(Op::SetUp { node: c.clone(), link: l(&format!("veth{i}")), up: true }));
             let hop = NextHop::Gateway("10.201.0.1".parse().unwrap());
-            j.push(op(Op::AddRoute { node: c, dest: None, hop }));
+            j.push(op(Op::AddRoute { node: c, dest: None, hop, opts: Default::default() }));
         }
         j.push(op(Op::Firewall { node: n("host"), change: FirewallChange::ForwardPolicy(Policy::Drop) }));
         let c5 = n("container5");
@@ -650,8 +650,18 @@ mod tests {
                 Op::AddAddr { node: a.clone(), link: l("x$y"), cidr: cidr("fd00::1/64") },
                 Op::AddAddr { node: h.clone(), link: l("va"), cidr: cidr("10.9.0.1/24") },
                 Op::DelAddr { node: h.clone(), link: l("va"), cidr: cidr("10.9.0.1/24") },
-                Op::AddRoute { node: a.clone(), dest: None, hop: NextHop::Gateway("fd00::2".parse().unwrap()) },
-                Op::AddRoute { node: a.clone(), dest: Some(cidr("10.0.0.0/8")), hop: NextHop::Device(l("up0")) },
+                Op::AddRoute {
+                    node: a.clone(),
+                    dest: None,
+                    hop: NextHop::Gateway("fd00::2".parse().unwrap()),
+                    opts: Default::default(),
+                },
+                Op::AddRoute {
+                    node: a.clone(),
+                    dest: Some(cidr("10.0.0.0/8")),
+                    hop: NextHop::Device(l("up0")),
+                    opts: Default::default(),
+                },
                 Op::DelRoute { node: a.clone(), dest: Some(cidr("10.0.0.0/8")) },
                 Op::SetSysctl { node: h.clone(), key: "net/ipv4/conf/all/forwarding".into(), value: "1".into() },
                 Op::SetSysctl { node: b.clone(), key: "net.ipv4.ip_forward".into(), value: "1".into() },

@@ -284,15 +284,41 @@ impl Renderer {
                 }
             }
             Op::DelAddr { link, cidr, .. } => vec![format!("{ip} addr del {cidr} dev {}", q(link.as_str()))],
-            Op::AddRoute { dest, hop, .. } => {
+            Op::AddRoute { dest, hop, opts, .. } => {
                 let dst = dest.map(|d| d.to_string()).unwrap_or("default".into());
-                let (family, via) = match hop {
+                let v6 = dest.map(|d| d.addr().is_ipv6()).or(opts.src.map(|s| s.is_ipv6()));
+                let (family, route) = match hop {
                     // "default" alone means IPv4's: an IPv6 gateway needs -6.
-                    NextHop::Gateway(gw) if dest.is_none() && gw.is_ipv6() => (" -6", format!("via {gw}")),
-                    NextHop::Gateway(gw) => ("", format!("via {gw}")),
-                    NextHop::Device(dev) => ("", format!("dev {}", q(dev.as_str()))),
+                    NextHop::Gateway(gw) if dest.is_none() && gw.is_ipv6() => (" -6", format!("{dst} via {gw}")),
+                    NextHop::Gateway(gw) => ("", format!("{dst} via {gw}")),
+                    NextHop::Device(dev) => ("", format!("{dst} dev {}", q(dev.as_str()))),
+                    typed => {
+                        let family = if dest.is_none() && v6 == Some(true) { " -6" } else { "" };
+                        (family, format!("{} {dst}", typed.type_word().unwrap_or_default()))
+                    }
                 };
-                vec![format!("{ip}{family} route add {dst} {via}")]
+                let mut words = route;
+                if let Some(dev) = &opts.dev {
+                    words += &format!(" dev {}", q(dev.as_str()));
+                }
+                if opts.onlink {
+                    words += " onlink";
+                }
+                if let Some(src) = opts.src {
+                    words += &format!(" src {src}");
+                }
+                if let Some(metric) = opts.metric {
+                    words += &format!(" metric {metric}");
+                }
+                if let Some(table) = opts.table {
+                    words += &format!(" table {table}");
+                }
+                vec![format!("{ip}{family} route add {words}")]
+            }
+            Op::AddRule { rule, .. } => {
+                let family = if rule.v6 { " -6" } else { "" };
+                let words = crate::backend::kernel::rule::describe_rule(rule);
+                vec![format!("{ip}{family} rule add {words}")]
             }
             Op::DelRoute { dest, .. } => {
                 vec![format!("{ip} route del {}", dest.map(|d| d.to_string()).unwrap_or("default".into()))]
@@ -497,18 +523,19 @@ mod tests {
         );
         let gw = |s: &str| NextHop::Gateway(s.parse().unwrap());
         assert_eq!(
-            cmds(Op::AddRoute { node: n("container4"), dest: None, hop: gw("10.201.0.1") }),
+            cmds(Op::AddRoute { node: n("container4"), dest: None, hop: gw("10.201.0.1"), opts: Default::default() }),
             ["ip -n container4 route add default via 10.201.0.1"]
         );
         assert_eq!(
-            cmds(Op::AddRoute { node: n("c4"), dest: None, hop: gw("fd00::1") }),
+            cmds(Op::AddRoute { node: n("c4"), dest: None, hop: gw("fd00::1"), opts: Default::default() }),
             ["ip -n c4 -6 route add default via fd00::1"]
         );
         assert_eq!(
             cmds(Op::AddRoute {
                 node: n("host"),
                 dest: Some(cidr("192.168.1.0/24")),
-                hop: NextHop::Device(l("v-net-0"))
+                hop: NextHop::Device(l("v-net-0")),
+                opts: Default::default()
             }),
             ["ip route add 192.168.1.0/24 dev v-net-0"]
         );

@@ -94,7 +94,10 @@ impl Lab {
                 self.netlink_op(op, n.add_address(link, *cidr))
             }
             Op::DelAddr { node, link, cidr } => self.netlink_op(op, self.node_of(node)?.delete_address(link, *cidr)),
-            Op::AddRoute { node, dest, hop } => self.netlink_op(op, self.node_of(node)?.add_route(*dest, hop)),
+            Op::AddRoute { node, dest, hop, opts } => {
+                self.netlink_op(op, self.node_of(node)?.add_route(*dest, hop, opts))
+            }
+            Op::AddRule { node, rule } => self.netlink_op(op, self.node_of(node)?.add_rule(rule)),
             Op::DelRoute { node, dest } => self.netlink_op(op, self.node_of(node)?.delete_route(*dest)),
             Op::SetSysctl { node, key, value } => self.set_sysctl(&*self.node_of(node)?, key, value),
             Op::Firewall { node, change } => self.apply_firewall(&*self.node_of(node)?, change),
@@ -194,11 +197,17 @@ impl Backend for Lab {
         self.netlink(node.as_str(), || "ip addr show".into(), n.addresses())
     }
 
-    fn routes(&self, node: &NodeName) -> Result<Vec<RouteState>> {
+    fn routes(&self, node: &NodeName, table: u32) -> Result<Vec<RouteState>> {
         self.flush()?;
         let n = self.node_of(node)?;
         self.settle()?;
-        self.netlink(node.as_str(), || "ip route show".into(), n.routes())
+        self.netlink(node.as_str(), || format!("ip route show table {table}"), n.routes_in(table))
+    }
+
+    fn rules(&self, node: &NodeName) -> Result<Vec<crate::model::RuleState>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.netlink(node.as_str(), || "ip rule show".into(), n.rules())
     }
 
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {

@@ -31,6 +31,7 @@ pub mod nsenter;
 mod probes;
 pub(crate) mod readiness;
 pub mod route;
+pub mod rule;
 pub mod sandbox;
 mod services;
 pub mod sockets;

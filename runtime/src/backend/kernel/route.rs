@@ -4,13 +4,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use rtnetlink::RouteMessageBuilder;
 
 use crate::backend::kernel::node::Node;
 use crate::error::{nl_to_io, Error, Result};
 
-pub use crate::model::state::{NextHop, RouteState, Scope};
+pub use crate::model::state::{NextHop, RouteKind, RouteOpts, RouteState, Scope, MAIN_TABLE};
 
 fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
     match addr {
@@ -21,11 +23,11 @@ fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
 }
 
 impl Node {
-    async fn route_message(&self, destination: Option<IpNet>, hop: &NextHop) -> Result<RouteMessage> {
+    async fn route_message(&self, destination: Option<IpNet>, hop: &NextHop, opts: &RouteOpts) -> Result<RouteMessage> {
         let v6 = match (destination, hop) {
             (Some(net), _) => net.addr().is_ipv6(),
             (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
-            (None, NextHop::Device(_)) => false,
+            (None, _) => opts.src.is_some_and(|s| s.is_ipv6()),
         };
         let (dst, len) = match destination {
             Some(net) => (net.addr(), net.prefix_len()),
@@ -35,29 +37,52 @@ impl Node {
         let mismatch = |what: String| Error::BadAddress {
             value: what,
             expected: "route",
-            reason: "the destination and the gateway are of different IP versions".into(),
+            reason: "the destination, the gateway and the source are of different IP versions".into(),
             help: None,
         };
-        let mut builder =
-            RouteMessageBuilder::<IpAddr>::new().destination_prefix(dst, len).map_err(|e| mismatch(e.to_string()))?;
+        // `ip route add` marks its routes proto boot; so does netlab, so that `ip
+        // route` prints them as the tutorial's reader sees them.
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst, len)
+            .map_err(|e| mismatch(e.to_string()))?
+            .protocol(RouteProtocol::Boot)
+            .table_id(opts.table());
+        if let Some(metric) = opts.metric {
+            builder = builder.priority(metric);
+        }
+        if let Some(src) = opts.src {
+            if src.is_ipv6() != v6 {
+                return Err(mismatch(format!("{dst}/{len} src {src}")));
+            }
+            builder = builder.pref_source(src).map_err(|e| mismatch(e.to_string()))?;
+        }
         match hop {
             NextHop::Gateway(gw) => {
                 if gw.is_ipv6() != v6 {
                     return Err(mismatch(format!("{dst}/{len} via {gw}")));
                 }
                 builder = builder.gateway(*gw).map_err(|e| mismatch(e.to_string()))?;
+                if let Some(dev) = &opts.dev {
+                    builder = builder.output_interface(self.link_index(dev).await?.0);
+                }
+                if opts.onlink {
+                    builder = builder.onlink();
+                }
             }
             NextHop::Device(dev) => {
                 let (index, _) = self.link_index(dev).await?;
                 builder = builder.output_interface(index).scope(RouteScope::Link);
             }
+            NextHop::Blackhole => builder = builder.kind(RouteType::BlackHole),
+            NextHop::Unreachable => builder = builder.kind(RouteType::Unreachable),
+            NextHop::Prohibit => builder = builder.kind(RouteType::Prohibit),
         }
         Ok(builder.build())
     }
 
-    /// `ip route add DEST via GW` / `ip route add DEST dev LINK`; DEST None = default.
-    pub async fn add_route(&self, destination: Option<IpNet>, hop: &NextHop) -> Result<()> {
-        let msg = self.route_message(destination, hop).await?;
+    /// `ip route add [TYPE] DEST via GW | dev LINK [metric M] [table T] ...`; DEST None = default.
+    pub async fn add_route(&self, destination: Option<IpNet>, hop: &NextHop, opts: &RouteOpts) -> Result<()> {
+        let msg = self.route_message(destination, hop, opts).await?;
         let what = describe(destination, hop);
         self.handle()?.route().add(msg).execute().await.map_err(|e| {
             let io = nl_to_io(e);
@@ -68,6 +93,9 @@ impl Node {
                         "the gateway is not on any subnet of {}: give its link an address in that subnet first",
                         self.name
                     ));
+                }
+                if source.raw_os_error() == Some(libc::EINVAL) && opts.src.is_some() {
+                    *help = Some(format!("src must be one of {}'s own addresses", self.name));
                 }
             }
             err
@@ -116,7 +144,12 @@ impl Node {
 
     /// The main table's routes (`ip route` and `ip -6 route`).
     pub async fn routes(&self) -> Result<Vec<RouteState>> {
-        Ok(self.route_messages().await?.iter().map(route_state).filter(|r| r.table == 254).collect())
+        self.routes_in(MAIN_TABLE).await
+    }
+
+    /// One table's routes (`ip route show table T`).
+    pub async fn routes_in(&self, table: u32) -> Result<Vec<RouteState>> {
+        Ok(self.route_messages().await?.iter().map(route_state).filter(|r| r.table == table).collect())
     }
 }
 
@@ -125,6 +158,7 @@ pub(crate) fn describe(destination: Option<IpNet>, hop: &NextHop) -> String {
     match hop {
         NextHop::Gateway(gw) => format!("{dst} via {gw}"),
         NextHop::Device(dev) => format!("{dst} dev {dev}"),
+        typed => format!("{} {dst}", typed.type_word().unwrap_or_default()),
     }
 }
 
@@ -135,6 +169,27 @@ pub(crate) fn route_state(msg: &RouteMessage) -> RouteState {
         device_index: None,
         scope: scope(msg.header.scope),
         table: u32::from(msg.header.table),
+        kind: match msg.header.kind {
+            RouteType::Unicast => RouteKind::Unicast,
+            RouteType::BlackHole => RouteKind::Blackhole,
+            RouteType::Unreachable => RouteKind::Unreachable,
+            RouteType::Prohibit => RouteKind::Prohibit,
+            RouteType::Local => RouteKind::Local,
+            RouteType::Broadcast => RouteKind::Broadcast,
+            _ => RouteKind::Other,
+        },
+        metric: None,
+        proto: match msg.header.protocol {
+            RouteProtocol::Kernel => "kernel".into(),
+            RouteProtocol::Boot => "boot".into(),
+            RouteProtocol::Static => "static".into(),
+            RouteProtocol::Ra => "ra".into(),
+            RouteProtocol::Dhcp => "dhcp".into(),
+            other => u8::from(other).to_string(),
+        },
+        src: None,
+        linkdown: msg.header.flags.contains(RouteFlags::Linkdown),
+        onlink: msg.header.flags.contains(RouteFlags::Onlink),
     };
     let mut dst = None;
     for attr in &msg.attributes {
@@ -143,6 +198,8 @@ pub(crate) fn route_state(msg: &RouteMessage) -> RouteState {
             RouteAttribute::Gateway(a) => state.gateway = route_ip(a),
             RouteAttribute::Oif(i) => state.device_index = Some(*i),
             RouteAttribute::Table(t) => state.table = *t,
+            RouteAttribute::Priority(p) => state.metric = Some(*p),
+            RouteAttribute::PrefSource(a) => state.src = route_ip(a),
             _ => {}
         }
     }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::op::{Op, ServerSpec};
 use crate::model::programs::{self, Conn, Extra, Item, Step};
 use crate::model::state::{LinkKind, NextHop, Scope};
-use crate::model::{LinkAttrs, LinkSpec};
+use crate::model::{LinkAttrs, LinkSpec, RouteKind, RouteOpts, RuleSpec, RuleState, MAIN_TABLE};
 use crate::names::{LinkName, NodeName};
 
 fn errno(code: i32) -> io::Error {
@@ -51,7 +51,8 @@ impl Topology {
             Op::DelLink { node, link } => self.del_link(node, link),
             Op::AddAddr { node, link, cidr } => self.node_mut(node.as_str())?.add_addr(link, *cidr),
             Op::DelAddr { node, link, cidr } => self.node_mut(node.as_str())?.del_addr(link, *cidr),
-            Op::AddRoute { node, dest, hop } => self.node_mut(node.as_str())?.add_route(*dest, hop),
+            Op::AddRoute { node, dest, hop, opts } => self.node_mut(node.as_str())?.add_route(*dest, hop, opts),
+            Op::AddRule { node, rule } => self.node_mut(node.as_str())?.add_rule(rule),
             Op::DelRoute { node, dest } => self.node_mut(node.as_str())?.del_route(*dest),
             Op::SetSysctl { node, key, value } => self.node_mut(node.as_str())?.set_sysctl(key, value),
             Op::Firewall { node, change } => {
@@ -113,8 +114,9 @@ impl Topology {
 
     fn apply_step(&mut self, step: &Step) -> Result<()> {
         match (&step.op, &step.extra) {
-            (Op::AddRoute { node, dest, hop: NextHop::Gateway(gw) }, Extra::Dev { dev, onlink }) => {
-                self.node_mut(node.as_str())?.add_route_via(*dest, *gw, Some((dev, *onlink)))
+            (Op::AddRoute { node, dest, hop: NextHop::Gateway(gw), opts }, Extra::Dev { dev, onlink }) => {
+                let opts = RouteOpts { dev: Some(dev.clone()), onlink: *onlink, ..opts.clone() };
+                self.node_mut(node.as_str())?.add_route(*dest, &NextHop::Gateway(*gw), &opts)
             }
             (Op::MoveLink { node, link, new_name, .. }, Extra::Rename) => {
                 // The kernel renames only a link that is down (EBUSY).
@@ -477,7 +479,7 @@ impl NodeState {
         }
         let v6 = cidr.addr().is_ipv6();
         let scope = if v6 { Scope::Universe } else { Scope::Link };
-        self.routes.push(Route { dest, v6, gateway: None, dev: index, scope, connected: true });
+        self.routes.push(Route::connected(dest, v6, index, scope));
     }
 
     fn set_master(&mut self, link: &LinkName, master: Option<&LinkName>) -> Result<()> {
@@ -563,39 +565,40 @@ impl NodeState {
         Ok(())
     }
 
-    fn add_route(&mut self, dest: Option<IpNet>, hop: &NextHop) -> Result<()> {
-        match hop {
-            NextHop::Gateway(gw) => self.add_route_via(dest, *gw, None),
-            NextHop::Device(_) => self.add_route_hop(dest, hop, None),
-        }
-    }
-
-    /// A route via GW; with `dev`, the gateway must be reached through that link,
-    /// or with onlink (`ip route add ... via GW dev DEV onlink`) is taken to be on
-    /// its link: the kernel then wants the link up and GW not one of the node's own.
-    fn add_route_via(&mut self, dest: Option<IpNet>, gw: IpAddr, dev: Option<(&LinkName, bool)>) -> Result<()> {
-        self.add_route_hop(dest, &NextHop::Gateway(gw), dev)
-    }
-
-    fn add_route_hop(&mut self, dest: Option<IpNet>, hop: &NextHop, via_dev: Option<(&LinkName, bool)>) -> Result<()> {
+    /// `ip route add [TYPE] DEST ...`: a gateway must be reached in the route's table
+    /// (or the main one); with `dev` only through that link, or with onlink
+    /// (`via GW dev DEV onlink`) taken to be on it: the kernel then wants the link
+    /// up and GW not one of the node's own.
+    fn add_route(&mut self, dest: Option<IpNet>, hop: &NextHop, opts: &RouteOpts) -> Result<()> {
         let v6 = match (dest, hop) {
             (Some(net), _) => net.addr().is_ipv6(),
             (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
-            (None, NextHop::Device(_)) => false,
+            (None, _) => opts.src.is_some_and(|s| s.is_ipv6()),
         };
         let node = self.name.to_string();
         let what = crate::backend::kernel::route::describe(dest, hop);
+        let table = opts.table();
+        let mismatch = |what: String| Error::BadAddress {
+            value: what,
+            expected: "route",
+            reason: "the destination, the gateway and the source are of different IP versions".into(),
+            help: None,
+        };
+        if let Some(src) = opts.src {
+            if src.is_ipv6() != v6 {
+                return Err(mismatch(format!("{what} src {src}")));
+            }
+            if !self.links.iter().any(|l| l.addrs.iter().any(|a| a.addr() == src)) {
+                let help = format!("src must be one of {node}'s own addresses");
+                return Err(kernel_with_help("adding route", &node, what, libc::EINVAL, help));
+            }
+        }
         let (gateway, dev, scope) = match hop {
             NextHop::Gateway(gw) => {
                 if gw.is_ipv6() != v6 {
-                    return Err(Error::BadAddress {
-                        value: what,
-                        expected: "route",
-                        reason: "the destination and the gateway are of different IP versions".into(),
-                        help: None,
-                    });
+                    return Err(mismatch(what));
                 }
-                let found = match via_dev {
+                let found = match opts.dev.as_ref().map(|d| (d, opts.onlink)) {
                     Some((name, true)) => {
                         let l = self.link(name)?;
                         if !l.admin_up {
@@ -610,9 +613,9 @@ impl NodeState {
                     }
                     Some((name, false)) => {
                         let index = self.link(name)?.index;
-                        self.gateway_dev(*gw, Some(index))
+                        self.gateway_dev(*gw, Some(index), table)
                     }
-                    None => self.gateway_dev(*gw, None),
+                    None => self.gateway_dev(*gw, None, table),
                 };
                 let dev = match found {
                     Ok(dev) => dev,
@@ -633,27 +636,110 @@ impl NodeState {
                 }
                 (None, l.index, if v6 { Scope::Universe } else { Scope::Link })
             }
+            NextHop::Blackhole | NextHop::Unreachable | NextHop::Prohibit => (None, 0, Scope::Universe),
         };
-        // IPv4 routes of one prefix clash whatever their device (same metric 0);
-        // IPv6 connected routes have metric 256, a lab's 1024.
-        if self.routes.iter().any(|r| r.v6 == v6 && r.dest == dest && !(v6 && r.connected)) {
+        let metric = opts.metric.unwrap_or(if v6 { 1024 } else { 0 });
+        // Routes of one table, prefix and metric clash, whatever their next hop.
+        let clash = |r: &Route| r.v6 == v6 && r.dest == dest && r.table == table && r.metric == metric;
+        if self.routes.iter().any(clash) {
             return Err(Error::kernel("adding route", &node, what, errno(libc::EEXIST)));
         }
-        self.routes.push(Route { dest, v6, gateway, dev, scope, connected: false });
+        let kind = match hop {
+            NextHop::Blackhole => RouteKind::Blackhole,
+            NextHop::Unreachable => RouteKind::Unreachable,
+            NextHop::Prohibit => RouteKind::Prohibit,
+            _ => RouteKind::Unicast,
+        };
+        let onlink = opts.onlink && matches!(hop, NextHop::Gateway(_));
+        let connected = false;
+        self.routes.push(Route {
+            dest,
+            v6,
+            gateway,
+            dev,
+            scope,
+            connected,
+            table,
+            metric,
+            kind,
+            src: opts.src,
+            onlink,
+        });
         Ok(())
+    }
+
+    /// `ip rule add ...`: a priority the lab leaves out is the kernel's: one below
+    /// the second rule of the family (32765 first, as the defaults are 0, 32766,
+    /// 32767); the same rule twice is EEXIST.
+    fn add_rule(&mut self, rule: &RuleSpec) -> Result<()> {
+        let all = self.rule_list();
+        let family: Vec<&RuleState> = all.iter().filter(|r| r.v6 == rule.v6).collect();
+        let priority = rule
+            .priority
+            .unwrap_or_else(|| family.get(1).map(|r| r.priority.saturating_sub(1)).filter(|p| *p > 0).unwrap_or(0));
+        let state = RuleState {
+            v6: rule.v6,
+            priority,
+            from: rule.from,
+            to: rule.to,
+            iif: rule.iif.as_ref().map(|l| l.to_string()),
+            oif: rule.oif.as_ref().map(|l| l.to_string()),
+            fwmark: rule.fwmark,
+            table: rule.table,
+        };
+        if family.iter().any(|r| **r == state) {
+            let what = crate::backend::kernel::rule::describe_rule(rule);
+            return Err(Error::kernel("adding rule", self.name.as_str(), what, errno(libc::EEXIST)));
+        }
+        self.rules.push(state);
+        Ok(())
+    }
+
+    /// The rules as `ip rule` lists them: the kernel's defaults and the lab's, by
+    /// priority (a new rule goes after those of its priority), IPv4 first.
+    pub fn rule_list(&self) -> Vec<RuleState> {
+        let default = |v6, priority, table| RuleState {
+            v6,
+            priority,
+            from: None,
+            to: None,
+            iif: None,
+            oif: None,
+            fwmark: None,
+            table,
+        };
+        let mut all = vec![default(false, 0, 255), default(false, 32766, 254), default(false, 32767, 253)];
+        all.extend([default(true, 0, 255), default(true, 32766, 254)]);
+        all.extend(self.rules.iter().cloned());
+        // A stable sort: defaults first among equal priorities, then in the order added.
+        all.sort_by_key(|r| (r.v6, r.priority));
+        all
     }
 
     /// The device a gateway is reached by, or the errno the kernel refuses it with:
     /// the longest prefix route to it must be on-link (IPv4 only looks at link-scope
     /// routes), and it must not be the node's own address.
     /// With `oif`, only routes through that link count (`via GW dev DEV`).
-    fn gateway_dev(&self, gw: IpAddr, oif: Option<u32>) -> std::result::Result<u32, i32> {
+    fn gateway_dev(&self, gw: IpAddr, oif: Option<u32>, table: u32) -> std::result::Result<u32, i32> {
+        if table != MAIN_TABLE {
+            // The kernel looks in the route's own table first, then everywhere.
+            if let Ok(dev) = self.gateway_dev_in(gw, oif, table) {
+                return Ok(dev);
+            }
+        }
+        self.gateway_dev_in(gw, oif, MAIN_TABLE)
+    }
+
+    fn gateway_dev_in(&self, gw: IpAddr, oif: Option<u32>, table: u32) -> std::result::Result<u32, i32> {
         if self.links.iter().any(|l| l.addrs.iter().any(|a| a.addr() == gw)) {
             return Err(libc::EINVAL); // "Nexthop has invalid gateway"
         }
         let v6 = gw.is_ipv6();
         let mut best: Option<&Route> = None;
-        let candidates = self.routes.iter().filter(|r| oif.is_none_or(|i| r.dev == i));
+        let candidates = self
+            .routes
+            .iter()
+            .filter(|r| r.table == table && r.kind == RouteKind::Unicast && oif.is_none_or(|i| r.dev == i));
         for r in candidates.filter(|r| r.v6 == v6 && (v6 || r.scope == Scope::Link)) {
             let len = r.dest.map(|d| d.prefix_len());
             if r.dest.is_none_or(|d| d.contains(&gw)) && best.is_none_or(|b| b.dest.map(|d| d.prefix_len()) < len) {
@@ -669,7 +755,9 @@ impl NodeState {
 
     /// `ip route del DEST`: the first route of that destination as listed (IPv4 first).
     fn del_route(&mut self, dest: Option<IpNet>) -> Result<()> {
-        let found = [false, true].iter().find_map(|v6| self.routes.iter().position(|r| r.v6 == *v6 && r.dest == dest));
+        let found = [false, true]
+            .iter()
+            .find_map(|v6| self.routes.iter().position(|r| r.v6 == *v6 && r.dest == dest && r.table == MAIN_TABLE));
         let Some(at) = found else {
             let what = dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
             return Err(Error::kernel("deleting route", self.name.as_str(), what, errno(libc::ESRCH)));

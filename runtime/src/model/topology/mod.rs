@@ -52,6 +52,8 @@ pub struct NodeState {
     pub servers: Vec<ServerSpec>,
     /// Programs run in the node: what they changed only the kernel knows.
     pub execs: Vec<String>,
+    /// Policy routing rules the lab added (the kernel's three defaults are implied).
+    pub rules: Vec<crate::model::RuleState>,
 }
 
 /// One link as the lab made it; carrier and operstate are derived (query.rs).
@@ -92,6 +94,31 @@ pub struct Route {
     pub scope: Scope,
     /// Added by the kernel for an address (`proto kernel`).
     pub connected: bool,
+    pub table: u32,
+    /// As the kernel keeps it: IPv4's default 0, IPv6's 1024 (256 for connected).
+    pub metric: u32,
+    pub kind: crate::model::RouteKind,
+    pub src: Option<IpAddr>,
+    pub onlink: bool,
+}
+
+impl Route {
+    /// A connected route of an address (`proto kernel`).
+    pub fn connected(dest: Option<IpNet>, v6: bool, dev: u32, scope: Scope) -> Route {
+        Route {
+            dest,
+            v6,
+            gateway: None,
+            dev,
+            scope,
+            connected: true,
+            table: crate::model::MAIN_TABLE,
+            metric: if v6 { 256 } else { 0 },
+            kind: crate::model::RouteKind::Unicast,
+            src: None,
+            onlink: false,
+        }
+    }
 }
 
 impl Default for Topology {
@@ -179,6 +206,7 @@ impl NodeState {
             hostname: None,
             servers: Vec::new(),
             execs: Vec::new(),
+            rules: Vec::new(),
         }
     }
 

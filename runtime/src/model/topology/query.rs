@@ -12,10 +12,11 @@ use super::{sysctl_path, Link, NodeState, Topology, HOST};
 use crate::backend::kernel::sockets::Listening;
 use crate::error::{Error, Result};
 use crate::model::op::EtcFile;
-use crate::model::state::{AddrState, LinkKind, LinkState, OperState, PortState, RouteState, Scope};
+use crate::model::state::{
+    AddrState, LinkKind, LinkState, OperState, PortState, RouteKind, RouteState, RuleState, Scope, MAIN_TABLE,
+};
 
 /// The main routing table's id.
-const MAIN_TABLE: u32 = 254;
 
 impl Topology {
     /// Whether the link has carrier: lo always; a veth when both ends are up; a
@@ -139,39 +140,71 @@ impl Topology {
     /// The main table as `ip route` and `ip -6 route` list it: IPv4 first, by
     /// destination, a longer prefix before a shorter one of the same address.
     pub fn routes(&self, node: &str) -> Result<Vec<RouteState>> {
+        self.routes_in(node, MAIN_TABLE)
+    }
+
+    /// One table's routes, in the kernel's dump order.
+    pub fn routes_in(&self, node: &str, table: u32) -> Result<Vec<RouteState>> {
         let n = self.node(node)?;
-        let mut all: Vec<(bool, RouteState)> = n
+        let linkdown = |dev: u32| n.by_index(dev).is_some_and(|l| !self.carrier(n, l));
+        let mut all: Vec<(bool, u32, RouteState)> = n
             .routes
             .iter()
+            .filter(|r| r.table == table)
             .map(|r| {
                 let state = RouteState {
                     destination: r.dest,
                     gateway: r.gateway,
-                    device_index: Some(r.dev),
+                    device_index: (r.dev != 0).then_some(r.dev),
                     scope: r.scope,
-                    table: MAIN_TABLE,
+                    table: r.table,
+                    kind: r.kind,
+                    // The kernel reports IPv4's metric only when it is not 0.
+                    metric: (r.v6 || r.metric != 0).then_some(r.metric),
+                    proto: if r.connected { "kernel" } else { "boot" }.to_string(),
+                    src: r.src.or_else(|| {
+                        // A connected IPv4 route's preferred source is its address.
+                        let l = n.by_index(r.dev)?;
+                        let own = l.addrs.iter().find(|a| r.connected && !r.v6 && Some(a.trunc()) == r.dest)?;
+                        Some(own.addr())
+                    }),
+                    linkdown: r.dev != 0 && linkdown(r.dev),
+                    onlink: r.onlink,
                 };
-                (r.v6, state)
+                (r.v6, r.metric, state)
             })
             .collect();
-        for l in &n.links {
-            if let Some(local) = self.link_local(n, l) {
-                let state = RouteState {
-                    destination: Some(local.trunc()),
-                    gateway: None,
-                    device_index: Some(l.index),
-                    scope: Scope::Universe,
-                    table: MAIN_TABLE,
-                };
-                all.push((true, state));
+        if table == MAIN_TABLE {
+            for l in &n.links {
+                if let Some(local) = self.link_local(n, l) {
+                    let state = RouteState {
+                        destination: Some(local.trunc()),
+                        gateway: None,
+                        device_index: Some(l.index),
+                        scope: Scope::Universe,
+                        table: MAIN_TABLE,
+                        kind: RouteKind::Unicast,
+                        metric: Some(256),
+                        proto: "kernel".to_string(),
+                        src: None,
+                        linkdown: false,
+                        onlink: false,
+                    };
+                    all.push((true, 256, state));
+                }
             }
         }
-        all.sort_by_key(|(v6, r)| {
+        all.sort_by_key(|(v6, metric, r)| {
             let unspecified = if *v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
             let dest = r.destination.map_or(unspecified, |d| d.addr());
-            (*v6, dest, Reverse(r.destination.map_or(0, |d| d.prefix_len())))
+            (*v6, dest, Reverse(r.destination.map_or(0, |d| d.prefix_len())), *metric)
         });
-        Ok(all.into_iter().map(|(_, r)| r).collect())
+        Ok(all.into_iter().map(|(_, _, r)| r).collect())
+    }
+
+    /// `ip rule` and `ip -6 rule`.
+    pub fn rules(&self, node: &str) -> Result<Vec<RuleState>> {
+        Ok(self.node(node)?.rule_list())
     }
 
     /// The value the lab set, else the one netlab or the kernel starts a node with;

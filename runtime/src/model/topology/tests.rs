@@ -49,10 +49,10 @@ fn dest(d: &str) -> Option<IpNet> {
     (d != "default").then(|| net(d))
 }
 fn via(node: &str, d: &str, gw: &str) -> Op {
-    Op::AddRoute { node: nn(node), dest: dest(d), hop: NextHop::Gateway(ip(gw)) }
+    Op::AddRoute { node: nn(node), dest: dest(d), hop: NextHop::Gateway(ip(gw)), opts: Default::default() }
 }
 fn dev(node: &str, d: &str, link: &str) -> Op {
-    Op::AddRoute { node: nn(node), dest: dest(d), hop: NextHop::Device(ln(link)) }
+    Op::AddRoute { node: nn(node), dest: dest(d), hop: NextHop::Device(ln(link)), opts: Default::default() }
 }
 fn sysctl(node: &str, key: &str, value: &str) -> Op {
     Op::SetSysctl { node: nn(node), key: key.into(), value: value.into() }

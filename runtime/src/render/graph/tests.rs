@@ -41,7 +41,12 @@ fn docker_ops(containers: &[(&str, u8)]) -> Vec<Op> {
             Op::SetUp { node: host.clone(), link: veth.clone(), up: true },
             Op::AddAddr { node: node.clone(), link: ln("eth0"), cidr: format!("{ip}/16").parse().unwrap() },
             Op::SetUp { node: node.clone(), link: ln("eth0"), up: true },
-            Op::AddRoute { node: node.clone(), dest: None, hop: NextHop::Gateway("172.17.0.1".parse().unwrap()) },
+            Op::AddRoute {
+                node: node.clone(),
+                dest: None,
+                hop: NextHop::Gateway("172.17.0.1".parse().unwrap()),
+                opts: Default::default(),
+            },
         ]);
     }
     ops

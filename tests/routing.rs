@@ -1,0 +1,111 @@
+//! Routes with options and types, and policy rules: what the kernel holds is what
+//! the model (`netlab plan`, `netlab check`) says it holds, and a mistake in their
+//! arguments is the lab's (exit 2, at the line). What they do to traffic is proven
+//! by labs/more/uplinks.rhai.
+
+mod common;
+
+use common::{netlab, run_text};
+
+const TABLES: &str = r#"
+let r = netns("r");
+let isp1 = netns("isp1");
+veth(r, "up1", isp1, "eth0");
+addr(r, "up1", "192.0.2.2/24");
+addr(r, "up1", "2001:db8::2/64");
+up(r, "up1");
+route(r, "default", "192.0.2.1", #{metric: 100});
+route(r, "10.0.0.0/8", "192.0.2.1");
+route(r, "default", "192.0.2.1", #{table: 100, metric: 5});
+route(r, "192.168.0.0/16", #{type: "unreachable"});
+route(r, "172.16.0.0/12", #{type: "blackhole", table: 100});
+route(r, "2001:db8:1::/48", "2001:db8::1", #{metric: 10});
+route(r, "10.9.0.0/16", "192.0.2.1", #{src: "192.0.2.2"});
+route(r, "10.8.0.0/16", "198.51.100.1", #{dev: "up1", onlink: true});
+rule(r, #{from: "10.1.0.0/24", table: 100});
+rule(r, #{to: "10.2.0.0/16", iif: "up1", fwmark: 7, table: 100, priority: 50});
+rule(r, #{from: "2001:db8::/64", table: 100});
+for t in ["main", 100] { for x in routes(r, #{table: t}) { print(`ROUTE ${t} ${x}`); } }
+for x in rules(r) { print(`RULE ${x}`); }
+"#;
+
+fn listed(out: &str) -> Vec<String> {
+    out.lines().filter_map(|l| l.find("ROUTE ").or_else(|| l.find("RULE ")).map(|i| l[i..].to_string())).collect()
+}
+
+#[test]
+fn the_model_holds_the_routes_and_rules_the_kernel_holds() {
+    let (code, out, err) = run_text("tables.rhai", TABLES);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let kernel = listed(&out);
+    assert_eq!(kernel.iter().filter(|l| l.starts_with("RULE ")).count(), 8, "{out}");
+    for expected in [
+        "\"metric\": 100",
+        "\"type\": \"unreachable\"",
+        "\"type\": \"blackhole\"",
+        "\"onlink\": true",
+        "\"src\": \"192.0.2.2\"",
+        "\"proto\": \"boot\"",
+        "\"proto\": \"kernel\"",
+        "\"priority\": 50",
+        "\"fwmark\": 7",
+        "\"iif\": \"up1\"",
+        "\"priority\": 32765",
+        "\"family\": \"inet6\"",
+    ] {
+        assert!(kernel.iter().any(|l| l.contains(expected)), "{expected} in\n{}", kernel.join("\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tables.rhai");
+    std::fs::write(&path, TABLES).unwrap();
+    let plan = netlab().arg("plan").arg(&path).output().unwrap();
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let model = listed(&String::from_utf8_lossy(&plan.stdout));
+    assert_eq!(model, kernel, "the model's listing differs from the kernel's");
+}
+
+#[test]
+fn explain_shows_ip_route_and_ip_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tables.rhai");
+    std::fs::write(&path, TABLES).unwrap();
+    let out = netlab().arg("plan").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in [
+        "ip -n r route add default via 192.0.2.1 metric 100",
+        "ip -n r route add default via 192.0.2.1 metric 5 table 100",
+        "ip -n r route add unreachable 192.168.0.0/16",
+        "ip -n r route add blackhole 172.16.0.0/12 table 100",
+        "ip -n r route add 10.9.0.0/16 via 192.0.2.1 src 192.0.2.2",
+        "ip -n r route add 10.8.0.0/16 via 198.51.100.1 dev up1 onlink",
+        "ip -n r rule add from 10.1.0.0/24 table 100",
+        "ip -n r rule add to 10.2.0.0/16 iif up1 fwmark 0x7 priority 50 table 100",
+        "ip -n r -6 rule add from 2001:db8::/64 table 100",
+    ] {
+        assert!(text.contains(cmd), "{cmd:?} in\n{text}");
+    }
+}
+
+#[test]
+fn bad_route_and_rule_arguments_are_the_labs_mistake() {
+    let base = "let r = netns(\"r\");\nveth(r, \"x\", \"y\");\naddr(r, \"x\", \"10.0.0.1/24\"); up(r, \"x\");\n";
+    for (call, says, code) in [
+        ("route(r, \"default\", \"10.0.0.2\", #{table: 0});", "a routing table is 1 to 4294967295", 2),
+        ("route(r, \"default\", \"10.0.0.2\", #{table: \"mine\"});", "unknown table \"mine\"", 2),
+        ("route(r, \"default\", \"10.0.0.2\", #{metric: -1});", "metric is 0 to 4294967295", 2),
+        ("route(r, \"default\", \"10.0.0.2\", #{onlink: true});", "onlink needs the link", 2),
+        ("route(r, \"default\", \"x\", #{dev: \"x\"});", "dev and onlink go with a gateway", 2),
+        ("route(r, \"10.9.0.0/16\", #{type: \"drop\"});", "route type \"drop\"", 2),
+        ("route(r, \"10.9.0.0/16\", #{});", "a route goes somewhere", 2),
+        ("route(r, \"10.9.0.0/16\", \"10.0.0.2\", #{src: \"10.5.5.5\"});", "src must be one of r's own addresses", 2),
+        ("route(r, \"default\", \"10.0.0.2\", #{weight: 1});", "unknown option \"weight\"", 2),
+        ("rule(r, #{from: \"10.1.0.0/24\"});", "a rule names the table it sends to", 2),
+        ("rule(r, #{from: \"10.1.0.0/24\", to: \"2001:db8::/32\", table: 100});", "different IP versions", 2),
+        ("rule(r, #{from: \"10.1.0.0/24\", table: 100});\nrule(r, #{from: \"10.1.0.0/24\", table: 100, priority: 32765});", "File exists", 2),
+    ] {
+        let (got, out, err) = run_text("bad.rhai", &format!("{base}{call}\n"));
+        assert_eq!(got, code, "{call}\n{out}\n{err}");
+        assert!(err.contains(says), "{call}: {says:?} in\n{err}");
+        assert!(err.contains("bad.rhai:4") || err.contains("bad.rhai:5"), "{call}: points at its line:\n{err}");
+    }
+}
