@@ -16,8 +16,6 @@ use crate::model::state::{
     AddrState, LinkKind, LinkState, OperState, PortState, RouteKind, RouteState, RuleState, Scope, MAIN_TABLE,
 };
 
-/// The main routing table's id.
-
 impl Topology {
     /// Whether the link has carrier: lo always; a veth when both ends are up; a
     /// bridge when up with a forwarding port; anything else when up.
