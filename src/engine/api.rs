@@ -37,10 +37,10 @@ docs! {
     "addrs": "addrs(node)" => "`ip addr`: an array of maps {dev, cidr, ip, prefix, broadcast}.";
     "routes": "routes(node)" => "`ip route`: an array of maps {dst, via, dev, scope}.";
     "neighbors": "neighbors(node)" => "`ip neigh` / `arp`: an array of maps {ip, mac, dev, state}.";
-    "masquerade": "masquerade(node, \"10.0.0.0/24\")  or  masquerade(node, \"172.17.0.0/16\", #{not_out: \"docker0\"} | #{out: \"eth0\"})" => "`iptables -t nat -A POSTROUTING -s SRC [! -o IF] -j MASQUERADE` in the node: appended to iptables' own nat table, so `iptables -t nat -S` there lists it.";
-    "port_forward": "port_forward(node, 80, \"192.168.15.2:80\")  or  port_forward(node, 8080, \"10.0.0.2:80\", #{in: \"eth0\", proto: \"tcp\", local: true})" => "DNAT: `iptables -t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination ...`; `local` (default true) also forwards connections the node makes to its own addresses.";
+    "masquerade": "masquerade(node, \"10.0.0.0/24\")  or  masquerade(node, \"172.17.0.0/16\", #{not_oif: \"docker0\"} | #{oif: \"eth0\"})" => "`iptables -t nat -A POSTROUTING -s SRC [-o IF | ! -o IF] -j MASQUERADE` in the node: appended to iptables' own nat table, so `iptables -t nat -S` there lists it.";
+    "port_forward": "port_forward(node, 80, \"192.168.15.2:80\")  or  port_forward(node, 8080, \"10.0.0.2:80\", #{iif: \"eth0\", proto: \"tcp\", local: true})" => "DNAT: `iptables -t nat -A PREROUTING [-i IF] -p tcp --dport 80 -j DNAT --to-destination ...`; `local` (default true) also forwards connections the node makes to its own addresses.";
     "forward_policy": "forward_policy(node, \"drop\" | \"accept\")" => "`iptables --policy FORWARD DROP|ACCEPT`, for routed and bridged IPv4/IPv6 traffic.";
-    "forward_accept": "forward_accept(node, #{in: \"br0\", out: \"eth0\", src: \"10.0.0.0/24\", dst: \"...\"})" => "`iptables -A FORWARD ... -j ACCEPT` (for bridged traffic in/out name the bridge).";
+    "forward_accept": "forward_accept(node, #{iif: \"br0\", oif: \"eth0\", src: \"10.0.0.0/24\", dst: \"...\"})" => "`iptables -A FORWARD [-i IF] [-o IF] [-s SRC] [-d DST] -j ACCEPT` (for bridged traffic iif/oif name the bridge).";
     "nft_ruleset": "nft_ruleset(node)" => "`nft list ruleset` inside the node.";
     "iptables_rules": "iptables_rules(node, \"nat\" | \"filter\")" => "the node's rules as `iptables -S` prints them, read from the kernel: every rule in the node, not only netlab's; an array of strings.";
     "resolv_conf": "resolv_conf(node, \"nameserver 198.51.100.53\")  or  resolv_conf(node)" => "Writes (or reads) /etc/netns/NAME/resolv.conf, where `ip netns exec NAME` finds it (the host's: /etc/resolv.conf), inside the sandbox only. Nodes start with no nameserver.";

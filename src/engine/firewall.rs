@@ -21,11 +21,11 @@ fn link_opt(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option
 pub fn register(engine: &mut Engine, s: &Rc<Session>) {
     let ss = s.clone();
     let masq = move |ctx: NativeCallContext, node: Dynamic, source: &str, opts: Map| -> RhaiResult<()> {
-        reject_unknown(&ctx, &opts, &["out", "not_out"])?;
+        reject_unknown(&ctx, &opts, &["oif", "not_oif"])?;
         let node = ss.node(&ctx, &node)?;
         let source = to_rhai(&ctx, parse_prefix(source))?.unwrap_or_else(|| "0.0.0.0/0".parse().expect("valid"));
         let rule =
-            Masquerade { source, out: link_opt(&ctx, &opts, "out")?, not_out: link_opt(&ctx, &opts, "not_out")? };
+            Masquerade { source, out: link_opt(&ctx, &opts, "oif")?, not_out: link_opt(&ctx, &opts, "not_oif")? };
         ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::Masquerade(rule) }).map(|_| ())
     };
     let m = masq.clone();
@@ -36,7 +36,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
 
     let ss = s.clone();
     let forward = move |ctx: NativeCallContext, node: Dynamic, port: i64, to: &str, opts: Map| -> RhaiResult<()> {
-        reject_unknown(&ctx, &opts, &["proto", "in", "local"])?;
+        reject_unknown(&ctx, &opts, &["proto", "iif", "local"])?;
         let node = ss.node(&ctx, &node)?;
         let bad = |value: String, reason: &str| Error::BadAddress {
             value,
@@ -58,7 +58,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
             None => true,
             Some(v) => v.as_bool().map_err(|_| super::values::type_error(&ctx, "true or false", v))?,
         };
-        let rule = PortForward { proto, port, to, in_link: link_opt(&ctx, &opts, "in")?, local };
+        let rule = PortForward { proto, port, to, in_link: link_opt(&ctx, &opts, "iif")?, local };
         ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::PortForward(rule) }).map(|_| ())
     };
     let f = forward.clone();
@@ -93,14 +93,14 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
 
     let ss = s.clone();
     engine.register_fn("forward_accept", move |ctx: NativeCallContext, node: Dynamic, opts: Map| -> RhaiResult<()> {
-        reject_unknown(&ctx, &opts, &["in", "out", "src", "dst"])?;
+        reject_unknown(&ctx, &opts, &["iif", "oif", "src", "dst"])?;
         let node = ss.node(&ctx, &node)?;
         let net = |key: &str| -> RhaiResult<Option<ipnet::IpNet>> {
             opt_str(&ctx, &opts, key)?.map(|s| to_rhai(&ctx, parse_cidr(&s).map(|n| n.trunc()))).transpose()
         };
         let rule = ForwardAccept {
-            in_link: link_opt(&ctx, &opts, "in")?,
-            out_link: link_opt(&ctx, &opts, "out")?,
+            in_link: link_opt(&ctx, &opts, "iif")?,
+            out_link: link_opt(&ctx, &opts, "oif")?,
             source: net("src")?,
             destination: net("dst")?,
         };
