@@ -307,7 +307,7 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
             }
             if let (Some(span), Error::BadOption { option, .. }) = (d.span, &*e) {
                 d.span = Some(src.narrow_to_option(span, option));
-                d.label = format!("{option} is out of range");
+                d.label = format!("this {option}");
             }
             d.verdict = match e.class() {
                 ErrorClass::Script => Verdict::ScriptError,

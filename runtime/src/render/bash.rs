@@ -515,7 +515,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy};
+    use crate::model::firewall::{FilterChain, FirewallChange, ForwardAccept, Masquerade, Policy};
     use crate::model::{EtcFile, NextHop};
     use crate::names::LinkName;
 
@@ -559,7 +559,10 @@ mod tests {
             let hop = NextHop::Gateway("10.201.0.1".parse().unwrap());
             j.push(op(Op::AddRoute { node: c, dest: None, hop }));
         }
-        j.push(op(Op::Firewall { node: n("host"), change: FirewallChange::ForwardPolicy(Policy::Drop) }));
+        j.push(op(Op::Firewall {
+            node: n("host"),
+            change: FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Drop),
+        }));
         let c5 = n("container5");
         j.push(probe(Probe::Ping {
             node: n("container4"),
@@ -665,7 +668,10 @@ mod tests {
                         local: true,
                     }),
                 },
-                Op::Firewall { node: b.clone(), change: FirewallChange::ForwardPolicy(Policy::Accept) },
+                Op::Firewall {
+                    node: b.clone(),
+                    change: FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Accept),
+                },
                 Op::WriteFile { node: h.clone(), file: EtcFile::Hosts, text: "1.2.3.4 it's $HOME `x`\n".into() },
                 Op::WriteFile { node: a.clone(), file: EtcFile::ResolvConf, text: "nameserver fd00::2\nEOF\n".into() },
                 Op::SetHostname { node: h.clone(), name: "lab-host".into() },
@@ -805,7 +811,8 @@ mod tests {
     #[test]
     fn a_node_made_again_starts_afresh() {
         let router = n("router");
-        let policy = |p| op(Op::Firewall { node: router.clone(), change: FirewallChange::ForwardPolicy(p) });
+        let policy =
+            |p| op(Op::Firewall { node: router.clone(), change: FirewallChange::ChainPolicy(FilterChain::Forward, p) });
         let accept = op(Op::Firewall {
             node: router.clone(),
             change: FirewallChange::ForwardAccept(ForwardAccept { in_link: Some(l("br0")), ..Default::default() }),

@@ -342,7 +342,7 @@ pub fn program_line(command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
+    use crate::model::firewall::{FilterChain, FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
     use crate::model::Expect;
     use crate::names::LinkName;
 
@@ -497,7 +497,7 @@ mod tests {
         });
         assert_eq!(fw("host", docker), ["iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"]);
         assert_eq!(
-            fw("host", FirewallChange::ForwardPolicy(Policy::Drop)),
+            fw("host", FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Drop)),
             ["iptables -P FORWARD DROP", "ip6tables -P FORWARD DROP"]
         );
         let accept = FirewallChange::ForwardAccept(ForwardAccept {
