@@ -1,11 +1,12 @@
 //! Bindings for NAT and the forwarding filter (nftables inside the node).
 
+use std::path::Path;
 use std::rc::Rc;
 
 use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
 use netlab_runtime::model::firewall::{
     rule_link, Action, CtState, FilterChain, FilterRule, FirewallChange, ForwardAccept, Masquerade, Policy,
-    PortForward, PortRange, Proto, RejectWith, RuleProto,
+    PortForward, PortRange, Proto, RejectWith, RuleFile, RuleFileKind, RuleProto,
 };
 use netlab_runtime::model::Op;
 use netlab_runtime::render::iptables::IptTable;
@@ -121,7 +122,24 @@ fn filter_rule(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<FilterRule> {
     Ok(rule)
 }
 
-pub fn register(engine: &mut Engine, s: &Rc<Session>) {
+pub fn register(engine: &mut Engine, s: &Rc<Session>, lab_dir: &Path) {
+    for kind in [RuleFileKind::Nft, RuleFileKind::IptablesRestore] {
+        let (ss, dir) = (s.clone(), lab_dir.to_path_buf());
+        let name = match kind {
+            RuleFileKind::Nft => "nft_file",
+            RuleFileKind::IptablesRestore => "iptables_restore",
+        };
+        engine.register_fn(name, move |ctx: NativeCallContext, node: Dynamic, file: &str| -> RhaiResult<()> {
+            let node = ss.node(&ctx, &node)?;
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                super::values::runtime_error(&ctx, format!("cannot read {file} ({}): {e}", path.display()))
+            })?;
+            let file = RuleFile { kind, name: file.to_string(), text };
+            ss.apply(&ctx, Op::Firewall { node, change: FirewallChange::File(file) }).map(|_| ())
+        });
+    }
+
     let ss = s.clone();
     let masq = move |ctx: NativeCallContext, node: Dynamic, source: &str, opts: Map| -> RhaiResult<()> {
         reject_unknown(&ctx, &opts, &["oif", "not_oif"])?;

@@ -399,6 +399,42 @@ impl FilterRule {
     }
 }
 
+/// The tool a rule file beside the lab is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleFileKind {
+    /// `nft -f FILE`: an nftables script.
+    Nft,
+    /// `iptables-restore < FILE`: iptables-save's format (IPv4); the tables it
+    /// names are replaced, as iptables-restore does without --noflush.
+    IptablesRestore,
+}
+
+impl RuleFileKind {
+    /// The command that reads the file on its standard input.
+    pub fn stdin_command(self) -> &'static str {
+        match self {
+            RuleFileKind::Nft => "nft -f -",
+            RuleFileKind::IptablesRestore => "iptables-restore",
+        }
+    }
+
+    pub fn program(self) -> &'static str {
+        match self {
+            RuleFileKind::Nft => "nft",
+            RuleFileKind::IptablesRestore => "iptables-restore",
+        }
+    }
+}
+
+/// A rule file the lab loads whole: what it changes only the kernel knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleFile {
+    pub kind: RuleFileKind,
+    /// The file as the lab names it (relative to the lab's folder).
+    pub name: String,
+    pub text: String,
+}
+
 /// One change a lab makes to a node's firewall.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FirewallChange {
@@ -410,6 +446,8 @@ pub enum FirewallChange {
     ForwardAccept(ForwardAccept),
     /// `iptables -A CHAIN ... -j VERDICT` in the filter table.
     Rule(FilterRule),
+    /// `nft -f FILE` / `iptables-restore < FILE`.
+    File(RuleFile),
 }
 
 /// What netlab keeps of a node's forwarding filter: the bridge-family table is
@@ -484,6 +522,8 @@ impl FirewallChange {
                 let text = table("filter", &[format!(":{} {verdict} [0:0]", chain.iptables_name())]);
                 RestoreInput { v4: Some(text.clone()), v6: Some(text) }
             }
+            // Not appended rule by rule: the kernel backend and the renderers load it whole.
+            FirewallChange::File(_) => RestoreInput::default(),
             FirewallChange::Rule(rule) => {
                 let mut input = RestoreInput::default();
                 for family in rule.families() {

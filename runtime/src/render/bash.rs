@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use super::ip::{iptables_commands, q, sysctl_key, Renderer};
-use crate::model::firewall::BridgeFilter;
+use crate::model::firewall::{BridgeFilter, FirewallChange};
 use crate::model::{Entry, Expect, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 
@@ -246,6 +246,14 @@ impl Export {
                 if host(to) {
                     self.undo(format!("ip link del {}", q(new_name.as_str())));
                 }
+            }
+            Op::Firewall { node, change: FirewallChange::File(file) } => {
+                // The file goes into the script, so the script stands alone.
+                let end = delimiter("RULES", &file.text);
+                let body = file.text.strip_suffix('\n').unwrap_or(&file.text);
+                let exec = self.r.netns_exec(node);
+                self.line(format!("# {} (beside the lab)", file.name));
+                self.line(format!("{exec}{} <<'{end}'\n{body}\n{end}", file.kind.stdin_command()));
             }
             Op::Firewall { node, change } => {
                 let exec = self.r.netns_exec(node);

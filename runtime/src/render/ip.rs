@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::backend::kernel::exec::CommandLine;
 use crate::backend::kernel::link::{format_mac, stable_mac};
-use crate::model::firewall::RestoreInput;
+use crate::model::firewall::{FirewallChange, RestoreInput, RuleFileKind};
 use crate::model::{EtcFile, NextHop, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 
@@ -250,6 +250,13 @@ impl Renderer {
                 vec![format!("{ip} route del {}", dest.map(|d| d.to_string()).unwrap_or("default".into()))]
             }
             Op::SetSysctl { node, key, value } => vec![self.sysctl(node, key, value)],
+            Op::Firewall { node, change: FirewallChange::File(file) } => {
+                let path = q(&file.name);
+                vec![match file.kind {
+                    RuleFileKind::Nft => format!("{}nft -f {path}", self.netns_exec(node)),
+                    RuleFileKind::IptablesRestore => format!("{}iptables-restore < {path}", self.netns_exec(node)),
+                }]
+            }
             Op::Firewall { node, change } => {
                 let exec = self.netns_exec(node);
                 iptables_commands(&change.restore_input()).iter().map(|c| format!("{exec}{}", c.line())).collect()
