@@ -14,7 +14,7 @@ use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_ip, parse_prefix};
 use netlab_runtime::backend::kernel::exec::CommandLine;
 use netlab_runtime::backend::kernel::sysctl::path_for;
 use netlab_runtime::model::firewall::{
-    rule_link, BridgeFilter, FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto,
+    rule_link, BridgeFilter, FilterChain, FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto,
 };
 use netlab_runtime::model::{EtcFile, NextHop, Op, ServerSpec};
 use netlab_runtime::render::ip::{iptables_commands, op_commands, program_line, q, sysctl_key};
@@ -322,7 +322,7 @@ proptest! {
             (FirewallChange::Masquerade(Masquerade { source, out: Some(link.clone()), not_out: None }), want_v6(Some(&source)), "nat", "POSTROUTING"),
             (FirewallChange::PortForward(PortForward { proto: if tcp { Proto::Tcp } else { Proto::Udp }, port, to: SocketAddr::new(to_ip, to_port), in_link: Some(link.clone()), local }), Some(to_ip.is_ipv6()), "nat", "PREROUTING"),
             (FirewallChange::ForwardAccept(ForwardAccept { in_link: Some(link.clone()), out_link: None, source: src, destination: dst.filter(|d| src.is_none_or(|s| s.addr().is_ipv6() == d.addr().is_ipv6())) }), want_v6(src.as_ref().or(dst.as_ref())), "filter", "FORWARD"),
-            (FirewallChange::ForwardPolicy(if v6 { Policy::Drop } else { Policy::Accept }), None, "filter", "FORWARD"),
+            (FirewallChange::ChainPolicy(FilterChain::Forward, if v6 { Policy::Drop } else { Policy::Accept }), None, "filter", "FORWARD"),
         ];
         for (change, family, table, chain) in cases {
             let input = change.restore_input();
@@ -348,7 +348,7 @@ proptest! {
                 let words = shell_words::split(&c.line()).expect("a shell line");
                 prop_assert_eq!(&words[words.len() - c.args.len()..], &c.args[..]);
                 match &change {
-                    FirewallChange::ForwardPolicy(_) => prop_assert!(c.undo().is_none()),
+                    FirewallChange::ChainPolicy(..) => prop_assert!(c.undo().is_none()),
                     _ if c.args[1] == "OUTPUT" => {}
                     _ => {
                         prop_assert!(c.args.windows(2).any(|w| (w[0] == "-i" || w[0] == "-o") && w[1] == link.as_str()), "{:?}", c.args);

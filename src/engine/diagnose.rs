@@ -182,6 +182,13 @@ impl Source<'_> {
 }
 
 impl Source<'_> {
+    /// Whether the parser stopped at `in` used as a map key (`#{in: "eth0"}`).
+    fn keyword_as_key(&self, pos: Position) -> bool {
+        let Some(start) = self.offset(pos) else { return false };
+        let rest = &self.text[start..];
+        rest.strip_prefix("in").is_some_and(|after| after.trim_start().starts_with(':'))
+    }
+
     /// Narrows a call's span to its option `key: value` (in a `#{...}` map), if present.
     fn narrow_to_option(&self, span: SourceSpan, key: &str) -> SourceSpan {
         let call = &self.text[span.offset()..span.offset() + span.len()];
@@ -242,10 +249,16 @@ fn offending_value(e: &Error) -> Option<&str> {
 }
 
 pub fn from_parse_error(src: &Source, err: &ParseError) -> LabDiagnostic {
+    let help = if src.keyword_as_key(err.position()) {
+        "`in` is a Rhai keyword, so `#{in: ...}` does not parse: the incoming interface is `iif` \
+         (and the outgoing one `oif`, as nft and iptables say)"
+    } else {
+        "the lab is a Rhai script: see book/src/reference.md for the syntax netlab uses"
+    };
     LabDiagnostic {
         code: "netlab::parse".into(),
         message: format!("syntax error: {}", err.err_type()),
-        help: Some("the lab is a Rhai script: see book/src/reference.md for the syntax netlab uses".into()),
+        help: Some(help.into()),
         label: "here".into(),
         span: src.span_at(err.position()),
         src: src.named(),
@@ -294,7 +307,7 @@ pub fn from_eval_error(src: &Source, err: &EvalAltResult, step: Option<String>) 
             }
             if let (Some(span), Error::BadOption { option, .. }) = (d.span, &*e) {
                 d.span = Some(src.narrow_to_option(span, option));
-                d.label = format!("{option} is out of range");
+                d.label = format!("this {option}");
             }
             d.verdict = match e.class() {
                 ErrorClass::Script => Verdict::ScriptError,

@@ -86,7 +86,11 @@ pub fn run(
     links::register(&mut engine, &session);
     routing::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);
-    firewall::register(&mut engine, &session);
+    firewall::register(
+        &mut engine,
+        &session,
+        std::path::Path::new(src.path).parent().unwrap_or(std::path::Path::new("")),
+    );
     services::register(&mut engine, &session, &reporter);
     // A lab that catches an error (`try { ... } catch (e) { print(e) }`) sees its text.
     engine.register_fn("to_string", |f: &mut values::Failure| f.to_string());

@@ -117,9 +117,19 @@ pub fn type_error(ctx: &NativeCallContext, expected: &str, got: &Dynamic) -> Box
     Box::new(EvalAltResult::ErrorMismatchDataType(expected.into(), got.type_name().into(), ctx.call_position()))
 }
 
+/// Option keys that were renamed, with their new names: `in` is a Rhai keyword
+/// (`#{in: ...}` does not parse), so the interface keys are nft's and iptables' words.
+pub const RENAMED_KEYS: &[(&str, &str)] = &[("in", "iif"), ("out", "oif"), ("not_out", "not_oif")];
+
 /// Options maps accept only the keys a function knows: a typo is an error.
 pub fn reject_unknown(ctx: &NativeCallContext, opts: &Map, allowed: &[&str]) -> RhaiResult<()> {
     for key in opts.keys() {
+        if let Some((old, new)) = RENAMED_KEYS.iter().find(|(old, new)| key == old && allowed.contains(new)) {
+            return Err(runtime_error(
+                ctx,
+                format!("option {old:?} was renamed: use iif/oif/not_oif (here: {new}), as nft and iptables say"),
+            ));
+        }
         if !allowed.contains(&key.as_str()) {
             return Err(runtime_error(
                 ctx,

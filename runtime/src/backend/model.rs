@@ -248,7 +248,7 @@ pub fn iptables_lines(changes: &[FirewallChange], table: IptTable) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::firewall::{ForwardAccept, Masquerade, Policy, PortForward, Proto};
+    use crate::model::firewall::{FilterChain, ForwardAccept, Masquerade, Policy, PortForward, Proto};
     use crate::model::ServerSpec;
     use crate::names::LinkName;
 
@@ -402,7 +402,7 @@ mod tests {
         let c = nn("c");
         let br = || Some(LinkName::new("docker0").unwrap());
         let changes = [
-            FirewallChange::ForwardPolicy(Policy::Drop),
+            FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Drop),
             FirewallChange::Masquerade(Masquerade {
                 source: "172.17.0.0/16".parse().unwrap(),
                 out: None,

@@ -82,13 +82,372 @@ pub struct ForwardAccept {
     pub destination: Option<IpNet>,
 }
 
+/// A built-in chain of iptables' filter table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterChain {
+    Input,
+    Forward,
+    Output,
+}
+
+impl FilterChain {
+    pub fn parse(name: &str) -> Option<FilterChain> {
+        match name.to_ascii_lowercase().as_str() {
+            "input" => Some(FilterChain::Input),
+            "forward" => Some(FilterChain::Forward),
+            "output" => Some(FilterChain::Output),
+            _ => None,
+        }
+    }
+
+    /// The chain as iptables names it.
+    pub fn iptables_name(self) -> &'static str {
+        match self {
+            FilterChain::Input => "INPUT",
+            FilterChain::Forward => "FORWARD",
+            FilterChain::Output => "OUTPUT",
+        }
+    }
+}
+
+/// The protocols a filter rule can match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleProto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl RuleProto {
+    pub fn parse(name: &str) -> Option<RuleProto> {
+        match name {
+            "tcp" => Some(RuleProto::Tcp),
+            "udp" => Some(RuleProto::Udp),
+            "icmp" => Some(RuleProto::Icmp),
+            "icmpv6" | "ipv6-icmp" => Some(RuleProto::Icmpv6),
+            _ => None,
+        }
+    }
+
+    /// As `-p` takes it (and `iptables -S` prints it).
+    fn name(self) -> &'static str {
+        match self {
+            RuleProto::Tcp => "tcp",
+            RuleProto::Udp => "udp",
+            RuleProto::Icmp => "icmp",
+            RuleProto::Icmpv6 => "ipv6-icmp",
+        }
+    }
+
+    /// The one family the protocol exists in, if only one.
+    fn only_family(self) -> Option<Family> {
+        match self {
+            RuleProto::Icmp => Some(Family::V4),
+            RuleProto::Icmpv6 => Some(Family::V6),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+fn family_of(net: &IpNet) -> Family {
+    if net.addr().is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+/// A port or an inclusive range of ports (`80`, `1000:2000`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}:{}", self.first, self.last)
+        }
+    }
+}
+
+/// A connection-tracking state (`-m conntrack --ctstate`), in the order iptables
+/// prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CtState {
+    Invalid,
+    New,
+    Related,
+    Established,
+    Untracked,
+}
+
+impl CtState {
+    pub const NAMES: [&'static str; 5] = ["invalid", "new", "related", "established", "untracked"];
+
+    pub fn parse(name: &str) -> Option<CtState> {
+        match name.to_ascii_lowercase().as_str() {
+            "invalid" => Some(CtState::Invalid),
+            "new" => Some(CtState::New),
+            "related" => Some(CtState::Related),
+            "established" => Some(CtState::Established),
+            "untracked" => Some(CtState::Untracked),
+            _ => None,
+        }
+    }
+
+    fn iptables_name(self) -> &'static str {
+        match self {
+            CtState::Invalid => "INVALID",
+            CtState::New => "NEW",
+            CtState::Related => "RELATED",
+            CtState::Established => "ESTABLISHED",
+            CtState::Untracked => "UNTRACKED",
+        }
+    }
+}
+
+/// What `-j REJECT` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectWith {
+    /// iptables' default: TCP connect() fails with "Connection refused".
+    PortUnreachable,
+    HostUnreachable,
+    /// "administratively prohibited": ping says "Packet filtered".
+    AdminProhibited,
+    TcpReset,
+}
+
+impl RejectWith {
+    pub const NAMES: [&'static str; 4] = ["port-unreachable", "host-unreachable", "admin-prohibited", "tcp-reset"];
+
+    pub fn parse(name: &str) -> Option<RejectWith> {
+        match name {
+            "port-unreachable" | "icmp-port-unreachable" => Some(RejectWith::PortUnreachable),
+            "host-unreachable" | "icmp-host-unreachable" => Some(RejectWith::HostUnreachable),
+            "admin-prohibited" | "icmp-admin-prohibited" => Some(RejectWith::AdminProhibited),
+            "tcp-reset" => Some(RejectWith::TcpReset),
+            _ => None,
+        }
+    }
+
+    /// `--reject-with` as iptables (v4) or ip6tables (v6) names it and prints it back.
+    fn iptables_name(self, family: Family) -> &'static str {
+        match (self, family) {
+            (RejectWith::PortUnreachable, Family::V4) => "icmp-port-unreachable",
+            (RejectWith::PortUnreachable, Family::V6) => "icmp6-port-unreachable",
+            (RejectWith::HostUnreachable, Family::V4) => "icmp-host-unreachable",
+            (RejectWith::HostUnreachable, Family::V6) => "icmp6-addr-unreachable",
+            (RejectWith::AdminProhibited, Family::V4) => "icmp-admin-prohibited",
+            (RejectWith::AdminProhibited, Family::V6) => "icmp6-adm-prohibited",
+            (RejectWith::TcpReset, _) => "tcp-reset",
+        }
+    }
+}
+
+/// A rule's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Accept,
+    Drop,
+    Reject(RejectWith),
+}
+
+/// `iptables -A INPUT|FORWARD|OUTPUT [-s SRC] [-d DST] [-i IIF] [-o OIF] [-p PROTO]
+/// [-m conntrack --ctstate STATES] [-m PROTO [--sport P] [--dport P]] -j ACCEPT|DROP|REJECT`,
+/// for both families unless an address or the protocol names one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterRule {
+    pub chain: FilterChain,
+    pub proto: Option<RuleProto>,
+    pub sport: Option<PortRange>,
+    pub dport: Option<PortRange>,
+    pub in_link: Option<LinkName>,
+    pub out_link: Option<LinkName>,
+    pub source: Option<IpNet>,
+    pub destination: Option<IpNet>,
+    /// Sorted, without repeats.
+    pub states: Vec<CtState>,
+    pub action: Action,
+}
+
+impl FilterRule {
+    /// A rule with only a chain and a verdict (it matches everything).
+    pub fn new(chain: FilterChain, action: Action) -> FilterRule {
+        FilterRule {
+            chain,
+            proto: None,
+            sport: None,
+            dport: None,
+            in_link: None,
+            out_link: None,
+            source: None,
+            destination: None,
+            states: Vec::new(),
+            action,
+        }
+    }
+
+    /// What iptables would refuse, said before anything is applied: (the option
+    /// concerned, why).
+    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        let ports = self.sport.is_some() || self.dport.is_some();
+        if ports && !matches!(self.proto, Some(RuleProto::Tcp | RuleProto::Udp)) {
+            let which = if self.dport.is_some() { "dport" } else { "sport" };
+            return Err((which, "a port needs proto \"tcp\" or \"udp\"".into()));
+        }
+        for p in [self.sport, self.dport].into_iter().flatten() {
+            if p.first == 0 || p.first > p.last {
+                let which = if Some(p) == self.dport { "dport" } else { "sport" };
+                return Err((which, "ports are 1 to 65535, a range low:high".into()));
+            }
+        }
+        if self.chain == FilterChain::Output && self.in_link.is_some() {
+            return Err((
+                "iif",
+                "the output chain sees no incoming interface (iptables: -i is not valid with OUTPUT)".into(),
+            ));
+        }
+        if self.chain == FilterChain::Input && self.out_link.is_some() {
+            return Err((
+                "oif",
+                "the input chain sees no outgoing interface (iptables: -o is not valid with INPUT)".into(),
+            ));
+        }
+        if let Action::Reject(RejectWith::TcpReset) = self.action {
+            if self.proto != Some(RuleProto::Tcp) {
+                return Err(("reject_with", "tcp-reset needs proto \"tcp\"".into()));
+            }
+        }
+        if let (Some(s), Some(d)) = (self.source, self.destination) {
+            if family_of(&s) != family_of(&d) {
+                return Err(("dst", format!("{d} and src {s} are of different families: a rule is for one")));
+            }
+        }
+        if let (Some(only), Some(net)) = (self.proto.and_then(RuleProto::only_family), self.source.or(self.destination))
+        {
+            if family_of(&net) != only {
+                return Err((
+                    "proto",
+                    format!("{} is for the other family than {net}", self.proto.expect("set").name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The families the rule is for: one where an address or the protocol says so.
+    fn families(&self) -> Vec<Family> {
+        let named =
+            self.source.or(self.destination).map(|n| family_of(&n)).or(self.proto.and_then(RuleProto::only_family));
+        match named {
+            Some(f) => vec![f],
+            None => vec![Family::V4, Family::V6],
+        }
+    }
+
+    /// The rule as an iptables-restore line for `family`, in the order `iptables -S`
+    /// prints it back.
+    fn restore_line(&self, family: Family) -> String {
+        let mut rule = format!("-A {}", self.chain.iptables_name());
+        if let Some(s) = &self.source {
+            let _ = write!(rule, " -s {s}");
+        }
+        if let Some(d) = &self.destination {
+            let _ = write!(rule, " -d {d}");
+        }
+        if let Some(i) = &self.in_link {
+            let _ = write!(rule, " -i {i}");
+        }
+        if let Some(o) = &self.out_link {
+            let _ = write!(rule, " -o {o}");
+        }
+        if let Some(p) = self.proto {
+            let _ = write!(rule, " -p {}", p.name());
+        }
+        if !self.states.is_empty() {
+            let states: Vec<&str> = self.states.iter().map(|s| s.iptables_name()).collect();
+            let _ = write!(rule, " -m conntrack --ctstate {}", states.join(","));
+        }
+        if let (Some(p), true) = (self.proto, self.sport.is_some() || self.dport.is_some()) {
+            let _ = write!(rule, " -m {}", p.name());
+            if let Some(sp) = self.sport {
+                let _ = write!(rule, " --sport {sp}");
+            }
+            if let Some(dp) = self.dport {
+                let _ = write!(rule, " --dport {dp}");
+            }
+        }
+        match self.action {
+            Action::Accept => rule += " -j ACCEPT",
+            Action::Drop => rule += " -j DROP",
+            Action::Reject(with) => {
+                let _ = write!(rule, " -j REJECT --reject-with {}", with.iptables_name(family));
+            }
+        }
+        rule
+    }
+}
+
+/// The tool a rule file beside the lab is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleFileKind {
+    /// `nft -f FILE`: an nftables script.
+    Nft,
+    /// `iptables-restore < FILE`: iptables-save's format (IPv4); the tables it
+    /// names are replaced, as iptables-restore does without --noflush.
+    IptablesRestore,
+}
+
+impl RuleFileKind {
+    /// The command that reads the file on its standard input.
+    pub fn stdin_command(self) -> &'static str {
+        match self {
+            RuleFileKind::Nft => "nft -f -",
+            RuleFileKind::IptablesRestore => "iptables-restore",
+        }
+    }
+
+    pub fn program(self) -> &'static str {
+        match self {
+            RuleFileKind::Nft => "nft",
+            RuleFileKind::IptablesRestore => "iptables-restore",
+        }
+    }
+}
+
+/// A rule file the lab loads whole: what it changes only the kernel knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleFile {
+    pub kind: RuleFileKind,
+    /// The file as the lab names it (relative to the lab's folder).
+    pub name: String,
+    pub text: String,
+}
+
 /// One change a lab makes to a node's firewall.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FirewallChange {
     Masquerade(Masquerade),
     PortForward(PortForward),
-    ForwardPolicy(Policy),
+    /// `iptables -P CHAIN ACCEPT|DROP`, for IPv4 and IPv6; FORWARD's also for
+    /// bridged traffic (see the module comment).
+    ChainPolicy(FilterChain, Policy),
     ForwardAccept(ForwardAccept),
+    /// `iptables -A CHAIN ... -j VERDICT` in the filter table.
+    Rule(FilterRule),
+    /// `nft -f FILE` / `iptables-restore < FILE`.
+    File(RuleFile),
 }
 
 /// What netlab keeps of a node's forwarding filter: the bridge-family table is
@@ -158,10 +517,23 @@ impl FirewallChange {
                     RestoreInput { v4: None, v6: Some(text) }
                 }
             }
-            FirewallChange::ForwardPolicy(policy) => {
+            FirewallChange::ChainPolicy(chain, policy) => {
                 let verdict = if *policy == Policy::Drop { "DROP" } else { "ACCEPT" };
-                let text = table("filter", &[format!(":FORWARD {verdict} [0:0]")]);
+                let text = table("filter", &[format!(":{} {verdict} [0:0]", chain.iptables_name())]);
                 RestoreInput { v4: Some(text.clone()), v6: Some(text) }
+            }
+            // Not appended rule by rule: the kernel backend and the renderers load it whole.
+            FirewallChange::File(_) => RestoreInput::default(),
+            FirewallChange::Rule(rule) => {
+                let mut input = RestoreInput::default();
+                for family in rule.families() {
+                    let text = Some(table("filter", &[rule.restore_line(family)]));
+                    match family {
+                        Family::V4 => input.v4 = text,
+                        Family::V6 => input.v6 = text,
+                    }
+                }
+                input
             }
             FirewallChange::ForwardAccept(a) => {
                 let mut rule = "-A FORWARD".to_string();
@@ -188,7 +560,7 @@ impl FirewallChange {
     pub fn apply_to(&self, filter: &BridgeFilter) -> Option<BridgeFilter> {
         let mut next = filter.clone();
         match self {
-            FirewallChange::ForwardPolicy(p) => next.forward_policy = Some(*p),
+            FirewallChange::ChainPolicy(FilterChain::Forward, p) => next.forward_policy = Some(*p),
             FirewallChange::ForwardAccept(a) => next.forward_accepts.push(a.clone()),
             _ => return None,
         }
@@ -292,7 +664,7 @@ mod tests {
 
     #[test]
     fn forward_policy_covers_both_families_and_bridged_traffic() {
-        let drop = FirewallChange::ForwardPolicy(Policy::Drop);
+        let drop = FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Drop);
         let input = drop.restore_input();
         assert_eq!(input.v4.as_deref(), Some("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n"));
         assert_eq!(input.v4, input.v6);
@@ -307,7 +679,7 @@ mod tests {
         let nft = filter.render_nft();
         assert!(nft.contains("meta ibrname \"br0\" meta obrname \"br0\" accept"), "{nft}");
         assert!(nft.contains("meta protocol { ip, ip6 } drop"), "{nft}");
-        let open = FirewallChange::ForwardPolicy(Policy::Accept).apply_to(&filter).unwrap();
+        let open = FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Accept).apply_to(&filter).unwrap();
         assert!(!open.render_nft().contains("meta protocol { ip, ip6 } drop"));
     }
 
@@ -320,6 +692,73 @@ mod tests {
         let input = v6.restore_input();
         assert_eq!(input.v4, None);
         assert!(input.v6.unwrap().contains("-A FORWARD -s fd00::/64 -j ACCEPT"));
+    }
+
+    #[test]
+    fn a_filter_rule_is_written_as_iptables_prints_it() {
+        let mut rule = FilterRule::new(FilterChain::Input, Action::Accept);
+        rule.proto = Some(RuleProto::Tcp);
+        rule.dport = Some(PortRange { first: 80, last: 80 });
+        rule.in_link = link("eth0");
+        rule.source = Some("10.0.0.0/24".parse().unwrap());
+        rule.states = vec![CtState::New, CtState::Established];
+        assert_eq!(rule.check(), Ok(()));
+        let input = FirewallChange::Rule(rule).restore_input();
+        assert_eq!(
+            input.v4.unwrap(),
+            "*filter\n-A INPUT -s 10.0.0.0/24 -i eth0 -p tcp -m conntrack --ctstate NEW,ESTABLISHED -m tcp --dport 80 -j ACCEPT\nCOMMIT\n"
+        );
+        assert_eq!(input.v6, None);
+    }
+
+    #[test]
+    fn a_rule_without_addresses_is_for_both_families_each_with_its_own_reject() {
+        let mut rule = FilterRule::new(FilterChain::Output, Action::Reject(RejectWith::AdminProhibited));
+        rule.proto = Some(RuleProto::Udp);
+        rule.sport = Some(PortRange { first: 1000, last: 2000 });
+        let input = FirewallChange::Rule(rule).restore_input();
+        assert!(input
+            .v4
+            .unwrap()
+            .contains("-A OUTPUT -p udp -m udp --sport 1000:2000 -j REJECT --reject-with icmp-admin-prohibited"));
+        assert!(input.v6.unwrap().contains("-j REJECT --reject-with icmp6-adm-prohibited"));
+        let mut icmp = FilterRule::new(FilterChain::Forward, Action::Drop);
+        icmp.proto = Some(RuleProto::Icmp);
+        let input = FirewallChange::Rule(icmp).restore_input();
+        assert_eq!(input.v4.as_deref(), Some("*filter\n-A FORWARD -p icmp -j DROP\nCOMMIT\n"));
+        assert_eq!(input.v6, None);
+    }
+
+    #[test]
+    fn rules_iptables_would_refuse_are_refused_first() {
+        let mut r = FilterRule::new(FilterChain::Input, Action::Accept);
+        r.dport = Some(PortRange { first: 80, last: 80 });
+        assert_eq!(r.check().unwrap_err().0, "dport");
+        r.proto = Some(RuleProto::Icmp);
+        assert_eq!(r.check().unwrap_err().0, "dport");
+        r.proto = Some(RuleProto::Udp);
+        assert_eq!(r.check(), Ok(()));
+        r.out_link = link("eth0");
+        assert_eq!(r.check().unwrap_err().0, "oif");
+        let mut o = FilterRule::new(FilterChain::Output, Action::Reject(RejectWith::TcpReset));
+        o.in_link = link("eth0");
+        assert_eq!(o.check().unwrap_err().0, "iif");
+        o.in_link = None;
+        assert_eq!(o.check().unwrap_err().0, "reject_with");
+        let mut m = FilterRule::new(FilterChain::Forward, Action::Drop);
+        m.source = Some("10.0.0.0/8".parse().unwrap());
+        m.destination = Some("fd00::/64".parse().unwrap());
+        assert_eq!(m.check().unwrap_err().0, "dst");
+        m.destination = None;
+        m.proto = Some(RuleProto::Icmpv6);
+        assert_eq!(m.check().unwrap_err().0, "proto");
+    }
+
+    #[test]
+    fn input_and_output_policies_leave_bridged_traffic_alone() {
+        let drop = FirewallChange::ChainPolicy(FilterChain::Input, Policy::Drop);
+        assert_eq!(drop.restore_input().v4.as_deref(), Some("*filter\n:INPUT DROP [0:0]\nCOMMIT\n"));
+        assert_eq!(drop.apply_to(&BridgeFilter::default()), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use super::ip::{iptables_commands, q, sysctl_key, Renderer};
-use crate::model::firewall::BridgeFilter;
+use crate::model::firewall::{BridgeFilter, FirewallChange};
 use crate::model::{Entry, Expect, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 
@@ -246,6 +246,14 @@ impl Export {
                 if host(to) {
                     self.undo(format!("ip link del {}", q(new_name.as_str())));
                 }
+            }
+            Op::Firewall { node, change: FirewallChange::File(file) } => {
+                // The file goes into the script, so the script stands alone.
+                let end = delimiter("RULES", &file.text);
+                let body = file.text.strip_suffix('\n').unwrap_or(&file.text);
+                let exec = self.r.netns_exec(node);
+                self.line(format!("# {} (beside the lab)", file.name));
+                self.line(format!("{exec}{} <<'{end}'\n{body}\n{end}", file.kind.stdin_command()));
             }
             Op::Firewall { node, change } => {
                 let exec = self.r.netns_exec(node);
@@ -515,7 +523,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy};
+    use crate::model::firewall::{FilterChain, FirewallChange, ForwardAccept, Masquerade, Policy};
     use crate::model::{EtcFile, NextHop};
     use crate::names::LinkName;
 
@@ -559,7 +567,10 @@ mod tests {
             let hop = NextHop::Gateway("10.201.0.1".parse().unwrap());
             j.push(op(Op::AddRoute { node: c, dest: None, hop, opts: Default::default() }));
         }
-        j.push(op(Op::Firewall { node: n("host"), change: FirewallChange::ForwardPolicy(Policy::Drop) }));
+        j.push(op(Op::Firewall {
+            node: n("host"),
+            change: FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Drop),
+        }));
         let c5 = n("container5");
         j.push(probe(Probe::Ping {
             node: n("container4"),
@@ -675,7 +686,10 @@ mod tests {
                         local: true,
                     }),
                 },
-                Op::Firewall { node: b.clone(), change: FirewallChange::ForwardPolicy(Policy::Accept) },
+                Op::Firewall {
+                    node: b.clone(),
+                    change: FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Accept),
+                },
                 Op::WriteFile { node: h.clone(), file: EtcFile::Hosts, text: "1.2.3.4 it's $HOME `x`\n".into() },
                 Op::WriteFile { node: a.clone(), file: EtcFile::ResolvConf, text: "nameserver fd00::2\nEOF\n".into() },
                 Op::SetHostname { node: h.clone(), name: "lab-host".into() },
@@ -815,7 +829,8 @@ mod tests {
     #[test]
     fn a_node_made_again_starts_afresh() {
         let router = n("router");
-        let policy = |p| op(Op::Firewall { node: router.clone(), change: FirewallChange::ForwardPolicy(p) });
+        let policy =
+            |p| op(Op::Firewall { node: router.clone(), change: FirewallChange::ChainPolicy(FilterChain::Forward, p) });
         let accept = op(Op::Firewall {
             node: router.clone(),
             change: FirewallChange::ForwardAccept(ForwardAccept { in_link: Some(l("br0")), ..Default::default() }),

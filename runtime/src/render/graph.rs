@@ -166,7 +166,10 @@ fn note_of(t: &Topology, n: &NodeState) -> (Vec<String>, Vec<Edge>) {
                     edges.push(Edge { kind: EdgeKind::Forward, from: note_id(n.name.as_str()), to, label });
                 }
             }
-            FirewallChange::ForwardPolicy(_) | FirewallChange::ForwardAccept(_) => {}
+            FirewallChange::ChainPolicy(..)
+            | FirewallChange::ForwardAccept(_)
+            | FirewallChange::Rule(_)
+            | FirewallChange::File(_) => {}
         }
     }
     for s in &n.servers {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::backend::kernel::exec::CommandLine;
 use crate::backend::kernel::link::{format_mac, stable_mac};
-use crate::model::firewall::RestoreInput;
+use crate::model::firewall::{FirewallChange, RestoreInput, RuleFileKind};
 use crate::model::{EtcFile, LinkAttrs, LinkSpec, NextHop, Op, Probe, ServerSpec};
 use crate::names::NodeName;
 
@@ -324,6 +324,13 @@ impl Renderer {
                 vec![format!("{ip} route del {}", dest.map(|d| d.to_string()).unwrap_or("default".into()))]
             }
             Op::SetSysctl { node, key, value } => vec![self.sysctl(node, key, value)],
+            Op::Firewall { node, change: FirewallChange::File(file) } => {
+                let path = q(&file.name);
+                vec![match file.kind {
+                    RuleFileKind::Nft => format!("{}nft -f {path}", self.netns_exec(node)),
+                    RuleFileKind::IptablesRestore => format!("{}iptables-restore < {path}", self.netns_exec(node)),
+                }]
+            }
             Op::Firewall { node, change } => {
                 let exec = self.netns_exec(node);
                 iptables_commands(&change.restore_input()).iter().map(|c| format!("{exec}{}", c.line())).collect()
@@ -416,7 +423,7 @@ pub fn program_line(command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::firewall::{FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
+    use crate::model::firewall::{FilterChain, FirewallChange, ForwardAccept, Masquerade, Policy, PortForward, Proto};
     use crate::model::Expect;
     use crate::names::LinkName;
 
@@ -572,7 +579,7 @@ mod tests {
         });
         assert_eq!(fw("host", docker), ["iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"]);
         assert_eq!(
-            fw("host", FirewallChange::ForwardPolicy(Policy::Drop)),
+            fw("host", FirewallChange::ChainPolicy(FilterChain::Forward, Policy::Drop)),
             ["iptables -P FORWARD DROP", "ip6tables -P FORWARD DROP"]
         );
         let accept = FirewallChange::ForwardAccept(ForwardAccept {

@@ -8,7 +8,7 @@ use super::Lab;
 use crate::backend::kernel::exec::{self, CommandLine};
 use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
-use crate::model::firewall::FirewallChange;
+use crate::model::firewall::{FirewallChange, RuleFile};
 use crate::render::iptables::{IptTable, Ruleset};
 
 impl Lab {
@@ -16,6 +16,9 @@ impl Lab {
     /// would (appended to iptables' own tables), and keeps netlab's bridge table in
     /// step with the FORWARD policy. Each family's change is one transaction.
     pub fn apply_firewall(&self, node: &Node, change: &FirewallChange) -> Result<()> {
+        if let FirewallChange::File(file) = change {
+            return self.load_rule_file(node, file);
+        }
         let input = change.restore_input();
         for (tool, text) in [("iptables-restore", &input.v4), ("ip6tables-restore", &input.v6)] {
             if let Some(text) = text {
@@ -34,6 +37,24 @@ impl Lab {
             *node.bridge_filter.borrow_mut() = next;
         }
         self.mark_changed();
+        Ok(())
+    }
+
+    /// `nft -f FILE` or `iptables-restore < FILE` in the node, the file on standard
+    /// input; the tool's complaint names the file as the lab does.
+    fn load_rule_file(&self, node: &Node, file: &RuleFile) -> Result<()> {
+        let cmd = CommandLine::parse(file.kind.stdin_command())?;
+        let binds = self.bind_mounts(node);
+        let timeout = self.deadline(10.0).max(Duration::from_secs(10));
+        let run = exec::exec_in(node, &cmd, &binds, Some(file.text.as_bytes()), timeout);
+        let out = self.block_on(crate::interrupt::unless_interrupted(run))??;
+        self.mark_changed();
+        if out.code != Some(0) {
+            // nft says "/dev/stdin:3:1-4: Error: ...", iptables-restore "line 3 failed".
+            let said = out.stderr.trim().replace("/dev/stdin", &file.name);
+            let why = std::io::Error::other(format!("{} said: {said}", file.kind.program()));
+            return Err(Error::kernel("loading rule file", node.name.as_str(), file.name.clone(), why));
+        }
         Ok(())
     }
 

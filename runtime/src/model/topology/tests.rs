@@ -533,7 +533,10 @@ fn files_hostname_firewall_and_programs() {
     assert_eq!(t.hostname("c").unwrap(), "web-1");
     let e = fails(&mut t, Op::SetHostname { node: nn("c"), name: "a b".into() });
     assert!(matches!(e, Error::BadNodeName { .. }));
-    let change = crate::model::firewall::FirewallChange::ForwardPolicy(crate::model::firewall::Policy::Drop);
+    let change = crate::model::firewall::FirewallChange::ChainPolicy(
+        crate::model::firewall::FilterChain::Forward,
+        crate::model::firewall::Policy::Drop,
+    );
     t.apply(&Op::Firewall { node: nn("c"), change: change.clone() }).unwrap();
     t.apply(&Op::Exec { node: nn("c"), command: "ip -br link".into() }).unwrap();
     let c = t.node("c").unwrap();
