@@ -10,10 +10,10 @@
 //! (plus what `--bind DIR:rw` asks for), where the inner run writes its reports and
 //! exit code; we copy the reports to where they were asked for afterwards.
 //!
-//! Nothing outlives the run: vng runs in its own process group with a parent-death
-//! signal, and QEMU (which vng forks) through `setpriv --pdeathsig KILL`, so killing
-//! netlab — even with SIGKILL — ends the VM; a timeout or a signal kills the whole
-//! group and waits until every process of it has exited.
+//! Nothing outlives the run: vng runs in its own process group and, as root, as
+//! the first process of a PID namespace whose parent (`unshare`) dies with us, so
+//! killing netlab — even with SIGKILL — ends the VM; a timeout or a signal kills
+//! the whole group and waits until every process of it has exited.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,6 @@ sha512_ssse3,sha256_ssse3,sha1_ssse3,aesni_intel,scsi_mod,i2c_smbus,qemu_fw_cfg,
 /// A VM ready to boot: the tools found, the kernel image, the exchange folder.
 pub struct Vm {
     vng: PathBuf,
-    qemu: PathBuf,
     image: PathBuf,
     /// The image's kernel release (what `uname -r` says inside).
     pub release: String,
@@ -77,7 +76,7 @@ impl Vm {
             3
         })?;
         let kvm = kvm_works(&qemu);
-        Ok(Vm { vng, qemu, image, release, kvm, exchange })
+        Ok(Vm { vng, image, release, kvm, exchange })
     }
 
     /// A file of the exchange folder: the path the inner run writes and we read.
@@ -119,13 +118,24 @@ impl Vm {
             script += &quote(&a.to_string_lossy());
         }
         script += &format!("; code=$?; echo $code > {}; exit $code", quote(&exit_file.to_string_lossy()));
-        let mut command = tokio::process::Command::new(&self.vng);
+        // As root, vng starts as PID 1 of a PID namespace of its own, through
+        // util-linux's `unshare --kill-child`: vng runs QEMU two processes down (sh,
+        // virtme-run), which a parent-death signal does not reach; when the
+        // namespace's first process dies, the kernel kills every other one in it.
+        let unshare = which("unshare").filter(|_| nix::unistd::geteuid().is_root());
+        let mut command = match &unshare {
+            Some(unshare) => {
+                let mut c = tokio::process::Command::new(unshare);
+                c.args(["--pid", "--kill-child=SIGKILL", "--"]).arg(&self.vng);
+                c
+            }
+            None => tokio::process::Command::new(&self.vng),
+        };
         command.arg("--run").arg(&self.image).arg("--force-9p");
         if !self.kvm {
             command.arg("--disable-kvm");
         }
         command.arg("--name").arg(format!("netlab-vm-{}", std::process::id()));
-        command.arg("--qemu").arg(self.qemu_with_death_signal());
         command.arg("--append").arg(BLACKLIST);
         command.arg(format!("--rwdir={}", self.exchange.path().display()));
         for dir in rwdirs {
@@ -138,7 +148,7 @@ impl Vm {
         // Stdin stays ours: QEMU would put a terminal in raw mode.
         command.stdin(Stdio::null());
         // Its own process group: a terminal's Ctrl-C reaches us and we end the VM;
-        // if we die, so does vng (and QEMU, through setpriv).
+        // if we die, so does `unshare`, and with it the namespace.
         command.process_group(0);
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
@@ -183,27 +193,6 @@ impl Vm {
             super::test::kill_lab(&mut child).await;
         }
         end
-    }
-
-    /// QEMU, through `setpriv --pdeathsig KILL`: vng forks it, so without this a
-    /// vng killed with SIGKILL would leave it running. (QEMU itself without
-    /// setpriv: then only our kill of the process group ends it.)
-    fn qemu_with_death_signal(&self) -> PathBuf {
-        let Some(setpriv) = which("setpriv") else { return self.qemu.clone() };
-        let wrapper = self.file("qemu");
-        let text = format!(
-            "#!/bin/sh\nexec {} --pdeathsig KILL -- {} \"$@\"\n",
-            quote(&setpriv.to_string_lossy()),
-            quote(&self.qemu.to_string_lossy())
-        );
-        use std::os::unix::fs::PermissionsExt;
-        let written = std::fs::write(&wrapper, text)
-            .and_then(|_| std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)));
-        if written.is_ok() {
-            wrapper
-        } else {
-            self.qemu.clone()
-        }
     }
 
     /// "kernel 6.1.0-57-amd64 (KVM)" for messages.
