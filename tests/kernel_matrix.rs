@@ -93,11 +93,17 @@ fn host_lacks(module: &str) -> bool {
     let dir = Path::new("/lib/modules").join(&release);
     let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
     let dep = std::fs::read_to_string(dir.join("modules.dep")).unwrap_or_default();
-    let named = |text: &str| text.lines().any(|l| l.split(':').next().unwrap_or("").ends_with(&format!("/{module}.ko")) || l.contains(&format!("/{module}.ko.")));
+    let named = |text: &str| {
+        text.lines().any(|l| {
+            l.split(':').next().unwrap_or("").ends_with(&format!("/{module}.ko"))
+                || l.contains(&format!("/{module}.ko."))
+        })
+    };
     !Path::new("/sys/module").join(module).exists() && !named(&builtin) && !named(&dep)
 }
 
-const FEATURES: [(&str, &str); 4] = [("dummy", "dummy"), ("vlan", "8021q"), ("netem", "sch_netem"), ("bond", "bonding")];
+const FEATURES: [(&str, &str); 4] =
+    [("dummy", "dummy"), ("vlan", "8021q"), ("netem", "sch_netem"), ("bond", "bonding")];
 
 /// The same lab natively and under `--kernel debian`: the VM's kernel is another
 /// one (its release, its boot command line) and has the features this machine's
@@ -173,7 +179,11 @@ fn a_failing_batch_under_another_kernel_reports_home() {
     let xml = std::fs::read_to_string(&junit).expect("the JUnit file is on the machine");
     assert_eq!(xml.matches(&format!(r#"<property name="kernel" value="{release}"/>"#)).count(), 2, "{xml}");
     assert!(xml.contains(r#"<failure type="check_failed""#), "{xml}");
-    assert_eq!(std::fs::read_dir(junit.parent().expect("a folder")).expect("reports/").count(), 1, "nothing else written");
+    assert_eq!(
+        std::fs::read_dir(junit.parent().expect("a folder")).expect("reports/").count(),
+        1,
+        "nothing else written"
+    );
     assert!(vm_processes(child.pid).is_empty(), "left running: {:?}", vm_processes(child.pid));
 }
 

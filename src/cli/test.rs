@@ -258,7 +258,10 @@ fn test_in_vm(
         VmEnd::TimedOut(t) => (
             Outcome::Timeout,
             1,
-            format!("the VM did not end within {} (--timeout per round of labs, and the boot allowance): killed", fmt_duration(t)),
+            format!(
+                "the VM did not end within {} (--timeout per round of labs, and the boot allowance): killed",
+                fmt_duration(t)
+            ),
         ),
         VmEnd::Signal(sig) => (Outcome::Interrupted, 128 + sig, "stopped by a signal: the VM was killed".into()),
     };

@@ -69,7 +69,10 @@ impl Vm {
             missing("QEMU is not installed (apt install qemu-system-x86; virtme-ng boots the kernel with it)".into())
         })?;
         let release = image_release(&image).unwrap_or_else(|| {
-            image.file_name().map(|n| n.to_string_lossy().trim_start_matches("vmlinuz-").to_string()).unwrap_or_default()
+            image
+                .file_name()
+                .map(|n| n.to_string_lossy().trim_start_matches("vmlinuz-").to_string())
+                .unwrap_or_default()
         });
         let exchange = tempfile::Builder::new().prefix("netlab-vm-").tempdir().map_err(|e| {
             eprintln!("netlab: --kernel: cannot make a temporary folder: {e}");
@@ -87,7 +90,14 @@ impl Vm {
     /// Boots the VM and runs `exe args` in it (with `env` set), the machine's
     /// folders `rwdirs` writable in it; killed past `deadline` or on SIGINT,
     /// SIGTERM or SIGHUP, and waited for until nothing of it runs.
-    pub fn run(&self, exe: &Path, args: &[OsString], env: &[(&str, OsString)], rwdirs: &[PathBuf], deadline: Duration) -> VmEnd {
+    pub fn run(
+        &self,
+        exe: &Path,
+        args: &[OsString],
+        env: &[(&str, OsString)],
+        rwdirs: &[PathBuf],
+        deadline: Duration,
+    ) -> VmEnd {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => return VmEnd::Failed(format!("cannot start: {e}")),
@@ -108,7 +118,9 @@ impl Vm {
         // vng mounts files over /etc/fstab, /etc/shadow and /etc/sudoers for the
         // guest's start-up; with mounts below it the sandbox could only show /etc
         // read-only, not overlay it (and the lab's /etc/netns files need it writable).
-        let mut script = String::from("awk '$2 ~ \"^/etc/\" {print $2}' /proc/self/mounts | sort -r | xargs -r umount 2>/dev/null; ");
+        let mut script = String::from(
+            "awk '$2 ~ \"^/etc/\" {print $2}' /proc/self/mounts | sort -r | xargs -r umount 2>/dev/null; ",
+        );
         for (k, v) in env {
             script += &format!("{k}={} ", quote(&v.to_string_lossy()));
         }
@@ -276,9 +288,11 @@ pub fn run_lab(args: &super::RunArgs, spec: &str) -> i32 {
     if let Some(name) = clap::ValueEnum::to_possible_value(&args.format) {
         inner.extend(["--format".into(), name.get_name().into()]);
     }
-    for (asked, flag, file) in
-        [(args.junit.is_some(), "--junit", "junit.xml"), (args.state.is_some(), "--state", "state.json"), (args.events.is_some(), "--events", "events")]
-    {
+    for (asked, flag, file) in [
+        (args.junit.is_some(), "--junit", "junit.xml"),
+        (args.state.is_some(), "--state", "state.json"),
+        (args.events.is_some(), "--events", "events"),
+    ] {
         if asked {
             inner.extend([flag.into(), vm.file(file).into()]);
         }
@@ -309,14 +323,17 @@ pub fn run_lab(args: &super::RunArgs, spec: &str) -> i32 {
             return code;
         }
         VmEnd::Failed(why) => (Outcome::Error, 3, why),
-        VmEnd::TimedOut(t) => {
-            (Outcome::Error, 3, format!("the VM did not end within {} s (--max-time and the boot allowance): killed", t.as_secs()))
-        }
+        VmEnd::TimedOut(t) => (
+            Outcome::Error,
+            3,
+            format!("the VM did not end within {} s (--max-time and the boot allowance): killed", t.as_secs()),
+        ),
         VmEnd::Signal(sig) => (Outcome::Interrupted, 128 + sig, "stopped by a signal: the VM was killed".into()),
     };
     let name = args.lab.display().to_string();
     eprintln!("netlab: {name} under {}: {message}", vm.describe());
-    let file = args.events.as_ref().and_then(|p| std::fs::OpenOptions::new().append(true).open(p).ok()).map(std::rc::Rc::new);
+    let file =
+        args.events.as_ref().and_then(|p| std::fs::OpenOptions::new().append(true).open(p).ok()).map(std::rc::Rc::new);
     let mut events = Events::new(&name, file);
     let seconds = started.elapsed().as_secs_f64();
     events.emit(Event::End(Ending {
@@ -441,9 +458,10 @@ fn kvm_works(qemu: &Path) -> bool {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0))
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| {
+        std::fs::metadata(p)
+            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+    })
 }
 
 /// A word for sh, single-quoted.
