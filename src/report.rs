@@ -217,9 +217,10 @@ impl Reporter {
         let took = fmt_duration(self.started.elapsed());
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         let counts = format!("{}, {} passed", plural(steps, "step"), plural(self.checks_passed, "check"));
+        let kernel = crate::results::kernel_release();
         let line = match reason {
-            Some(reason) => format!("{verdict} {path}: {reason} ({counts}, {took})"),
-            None => format!("{verdict} {path}: {counts} in {took}"),
+            Some(reason) => format!("{verdict} {path}: {reason} ({counts}, {took}, kernel {kernel})"),
+            None => format!("{verdict} {path}: {counts} in {took} (kernel {kernel})"),
         };
         self.emit(&line);
     }

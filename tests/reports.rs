@@ -367,6 +367,10 @@ fn report_snapshots() {
         (r#"hostname="[^"]*""#, r#"hostname="[host]""#),
         (r"[0-9]+(\.[0-9]+)? ?(µs|ms|s)\b", "[time]"),
         (r"no reply to [0-9]+ requests", "no reply to [n] requests"),
+        (r#"name="kernel" value="[^"]*""#, r#"name="kernel" value="[kernel]""#),
+        (r#""kernel": "[^"]*""#, r#""kernel": "[kernel]""#),
+        (r"kernel [^\s)]+\)", "kernel [kernel])"),
+        (r"# kernel \S+", "# kernel [kernel]"),
     ] {
         settings.add_filter(pattern, with);
     }

@@ -5,6 +5,7 @@ mod prove;
 mod run;
 mod sh;
 mod test;
+mod vm;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,13 @@ pub struct RunArgs {
     /// Append the run's events (JSON lines) to FILE as they happen (for `netlab test`).
     #[arg(long, value_name = "FILE", hide = true)]
     pub events: Option<PathBuf>,
+    /// Run the lab in a small VM booted with this kernel and the machine's own
+    /// root file system (read-only), through virtme-ng and QEMU: a vmlinuz file,
+    /// `debian` (the newest /boot/vmlinuz-* whose modules are in /lib/modules), or
+    /// a release in /boot. Output, reports and exit code are those of the run
+    /// inside; the reports name the kernel.
+    #[arg(long, value_name = "IMAGE")]
+    pub kernel: Option<String>,
 }
 
 impl RunArgs {

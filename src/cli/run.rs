@@ -39,6 +39,9 @@ pub(super) fn parse_settings(set: &[String]) -> Result<Vec<(String, Dynamic)>, i
 }
 
 pub fn run(args: &RunArgs) -> i32 {
+    if let Some(kernel) = &args.kernel {
+        return super::vm::run_lab(args, kernel);
+    }
     let started = Instant::now();
     let settings = match parse_settings(&args.set) {
         Ok(s) => s,
@@ -264,7 +267,8 @@ fn line_of(text: &str, d: &LabDiagnostic) -> usize {
 }
 
 fn ending(outcome: Outcome, exit_code: i32, message: Option<String>, took: std::time::Duration) -> Ending {
-    Ending { outcome, exit_code, message, detail: None, line: 0, seconds: took.as_secs_f64() }
+    let kernel = Some(crate::results::kernel_release());
+    Ending { outcome, exit_code, message, detail: None, line: 0, seconds: took.as_secs_f64(), kernel }
 }
 
 /// A diagnostic as text without colours, for reports.

@@ -62,6 +62,12 @@ pub struct TestArgs {
     /// run nothing.
     #[arg(long)]
     list: bool,
+    /// Run the labs in one small VM booted with this kernel and the machine's own
+    /// root file system, through virtme-ng and QEMU (`netlab test` runs inside it,
+    /// with the same options): a vmlinuz file, `debian` (the newest
+    /// /boot/vmlinuz-* whose modules are in /lib/modules), or a release in /boot.
+    #[arg(long, value_name = "IMAGE")]
+    kernel: Option<String>,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -151,6 +157,10 @@ pub fn test(args: &TestArgs) -> i32 {
         }
         return 0;
     }
+    let vm = match args.kernel.as_deref().map(super::vm::Vm::prepare).transpose() {
+        Ok(vm) => vm,
+        Err(c) => return c,
+    };
     let junit = match args.junit.as_deref().map(results::JunitFile::create).transpose() {
         Ok(j) => j,
         Err(c) => return c,
@@ -170,12 +180,15 @@ pub fn test(args: &TestArgs) -> i32 {
         }
     };
     let started = Instant::now();
+    if let Some(vm) = vm {
+        return test_in_vm(args, &exe, &labs, &vm, junit.as_ref(), started);
+    }
     let suite = Rc::new(Suite::new(args, labs.len()));
     let (reports, signal) = runtime.block_on(run_all(args, &exe, &labs, suite.clone()));
     suite.clear_progress();
     let totals = Totals::of(&reports);
     let not_run = labs.len() - reports.len();
-    suite.line(&summary(&totals, not_run, started.elapsed(), signal, args.fail_fast));
+    suite.line(&summary(&totals, not_run, started.elapsed(), signal, args.fail_fast, &results::kernel_release()));
     let written = results::write_reports(&reports, started.elapsed().as_secs_f64(), args.format, junit.as_ref());
     if let Some(sig) = signal {
         return 128 + sig;
@@ -194,11 +207,95 @@ pub fn test(args: &TestArgs) -> i32 {
     }
 }
 
+/// `netlab test --kernel IMAGE`: one VM for the whole batch, `netlab test` of the
+/// same labs (already filtered and sharded here) inside it with the same options.
+fn test_in_vm(
+    args: &TestArgs,
+    exe: &Path,
+    labs: &[PathBuf],
+    vm: &super::vm::Vm,
+    junit: Option<&results::JunitFile>,
+    started: Instant,
+) -> i32 {
+    use super::vm::VmEnd;
+    use std::ffi::OsString;
+    let mut inner: Vec<OsString> = vec!["test".into()];
+    inner.extend(labs.iter().map(|l| l.clone().into_os_string()));
+    inner.extend(["--timeout".into(), args.timeout.to_string().into()]);
+    inner.extend(["--slow-factor".into(), args.slow_factor.to_string().into()]);
+    for s in &args.set {
+        inner.extend(["--set".into(), s.into()]);
+    }
+    if let Some(j) = args.jobs {
+        inner.extend(["--jobs".into(), j.to_string().into()]);
+    }
+    if args.fail_fast {
+        inner.push("--fail-fast".into());
+    }
+    if let Some(name) = clap::ValueEnum::to_possible_value(&args.format) {
+        inner.extend(["--format".into(), name.get_name().into()]);
+    }
+    if args.junit.is_some() {
+        inner.extend(["--junit".into(), vm.file("junit.xml").into()]);
+    }
+    let mut env = Vec::new();
+    if let Some(v) = std::env::var_os("NO_COLOR") {
+        env.push(("NO_COLOR", v));
+    }
+    // Each lab is killed inside at --timeout, so the batch ends within a timeout per
+    // round of --jobs labs (at least 4 at once inside).
+    let rounds = labs.len().div_ceil(args.jobs.unwrap_or(4).max(1) as usize) as f64;
+    let deadline = super::vm::BOOT_ALLOWANCE + Duration::from_secs_f64(args.timeout * rounds + 60.0);
+    let end = vm.run(exe, &inner, &env, &[], deadline);
+    let (outcome, code, message) = match end {
+        VmEnd::Exited(code) => {
+            if let Some(path) = &args.junit {
+                super::vm::copy_back(&vm.file("junit.xml"), path, false);
+            }
+            return code;
+        }
+        VmEnd::Failed(why) => (Outcome::Error, 3, why),
+        VmEnd::TimedOut(t) => (
+            Outcome::Timeout,
+            1,
+            format!(
+                "the VM did not end within {} (--timeout per round of labs, and the boot allowance): killed",
+                fmt_duration(t)
+            ),
+        ),
+        VmEnd::Signal(sig) => (Outcome::Interrupted, 128 + sig, "stopped by a signal: the VM was killed".into()),
+    };
+    // The run inside said nothing we can use: every lab is reported as the VM ended.
+    eprintln!("netlab: under {}: {message}", vm.describe());
+    let took = started.elapsed();
+    let reports: Vec<LabReport> = labs
+        .iter()
+        .map(|lab| {
+            let mut fold = results::Fold::new(&lab.display().to_string());
+            fold.apply(&results::Event::End(results::Ending {
+                outcome,
+                exit_code: code,
+                message: Some(message.clone()),
+                detail: None,
+                line: 0,
+                seconds: took.as_secs_f64(),
+                kernel: Some(vm.release.clone()),
+            }));
+            fold.finish(String::new())
+        })
+        .collect();
+    let suite = Suite::new(args, labs.len());
+    let signal = (code > 128).then_some(code - 128);
+    suite.line(&summary(&Totals::of(&reports), 0, took, signal, args.fail_fast, &vm.release));
+    let _ = results::write_reports(&reports, took.as_secs_f64(), args.format, junit);
+    code
+}
+
 fn show_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn summary(t: &Totals, not_run: usize, took: Duration, signal: Option<i32>, fail_fast: bool) -> String {
+fn summary(t: &Totals, not_run: usize, took: Duration, signal: Option<i32>, fail_fast: bool, kernel: &str) -> String {
     let mut parts = vec![format!("{} passed", t.passed)];
     for (n, what) in [
         (t.failed, "failed"),
@@ -220,12 +317,13 @@ fn summary(t: &Totals, not_run: usize, took: Duration, signal: Option<i32>, fail
         parts.push(format!("{not_run} not run ({why})"));
     }
     format!(
-        "{} ({} labs, {} checks passed, {} failed, in {})",
+        "{} ({} labs, {} checks passed, {} failed, in {}, kernel {})",
         parts.join(", "),
         t.labs,
         t.checks_passed,
         t.checks_failed,
-        fmt_duration(took)
+        fmt_duration(took),
+        kernel
     )
 }
 
@@ -487,7 +585,7 @@ enum ChildEnd {
 /// the lab's programs), and waits until each has exited: when this returns,
 /// nothing of the lab runs any more. (Killing `netlab run` alone would do too —
 /// its sandbox dies with it — but a moment later.)
-async fn kill_lab(child: &mut tokio::process::Child) {
+pub(super) async fn kill_lab(child: &mut tokio::process::Child) {
     let Some(pid) = child.id() else { return };
     let mut pids = vec![pid];
     pids.extend(descendants(pid));

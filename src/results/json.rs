@@ -5,7 +5,7 @@
 //! timeouts, interrupted, checks_passed, checks_failed}, labs: [{path, outcome,
 //! exit_code, seconds, message?, line?, steps: [{number, title, line, outcome,
 //! seconds, checks: [{passed, text, line, reason?}], message?, detail?, at_line?}],
-//! output?}]}`. Fields are only ever added within a version.
+//! output?, kernel}]}` (`kernel`: the `uname -r` the lab ran on). Fields are only ever added within a version.
 
 use serde::Serialize;
 

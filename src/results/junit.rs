@@ -61,7 +61,11 @@ fn suite(w: &mut Writer<Vec<u8>>, id: usize, lab: &LabReport, timestamp: &str, h
         .write_inner_content(|w| {
             w.create_element("properties").write_inner_content(|w| {
                 let outcome = format!("{:?}", lab.outcome).to_lowercase();
-                for (name, value) in [("outcome", outcome), ("exit_code", lab.exit_code.to_string())] {
+                let mut properties = vec![("outcome", outcome), ("exit_code", lab.exit_code.to_string())];
+                if !lab.kernel.is_empty() {
+                    properties.push(("kernel", clean(&lab.kernel)));
+                }
+                for (name, value) in properties {
                     w.create_element("property")
                         .with_attribute(("name", name))
                         .with_attribute(("value", value.as_str()))

@@ -55,6 +55,9 @@ pub struct Ending {
     #[serde(default)]
     pub line: usize,
     pub seconds: f64,
+    /// The release of the kernel the lab ran on (`uname -r`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 /// The outcome of a lab.
@@ -154,6 +157,10 @@ pub struct LabReport {
     /// What the lab printed (its human output and diagnostics).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output: String,
+    /// The release of the kernel the lab ran on (`uname -r`): this machine's, or
+    /// the one `--kernel IMAGE` booted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kernel: String,
 }
 
 impl StepReport {
@@ -226,6 +233,9 @@ impl Fold {
                 line: None,
                 steps: Vec::new(),
                 output: String::new(),
+                // Whoever folds the events runs on the lab's kernel (`netlab test
+                // --kernel` folds inside the VM); an ending that says otherwise wins.
+                kernel: kernel_release(),
             },
             open: None,
             skip: None,
@@ -313,6 +323,9 @@ impl Fold {
         r.seconds = end.seconds;
         r.message = end.message.clone();
         r.line = (end.line > 0).then_some(end.line);
+        if let Some(kernel) = &end.kernel {
+            r.kernel = kernel.clone();
+        }
         if let Some((reason, line)) = &self.skip {
             if end.outcome == Outcome::Skipped {
                 r.message = Some(reason.clone());
@@ -367,8 +380,15 @@ impl Fold {
             s.outcome = StepOutcome::Unfinished;
             s.seconds = took.as_secs_f64();
         }
-        let end =
-            Ending { outcome, exit_code, message: Some(message), detail: None, line: 0, seconds: took.as_secs_f64() };
+        let end = Ending {
+            outcome,
+            exit_code,
+            message: Some(message),
+            detail: None,
+            line: 0,
+            seconds: took.as_secs_f64(),
+            kernel: None,
+        };
         // Recorded like an ending, with the unfinished step as the one it happened in.
         let open = self.open;
         self.end(&end);
@@ -419,6 +439,15 @@ impl Events {
     pub fn report(&self, output: String) -> LabReport {
         self.fold.clone().finish(output)
     }
+}
+
+/// The release of the running kernel (`uname -r`), "unknown" if it cannot be read.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Reads the events a lab appended to `path` (lines that do not parse — a line cut
@@ -554,6 +583,7 @@ mod tests {
             detail: None,
             line: 21,
             seconds: 0.3,
+            kernel: None,
         }));
         let r = f.finish(String::new());
         assert_eq!(r.steps.len(), 2);
@@ -575,6 +605,7 @@ mod tests {
             detail: None,
             line: 30,
             seconds: 0.3,
+            kernel: None,
         }));
         let r = f.finish(String::new());
         assert_eq!(r.steps[0].number, 0);

@@ -11,6 +11,9 @@ pub fn render(labs: &[LabReport]) -> String {
         out += &format!("# Subtest: {}\n", one_line(&lab.path));
         let cases = lab.cases();
         out += &format!("    1..{}\n", cases.len());
+        if !lab.kernel.is_empty() {
+            out += &format!("    # kernel {}\n", one_line(&lab.kernel));
+        }
         for (j, step) in cases.iter().enumerate() {
             step_point(&mut out, j + 1, step, lab);
         }
