@@ -52,9 +52,11 @@ fn stem(path: &Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
-/// The lab names (file stems) in labs/.
+/// The lab names (file stems) in labs/, then labs/more/ ("more/uplinks"): a lab's
+/// chapter is book/src/labs/NAME.md.
 fn lab_names() -> Vec<String> {
-    let names: Vec<String> = files_with_ext(&root().join("labs"), "rhai").iter().map(|p| stem(p)).collect();
+    let mut names: Vec<String> = files_with_ext(&root().join("labs"), "rhai").iter().map(|p| stem(p)).collect();
+    names.extend(files_with_ext(&root().join("labs/more"), "rhai").iter().map(|p| format!("more/{}", stem(p))));
     assert!(!names.is_empty(), "labs/ has no .rhai files");
     names
 }
@@ -100,7 +102,9 @@ fn every_lab_has_a_chapter() {
             continue;
         }
         let text = read(&chapter);
-        let include = format!("{{{{#include ../../../labs/{name}.rhai}}}}");
+        // From book/src/labs/ (or book/src/labs/more/) up to the repository's root.
+        let up = "../".repeat(3 + name.matches('/').count());
+        let include = format!("{{{{#include {up}labs/{name}.rhai}}}}");
         let lines: Vec<&str> = text.lines().collect();
         match lines.iter().position(|l| l.trim() == include) {
             None => problems.push(format!("book/src/labs/{name}.md lacks the line {include}")),
@@ -116,8 +120,9 @@ fn every_lab_has_a_chapter() {
             problems.push(format!("SUMMARY.md does not list labs/{name}.md"));
         }
         // The drawing book/generate-graphs.sh makes from `netlab graph` when the book is built.
-        if !text.contains(&format!("](../graphs/{name}.svg)")) {
-            problems.push(format!("book/src/labs/{name}.md does not show its graph ../graphs/{name}.svg"));
+        let graph = format!("{}graphs/{name}.svg", "../".repeat(1 + name.matches('/').count()));
+        if !text.contains(&format!("]({graph})")) {
+            problems.push(format!("book/src/labs/{name}.md does not show its graph {graph}"));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

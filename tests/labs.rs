@@ -45,7 +45,7 @@ for_each_lab!(labs);
 /// A new lab cannot be forgotten here (tests/common/mod.rs, for_each_lab!).
 #[test]
 fn every_lab_is_listed() {
-    let mut listed: Vec<&str> = LISTED.iter().copied().filter(|f| !f.contains('/')).collect();
+    let mut listed: Vec<&str> = LISTED.iter().copied().filter(|f| !f.starts_with("scale/")).collect();
     listed.sort();
     assert_eq!(common::lab_files(), listed);
 }

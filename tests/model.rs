@@ -10,11 +10,7 @@ use std::process::Command;
 use common::{decode, netlab, root};
 
 fn labs() -> Vec<PathBuf> {
-    let mut labs: Vec<PathBuf> = std::fs::read_dir(root().join("labs"))
-        .expect("labs/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
-        .collect();
+    let mut labs: Vec<PathBuf> = common::lab_files().iter().map(|f| root().join("labs").join(f)).collect();
     labs.push(root().join("labs/scale/w1.rhai"));
     labs.sort();
     labs

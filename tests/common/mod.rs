@@ -82,19 +82,24 @@ macro_rules! for_each_lab {
             docker0 => "docker0.rhai",
             docker_modes => "docker_modes.rhai",
             port_reuse => "port_reuse.rhai",
+            more_uplinks => "more/uplinks.rhai",
             $($extra)*
         }
     };
 }
 
-/// The *.rhai files directly in labs/, sorted: what `for_each_lab!` must list.
+/// The *.rhai files in labs/ and labs/more/ (the labs beyond the seeds), sorted:
+/// what `for_each_lab!` must list (labs/scale/ holds the benchmark, listed apart).
 pub fn lab_files() -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir(root().join("labs"))
-        .expect("labs/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
-        .map(|p| p.file_name().expect("a file").to_string_lossy().into_owned())
-        .collect();
+    let mut found = Vec::new();
+    for (dir, prefix) in [("labs", ""), ("labs/more", "more/")] {
+        for entry in std::fs::read_dir(root().join(dir)).expect(dir) {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rhai") {
+                found.push(format!("{prefix}{}", path.file_name().expect("a file").to_string_lossy()));
+            }
+        }
+    }
     found.sort();
     found
 }
