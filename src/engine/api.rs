@@ -63,6 +63,8 @@ docs! {
     "listening": "listening(node)" => "The node's listening sockets (`ss -tuln`): an array of maps {proto, local, ip, port}.";
     "curl": "curl(node, \"http://example.com/\")  or  curl(node, url, #{timeout: 3})" => "An HTTP GET from inside the node, names resolved through its resolv.conf and hosts; returns #{ok, status, body, error}.";
     "expect_http": "expect_http(node, url)  or  expect_http(node, url, #{status: 200, body: \"text\", timeout: 3})" => "Passes when a GET from the node answers with the status (200) and the body contains the text; retries until the timeout.";
+    "expect_tcp": "expect_tcp(node, \"10.0.0.2:80\")  or  expect_tcp(node, \"[fd00::2]:80\", #{timeout: 3})" => "`nc -z 10.0.0.2 80`: a TCP handshake from the node succeeds (retried until the timeout, 3 s); the connection is closed at once.";
+    "expect_no_tcp": "expect_no_tcp(node, \"10.0.0.2:8080\")  or  expect_no_tcp(node, \"10.0.0.2:8080\", #{error: \"refused\" | \"silence\" | ..., window: 1})" => "No TCP handshake from the node within the window; with error, only for that reason (a reject's \"refused\", a drop's \"silence\").";
     "expect_no_http": "expect_no_http(node, url)  or  expect_no_http(node, url, #{window: 0.1, error: \"refused\"})" => "Passes when a GET from the node gets no HTTP answer within the window (0.1 s) and says why; `error` requires the reason (see expect_no_ping, and \"no-nameserver\", \"no-such-name\", \"resolve\"). A malformed URL is a script error.";
     "resolve": "resolve(node, \"example.com\")" => "The addresses the node's resolver finds for a name (an empty array if none).";
     "expect_resolve": "expect_resolve(node, \"example.com\")" => "Passes when the node can resolve the name.";

@@ -218,6 +218,13 @@ fn check_url(ctx: &NativeCallContext, url: &str) -> RhaiResult<()> {
     }
 }
 
+/// "10.0.0.2:80" or "[fd00::2]:80", the port required.
+fn target_addr(ctx: &NativeCallContext, target: &str) -> RhaiResult<std::net::SocketAddr> {
+    target.parse().map_err(|_| {
+        runtime_error(ctx, format!("{target:?} is not an address and port: \"10.0.0.2:80\" or \"[fd00::2]:80\""))
+    })
+}
+
 fn check_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<()> {
     netlab_runtime::service::curl::check_host_name(name)
         .map_err(|reason| runtime_error(ctx, format!("{name:?} is not a valid host name: {reason}")))
@@ -341,6 +348,74 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
         e(ctx, node, url, Map::new())
     });
     engine.register_fn("expect_no_http", expect_no_http);
+
+    // expect_tcp(node, "ip:port" [, #{timeout}]): a TCP handshake succeeds (retried
+    // until the deadline, like expect_http); the connection is closed at once.
+    let (ss, r) = (s.clone(), rep.clone());
+    let expect_tcp = move |ctx: NativeCallContext, node: Dynamic, target: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["timeout"])?;
+        let node = ss.node(&ctx, &node)?;
+        let addr = target_addr(&ctx, target)?;
+        let deadline = Instant::now() + ss.deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
+        let title = format!("{node} connects to {addr}");
+        ss.probe(&ctx, Probe::Tcp { node: node.clone(), addr, expect: Some(Expect::Answer) });
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            match to_rhai(&ctx, ss.backend().tcp_connect(&node, addr, left))? {
+                Ok(took) => {
+                    let title = format!("{title}: handshake in {}", fmt_duration(took));
+                    r.borrow_mut().check_passed(&title, super::values::line(&ctx));
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(check_failure(&ctx, &r, title, e.to_string(), None));
+                }
+                Err(_) => ss.backend().sleep(Duration::from_millis(100)),
+            }
+        }
+    };
+    let e = expect_tcp.clone();
+    engine.register_fn("expect_tcp", move |ctx: NativeCallContext, node: Dynamic, target: &str| {
+        e(ctx, node, target, Map::new())
+    });
+    engine.register_fn("expect_tcp", expect_tcp);
+
+    // expect_no_tcp(node, "ip:port" [, #{window, error}]): no handshake within the
+    // window, and (with error) for that reason: "refused", "silence", ...
+    let (ss, r) = (s.clone(), rep.clone());
+    let expect_no_tcp = move |ctx: NativeCallContext, node: Dynamic, target: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["window", "error"])?;
+        let node = ss.node(&ctx, &node)?;
+        let addr = target_addr(&ctx, target)?;
+        let window = ss.window(&ctx, opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?)?;
+        let wanted = super::checks::wanted_reason(&ctx, &opts)?;
+        let title = format!("{node} cannot connect to {addr}");
+        ss.probe(&ctx, Probe::Tcp { node: node.clone(), addr, expect: Some(Expect::NoAnswer) });
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
+        to_rhai(&ctx, ss.backend().clear_probe_leftovers())?;
+        match to_rhai(&ctx, ss.backend().tcp_connect(&node, addr, window))? {
+            Err(e) => nothing_got_through(&ctx, &r, title, &e, e.reasons(), wanted),
+            Ok(took) => Err(check_failure(
+                &ctx,
+                &r,
+                title,
+                format!("the handshake succeeded in {}", fmt_duration(took)),
+                Some("something already lets this through; check the steps before this one".into()),
+            )),
+        }
+    };
+    let e = expect_no_tcp.clone();
+    engine.register_fn("expect_no_tcp", move |ctx: NativeCallContext, node: Dynamic, target: &str| {
+        e(ctx, node, target, Map::new())
+    });
+    engine.register_fn("expect_no_tcp", expect_no_tcp);
 
     let ss = s.clone();
     engine.register_fn("resolve", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Array> {

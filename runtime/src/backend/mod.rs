@@ -94,6 +94,13 @@ pub trait Backend {
         url: &str,
         timeout: Duration,
     ) -> Result<std::result::Result<HttpReply, CurlError>>;
+    /// `nc -z IP PORT` from the node: the TCP handshake's time, or why there was none.
+    fn tcp_connect(
+        &self,
+        node: &NodeName,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Duration, CurlError>>;
     fn resolve(
         &self,
         node: &NodeName,

@@ -171,6 +171,16 @@ impl Backend for ModelBackend {
         Ok(Err(CurlError::Other(NOT_EVALUATED.into())))
     }
 
+    fn tcp_connect(
+        &self,
+        node: &NodeName,
+        _addr: std::net::SocketAddr,
+        _timeout: Duration,
+    ) -> Result<std::result::Result<Duration, CurlError>> {
+        self.require_node(node.as_str())?;
+        Ok(Err(CurlError::Other(NOT_EVALUATED.into())))
+    }
+
     /// As a node without a nameserver: no one was asked.
     fn resolve(
         &self,

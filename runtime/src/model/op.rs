@@ -168,6 +168,8 @@ pub enum Probe {
     PingAll { nodes: Vec<NodeName>, dst: IpAddr, expect: Option<Expect> },
     /// `curl URL` from the node.
     Http { node: NodeName, url: String, expect: Option<Expect>, status: u16, body: Option<String> },
+    /// `nc -z IP PORT` from the node: a TCP handshake.
+    Tcp { node: NodeName, addr: SocketAddr, expect: Option<Expect> },
     /// `getent hosts NAME` from the node.
     Resolve { node: NodeName, name: String, expect: Option<Expect> },
 }
@@ -179,6 +181,7 @@ impl Probe {
             Probe::Ping { expect, .. }
             | Probe::PingAll { expect, .. }
             | Probe::Http { expect, .. }
+            | Probe::Tcp { expect, .. }
             | Probe::Resolve { expect, .. } => expect.is_some(),
         }
     }

@@ -434,6 +434,18 @@ impl Export {
                     None => self.line(format!("{exec}curl -sS --max-time {ANSWER_SECONDS} {url_q} || true")),
                 }
             }
+            Probe::Tcp { node, addr, expect } => {
+                // bash's own /dev/tcp: a handshake without needing nc on the machine.
+                let exec = self.r.program_exec(node);
+                let target = format!("/dev/tcp/{}/{}", addr.ip(), addr.port());
+                let command = format!("{exec}timeout 1 bash -c {}", q(&format!("exec 3<>{target}")));
+                self.check(
+                    *expect,
+                    &format!("{node} connects to {addr}"),
+                    &format!("{node} cannot connect to {addr}"),
+                    |_| command.clone(),
+                );
+            }
             Probe::Resolve { node, name, expect } => {
                 let exec = self.r.program_exec(node);
                 let command = format!("{exec}getent hosts {}", q(name));

@@ -402,6 +402,9 @@ impl Renderer {
                 out
             }
             Probe::Http { node, url, .. } => vec![format!("{}curl {}", self.program_exec(node), q(url))],
+            Probe::Tcp { node, addr, .. } => {
+                vec![format!("{}nc -z -w1 {} {}", self.program_exec(node), addr.ip(), addr.port())]
+            }
             Probe::Resolve { node, name, .. } => {
                 vec![format!("{}getent hosts {}", self.program_exec(node), q(name))]
             }

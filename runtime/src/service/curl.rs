@@ -520,26 +520,44 @@ pub async fn http_get(url: &str, resolver: NodeResolver, timeout: Duration) -> R
     }
 }
 
+/// `nc -z IP PORT`: a TCP connection opened and closed again at once; how long
+/// the handshake took, or why there was none (in curl's words).
+pub async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<Duration, CurlError> {
+    let (host, port) = (addr.ip().to_string(), addr.port());
+    let start = std::time::Instant::now();
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            drop(stream);
+            Ok(start.elapsed())
+        }
+        Ok(Err(io)) => Err(connect_error(&io, host.clone(), port).unwrap_or(CurlError::Other(io.to_string()))),
+        Err(_elapsed) => Err(CurlError::Timeout { host, port, after: timeout, stage: Stage::Connecting }),
+    }
+}
+
+/// The kernel's answer to connect(), as curl words it.
+fn connect_error(io: &std::io::Error, host: String, port: u16) -> Option<CurlError> {
+    let unreachable = |reason: Reason| CurlError::Unreachable { host: host.clone(), port, reason };
+    Some(match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => CurlError::Refused { host: host.clone(), port },
+        std::io::ErrorKind::NetworkUnreachable => unreachable(Reason::NetUnreachable { from: None }),
+        std::io::ErrorKind::HostUnreachable => unreachable(Reason::HostUnreachable { from: None }),
+        std::io::ErrorKind::PermissionDenied => unreachable(Reason::Prohibited { from: None }),
+        std::io::ErrorKind::ConnectionReset => CurlError::Reset,
+        _ => return None,
+    })
+}
+
 /// Finds the root cause in reqwest's error chain: our own lookup failure, or
 /// the kernel's answer to connect().
 fn classify(err: &reqwest::Error, host: String, port: u16) -> CurlError {
-    let unreachable = |reason: Reason| CurlError::Unreachable { host: host.clone(), port, reason };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(lookup) = e.downcast_ref::<LookupError>() {
             return CurlError::Resolve(lookup.clone());
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    return CurlError::Refused { host, port };
-                }
-                std::io::ErrorKind::NetworkUnreachable => return unreachable(Reason::NetUnreachable { from: None }),
-                std::io::ErrorKind::HostUnreachable => return unreachable(Reason::HostUnreachable { from: None }),
-                std::io::ErrorKind::PermissionDenied => return unreachable(Reason::Prohibited { from: None }),
-                std::io::ErrorKind::ConnectionReset => return CurlError::Reset,
-                _ => {}
-            }
+        if let Some(known) = e.downcast_ref::<std::io::Error>().and_then(|io| connect_error(io, host.clone(), port)) {
+            return known;
         }
         source = e.source();
     }

@@ -274,6 +274,16 @@ impl Backend for Lab {
         Lab::http_get(self, &*self.node_of(node)?, url, timeout)
     }
 
+    fn tcp_connect(
+        &self,
+        node: &NodeName,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Duration, CurlError>> {
+        self.flush()?;
+        Lab::tcp_connect(self, &*self.node_of(node)?, addr, timeout)
+    }
+
     fn resolve(
         &self,
         node: &NodeName,

@@ -149,6 +149,20 @@ impl Lab {
         Ok(reply)
     }
 
+    /// `nc -z IP PORT` from inside the node.
+    pub fn tcp_connect(
+        &self,
+        node: &Node,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Duration, CurlError>> {
+        let done = self.probe_in(node, async move { service::curl::tcp_connect(addr, timeout).await })?;
+        if done.is_err() {
+            self.note_unanswered();
+        }
+        Ok(done)
+    }
+
     /// Looks a name up as the node's programs would.
     pub fn resolve(
         &self,
