@@ -62,3 +62,77 @@ fn a_bad_target_is_the_labs_mistake_and_plan_shows_nc() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ip netns exec a nc -z -w1 fd00::2 8080"), "{text}");
 }
+
+const ROUTED: &str = r#"
+let a = netns("a");
+let r = netns("r");
+let b = netns("b");
+veth(a, "eth0", r, "ra");
+veth(r, "rb", b, "eth0");
+addr(a, "eth0", "10.1.0.2/24");
+addr(r, "ra", "10.1.0.1/24");
+addr(r, "rb", "10.2.0.1/24");
+addr(b, "eth0", "10.2.0.2/24");
+for n in [a, r, b] { up(n, "lo"); }
+up(a, "eth0"); up(r, "ra"); up(r, "rb"); up(b, "eth0");
+route(a, "default", "10.1.0.1");
+route(b, "default", "10.2.0.1");
+sysctl(r, "net.ipv4.ip_forward", 1);
+set_link(r, "rb", #{mtu: 1400});
+set_link(b, "eth0", #{mtu: 1400});
+"#;
+
+/// ping's -t, -s with -M do, and -I: each option changes what the probe sees, and
+/// the ICMP errors say so (from the router).
+#[test]
+fn ping_options_ttl_size_df_and_source() {
+    let lab = format!(
+        "{ROUTED}expect_ping(a, \"10.2.0.2\", #{{ttl: 2}});\n\
+         expect_no_ping(a, \"10.2.0.2\", #{{ttl: 1, error: \"ttl-exceeded\"}});\n\
+         expect_ping(a, \"10.2.0.2\", #{{size: 1372, df: true}});\n\
+         expect_no_ping(a, \"10.2.0.2\", #{{size: 1373, df: true, error: \"frag-needed\"}});\n\
+         expect_ping(a, \"10.2.0.2\", #{{size: 1373}});\n\
+         expect_no_ping(a, \"10.2.0.2\", #{{size: 1473, df: true, error: \"frag-needed\"}});\n\
+         expect_ping(a, \"10.1.0.1\", #{{source: \"10.1.0.2\"}});\n"
+    );
+    let (code, out, err) = run_text("opts.rhai", &lab);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("a cannot ping 10.2.0.2 -t 1: no reply to")
+            && out.contains("Time to live exceeded (from 10.1.0.1)"),
+        "{out}"
+    );
+    assert!(out.contains("Frag needed and DF set (mtu = 1400) (from 10.1.0.1)"), "{out}");
+    assert!(out.contains("local error: message too long, mtu=1400"), "{out}");
+
+    // The positive checks fail where the option makes them fail.
+    for (call, says) in [
+        ("expect_ping(a, \"10.2.0.2\", #{ttl: 1, timeout: 0.3});", "Time to live exceeded (from 10.1.0.1)"),
+        ("expect_ping(a, \"10.2.0.2\", #{size: 1373, df: true, timeout: 0.3});", "Frag needed and DF set (mtu = 1400)"),
+    ] {
+        let (code, out, err) = run_text("fails.rhai", &format!("{ROUTED}{call}\n"));
+        assert_eq!(code, 1, "{call}\n{out}\n{err}");
+        assert!(err.contains(says), "{call}: {says} in\n{err}");
+    }
+    // And the negative ones where the path allows it: a TTL of 2 gets there.
+    let (code, out, err) = run_text(
+        "reaches.rhai",
+        &format!("{ROUTED}expect_no_ping(a, \"10.2.0.2\", #{{ttl: 2, error: \"ttl-exceeded\"}});\n"),
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("requests were answered"), "{err}");
+}
+
+#[test]
+fn bad_ping_options_are_the_labs_mistake() {
+    for (call, says) in [
+        ("expect_ping(a, \"10.1.0.1\", #{size: 4});", "size is 8 to 65507 (netlab's probe carries an 8-byte token)"),
+        ("expect_ping(a, \"10.1.0.1\", #{ttl: 0});", "ttl is 1 to 255"),
+        ("expect_ping(a, \"10.1.0.1\", #{source: \"fd00::1\"});", "different IP versions"),
+        ("expect_no_ping(a, \"10.1.0.1\", #{df: 1});", "true or false for df"),
+    ] {
+        let (code, out, err) = run_text("bad.rhai", &format!("{ROUTED}{call}\n"));
+        assert_eq!(code, 2, "{call}\n{out}\n{err}");
+        assert!(err.contains(says), "{call}: {says} in\n{err}");
+    }
+}

@@ -18,6 +18,13 @@ pub enum Reason {
     /// A firewall rejected it (ICMP administratively prohibited, or EPERM from a
     /// local output rule).
     Prohibited { from: Option<IpAddr> },
+    /// A router on the way decremented the TTL (hop limit) to 0 ("Time to live
+    /// exceeded").
+    TtlExceeded { from: Option<IpAddr> },
+    /// Too big for a link on the way, and not to be fragmented (DF): "Frag needed
+    /// and DF set (mtu = 1400)" from a router, or refused by the local kernel
+    /// ("local error: message too long, mtu=1450"). `mtu` as the kernel said it.
+    FragNeeded { mtu: u32, from: Option<IpAddr> },
     /// Nothing came back at all (dropped by a firewall or a policy, no route back...).
     Silence,
     /// The address answered, but nothing listens on the port (TCP RST, ICMP port
@@ -38,6 +45,8 @@ pub const KEYWORDS: &[(&str, &str)] = &[
     ("unreachable", "no route (\"Network is unreachable\")"),
     ("host-unreachable", "no neighbour answered ARP/ND (\"Destination Host Unreachable\")"),
     ("prohibited", "rejected by a firewall (ICMP administratively prohibited)"),
+    ("ttl-exceeded", "a router on the way found the TTL spent (\"Time to live exceeded\")"),
+    ("frag-needed", "too big for a link on the way and not to be fragmented (DF, \"Frag needed\")"),
     ("silence", "nothing came back at all"),
     ("refused", "connection refused: nothing listens on that port"),
     ("reset", "connection reset"),
@@ -53,6 +62,8 @@ impl Reason {
             Reason::NetUnreachable { .. } => "unreachable",
             Reason::HostUnreachable { .. } => "host-unreachable",
             Reason::Prohibited { .. } => "prohibited",
+            Reason::TtlExceeded { .. } => "ttl-exceeded",
+            Reason::FragNeeded { .. } => "frag-needed",
             Reason::Silence => "silence",
             Reason::Refused => "refused",
             Reason::Reset => "reset",
@@ -89,6 +100,7 @@ impl Reason {
             (false, 3, 1 | 7 | 12) | (true, 1, 3) => Reason::HostUnreachable { from },
             (false, 3, 9 | 10 | 13) | (true, 1, 1 | 5 | 6) => Reason::Prohibited { from },
             (false, 3, 3) | (true, 1, 4) => Reason::Refused,
+            (false, 11, 0) | (true, 3, 0) => Reason::TtlExceeded { from },
             _ => Reason::Other(format!("ICMP{} type {kind} code {code}", if v6 { "v6" } else { "" })),
         }
     }
@@ -112,6 +124,15 @@ impl fmt::Display for Reason {
             }
             Reason::Prohibited { from: at } => {
                 f.write_str("Packet filtered")?;
+                from(f, at)
+            }
+            Reason::TtlExceeded { from: at } => {
+                f.write_str("Time to live exceeded")?;
+                from(f, at)
+            }
+            Reason::FragNeeded { mtu, from: None } => write!(f, "local error: message too long, mtu={mtu}"),
+            Reason::FragNeeded { mtu, from: at } => {
+                write!(f, "Frag needed and DF set (mtu = {mtu})")?;
                 from(f, at)
             }
             Reason::Silence => f.write_str("no answer"),

@@ -45,11 +45,28 @@ pub struct PingReport {
     pub neigh_table_full: bool,
 }
 
+/// `ping -s SIZE -M do -t TTL -I SOURCE`: what a probe's requests look like.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PingOpts {
+    /// ICMP data bytes (ping's -s; 56 when None, as ping sends). At least 8: the
+    /// probe's token.
+    pub size: Option<u16>,
+    /// Don't fragment (ping -M do): too big for a link is an error, not fragments.
+    pub df: bool,
+    /// The TTL (IPv6: hop limit) of the requests (ping -t).
+    pub ttl: Option<u8>,
+    /// The source address (ping -I ADDRESS).
+    pub source: Option<IpAddr>,
+}
+
+/// ping's default data size.
+pub const DEFAULT_SIZE: u16 = 56;
+
 /// How often a watch asks whether anything can still arrive.
 const QUIET_CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// Creates the socket; call it from inside the node's namespace.
-pub fn icmp_socket(dst: IpAddr) -> io::Result<Socket> {
+pub fn icmp_socket(dst: IpAddr, opts: &PingOpts) -> io::Result<Socket> {
     let sock = match dst {
         IpAddr::V4(_) => Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?,
         IpAddr::V6(_) => Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?,
@@ -59,18 +76,32 @@ pub fn icmp_socket(dst: IpAddr) -> io::Result<Socket> {
         IpAddr::V4(_) => {
             // linux/icmp.h: ICMP_FILTER on SOL_RAW, a bit set blocks that type.
             let block_all_but_echo_reply: u32 = !(1 << ICMP_ECHOREPLY);
-            set_filter(&sock, SOL_RAW, ICMP_FILTER, &block_all_but_echo_reply)?;
-            setsockopt(&sock, sockopt::Ipv4RecvErr, &true)
+            set_option(&sock, SOL_RAW, ICMP_FILTER, &block_all_but_echo_reply)?;
+            setsockopt(&sock, sockopt::Ipv4RecvErr, &true)?;
+            if let Some(ttl) = opts.ttl {
+                sock.set_ttl_v4(u32::from(ttl))?;
+            }
+            if opts.df {
+                set_option(&sock, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &libc::IP_PMTUDISC_DO)?;
+            }
         }
         IpAddr::V6(_) => {
             // linux/icmpv6.h: struct icmp6_filter, a bit set blocks that type.
             let mut filter = [u32::MAX; 8];
             filter[usize::from(ICMPV6_ECHO_REPLY) >> 5] &= !(1 << (ICMPV6_ECHO_REPLY & 31));
-            set_filter(&sock, libc::IPPROTO_ICMPV6, ICMPV6_FILTER, &filter)?;
-            setsockopt(&sock, sockopt::Ipv6RecvErr, &true)
+            set_option(&sock, libc::IPPROTO_ICMPV6, ICMPV6_FILTER, &filter)?;
+            setsockopt(&sock, sockopt::Ipv6RecvErr, &true)?;
+            if let Some(ttl) = opts.ttl {
+                sock.set_unicast_hops_v6(u32::from(ttl))?;
+            }
+            if opts.df {
+                set_option(&sock, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, &libc::IPV6_PMTUDISC_DO)?;
+            }
         }
     }
-    .map_err(io::Error::from)?;
+    if let Some(source) = opts.source {
+        sock.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
+    }
     Ok(sock)
 }
 
@@ -82,8 +113,8 @@ const SOL_RAW: libc::c_int = 255;
 const ICMP_FILTER: libc::c_int = 1;
 const ICMPV6_FILTER: libc::c_int = 1;
 
-fn set_filter<T: ?Sized>(sock: &Socket, level: libc::c_int, name: libc::c_int, value: &T) -> nix::Result<()> {
-    // SAFETY: `value` is a plain integer array of the size the option expects.
+fn set_option<T: ?Sized>(sock: &Socket, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a plain integer (array) of the size the option expects.
     let r = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
@@ -93,7 +124,7 @@ fn set_filter<T: ?Sized>(sock: &Socket, level: libc::c_int, name: libc::c_int, v
             std::mem::size_of_val(value) as libc::socklen_t,
         )
     };
-    nix::errno::Errno::result(r).map(drop)
+    nix::errno::Errno::result(r).map(drop).map_err(io::Error::from)
 }
 
 impl PingReport {
@@ -119,7 +150,15 @@ fn drain_errors(sock: &Socket, v6: bool, token: u64, report: &mut PingReport) {
         let len = msg.bytes;
         let Ok(cmsgs) = msg.cmsgs() else { return };
         let cmsgs: Vec<_> = cmsgs.collect();
-        if !is_our_request(v6, &data[..len.min(data.len())], token) {
+        // A local error (a send refused as too big) is this socket's own and carries
+        // no request; an ICMP error carries the request it is about.
+        let local = cmsgs.iter().any(|c| match c {
+            ControlMessageOwned::Ipv4RecvErr(e, _) | ControlMessageOwned::Ipv6RecvErr(e, _) => {
+                e.ee_origin == libc::SO_EE_ORIGIN_LOCAL
+            }
+            _ => false,
+        });
+        if !local && !is_our_request(v6, &data[..len.min(data.len())], token) {
             continue;
         }
         for c in cmsgs {
@@ -132,9 +171,16 @@ fn drain_errors(sock: &Socket, v6: bool, token: u64, report: &mut PingReport) {
                 }
                 _ => continue,
             };
+            let frag_needed = matches!((v6, err.ee_type, err.ee_code), (false, 3, 4) | (true, 2, 0));
             let reason = match err.ee_origin {
+                libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6 if frag_needed => {
+                    Reason::FragNeeded { mtu: err.ee_info, from }
+                }
                 libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6 => {
                     Reason::from_icmp(v6, err.ee_type, err.ee_code, from)
+                }
+                libc::SO_EE_ORIGIN_LOCAL if err.ee_errno as i32 == libc::EMSGSIZE => {
+                    Reason::FragNeeded { mtu: err.ee_info, from: None }
                 }
                 _ => Reason::from_errno(
                     err.ee_errno as i32,
@@ -155,10 +201,12 @@ fn is_our_request(v6: bool, data: &[u8], token: u64) -> bool {
 }
 
 /// An echo request: type, code 0, checksum, identifier (from the token), sequence,
-/// then the token. IPv4's checksum is ours to fill on a raw socket; for ICMPv6 the
-/// kernel computes it (it covers the IPv6 pseudo-header).
-fn echo_request(v6: bool, seq: u16, token: u64) -> [u8; 16] {
-    let mut pkt = [0u8; 16];
+/// then `size` data bytes, the token first (ping's pattern after it). IPv4's
+/// checksum is ours to fill on a raw socket; for ICMPv6 the kernel computes it (it
+/// covers the IPv6 pseudo-header).
+fn echo_request(v6: bool, seq: u16, token: u64, size: u16) -> Vec<u8> {
+    let mut pkt: Vec<u8> = (0..8 + usize::from(size.max(8))).map(|i| (i.saturating_sub(16) % 256) as u8).collect();
+    pkt[..8].fill(0);
     pkt[0] = if v6 { ICMPV6_ECHO_REQUEST } else { ICMP_ECHO };
     pkt[4..6].copy_from_slice(&(token as u16).to_be_bytes());
     pkt[6..8].copy_from_slice(&seq.to_be_bytes());
@@ -197,8 +245,8 @@ fn parse_reply(v6: bool, buf: &[u8], token: u64) -> Option<u16> {
     Some(u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
-pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration) -> io::Result<PingReport> {
-    ping_until_quiet(sock, dst, mode, interval, None::<(Duration, fn() -> std::future::Ready<bool>)>).await
+pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration, size: u16) -> io::Result<PingReport> {
+    ping_until_quiet(sock, dst, mode, interval, size, None::<(Duration, fn() -> std::future::Ready<bool>)>).await
 }
 
 /// Like `ping`; a watch also ends, after `quiet.0` has passed, once `quiet.1` says
@@ -208,6 +256,7 @@ pub async fn ping_until_quiet<Q, F>(
     dst: IpAddr,
     mode: PingMode,
     interval: Duration,
+    size: u16,
     mut quiet: Option<(Duration, Q)>,
 ) -> io::Result<PingReport>
 where
@@ -232,9 +281,13 @@ where
         let now = Instant::now();
         if now >= next_send && now < end {
             let seq = report.sent as u16;
-            match fd.get_ref().send_to(&echo_request(v6, seq, token), &target) {
+            match fd.get_ref().send_to(&echo_request(v6, seq, token, size), &target) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Too big with DF: the kernel queued the error with the MTU too.
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    drain_errors(fd.get_ref(), v6, token, &mut report)
+                }
                 Err(e) => {
                     report.note(Reason::from_errno(e.raw_os_error().unwrap_or(0), &strip_os_error(&e)));
                     // No route: the kernel refuses at once, and nothing in the paused lab
@@ -328,7 +381,7 @@ mod tests {
 
     #[test]
     fn echo_roundtrip_format() {
-        let req = echo_request(false, 7, 42);
+        let req = echo_request(false, 7, 42, 8);
         assert_eq!(req[0], 8);
         assert_eq!(internet_checksum(&req), 0, "a filled-in checksum sums to zero");
         // What a raw IPv4 socket reads: a 20-byte header, then the reply.
@@ -339,7 +392,7 @@ mod tests {
         assert_eq!(parse_reply(false, &reply, 42), Some(7));
         assert_eq!(parse_reply(false, &reply, 43), None);
         assert_eq!(parse_reply(false, &reply[..30], 42), None);
-        let mut v6 = echo_request(true, 9, 42);
+        let mut v6 = echo_request(true, 9, 42, 8);
         assert_eq!(v6[0], 128);
         v6[0] = 129;
         assert_eq!(parse_reply(true, &v6, 42), Some(9));
@@ -347,6 +400,15 @@ mod tests {
         assert!(is_our_request(false, &req, 42));
         assert!(!is_our_request(false, &req, 41));
         assert!(!is_our_request(true, &req, 42));
+    }
+
+    #[test]
+    fn a_request_has_the_data_size_asked_for() {
+        let req = echo_request(false, 1, 42, 1400);
+        assert_eq!(req.len(), 8 + 1400, "ping -s 1400: 1400 data bytes after the 8-byte header");
+        assert_eq!(internet_checksum(&req), 0);
+        assert!(is_our_request(false, &req, 42));
+        assert_eq!(echo_request(false, 1, 42, 0).len(), 16, "never less than the token");
     }
 
     #[test]

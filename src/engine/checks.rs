@@ -9,7 +9,7 @@ use netlab_runtime::backend::kernel::addr::parse_ip;
 use netlab_runtime::backend::kernel::exec::CommandLine;
 use netlab_runtime::model::{Expect, Feature, LinkKind, Op, Probe};
 use netlab_runtime::outcome::{describe, Wanted};
-use netlab_runtime::ping::{PingMode, PingReport};
+use netlab_runtime::ping::{PingMode, PingOpts, PingReport};
 use netlab_runtime::{Error, NodeName};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
@@ -201,17 +201,21 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
     for with_opts in [false, true] {
         let (ss, r) = (s.clone(), rep.clone());
         let positive = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
-            check_options(&ctx, &opts, &["timeout"])?;
+            check_options(&ctx, &opts, &["timeout", "size", "df", "ttl", "source"])?;
             let node = ss.node(&ctx, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
             let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
-            let title = format!("{node} pings {dst}");
-            ss.probe(&ctx, Probe::Ping { node: node.clone(), dst: ip, expect: Some(Expect::Answer) });
+            let ping_opts = ping_opts(&ctx, &opts, ip)?;
+            let title = format!("{node} pings {dst}{}", netlab_runtime::render::ip::ping_args(&ping_opts));
+            ss.probe(
+                &ctx,
+                Probe::Ping { node: node.clone(), dst: ip, expect: Some(Expect::Answer), opts: ping_opts.clone() },
+            );
             if !ss.evaluates() {
                 r.borrow_mut().check_planned(&title);
                 return Ok(());
             }
-            let report = to_rhai(&ctx, ss.backend().ping(&node, ip, PingMode::UntilReply { timeout }))?;
+            let report = to_rhai(&ctx, ss.backend().ping(&node, ip, PingMode::UntilReply { timeout }, &ping_opts))?;
             match report.first_reply {
                 Some(t) => {
                     r.borrow_mut().check_passed(&format!("{title}: reply after {}", fmt_duration(t)), line(&ctx));
@@ -238,19 +242,23 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
 
         let (ss, r) = (s.clone(), rep.clone());
         let negative = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
-            check_options(&ctx, &opts, &["window", "error"])?;
+            check_options(&ctx, &opts, &["window", "error", "size", "df", "ttl", "source"])?;
             let node = ss.node(&ctx, &node)?;
             let ip = to_rhai(&ctx, parse_ip(dst))?;
             let window = ss.window(&ctx, seconds(&ctx, &opts, "window", NEGATIVE_PING_WINDOW)?)?;
             // The reason the tutorial shows, e.g. "unreachable" (Network is unreachable).
             let wanted = wanted_reason(&ctx, &opts)?;
-            let title = format!("{node} cannot ping {dst}");
-            ss.probe(&ctx, Probe::Ping { node: node.clone(), dst: ip, expect: Some(Expect::NoAnswer) });
+            let ping_opts = ping_opts(&ctx, &opts, ip)?;
+            let title = format!("{node} cannot ping {dst}{}", netlab_runtime::render::ip::ping_args(&ping_opts));
+            ss.probe(
+                &ctx,
+                Probe::Ping { node: node.clone(), dst: ip, expect: Some(Expect::NoAnswer), opts: ping_opts.clone() },
+            );
             if !ss.evaluates() {
                 r.borrow_mut().check_planned(&title);
                 return Ok(());
             }
-            let report = to_rhai(&ctx, ss.backend().ping(&node, ip, PingMode::Watch { window }))?;
+            let report = to_rhai(&ctx, ss.backend().ping(&node, ip, PingMode::Watch { window }, &ping_opts))?;
             if let Some(w) = wanted.as_ref().filter(|w| report.received == 0 && !w.satisfied_by(&report.reasons)) {
                 let detail = format!("no reply, but not for the reason {w}: {}", describe(&report.reasons));
                 return Err(fail_check(&ctx, &r, title, detail, None));
@@ -491,6 +499,47 @@ fn register_exec(engine: &mut Engine, s: &Rc<Session>) {
     let h = sh.clone();
     engine.register_fn("sh", move |ctx: NativeCallContext, node: Dynamic, cmd: &str| h(ctx, node, cmd, Map::new()));
     engine.register_fn("sh", sh);
+}
+
+/// ping's -s, -M do, -t and -I from an options map.
+fn ping_opts(ctx: &NativeCallContext, opts: &Map, dst: std::net::IpAddr) -> RhaiResult<PingOpts> {
+    let int = |key: &str, range: std::ops::RangeInclusive<i64>| -> RhaiResult<Option<i64>> {
+        let Some(v) = opts.get(key) else { return Ok(None) };
+        let n = v.as_int().map_err(|_| super::values::type_error(ctx, &format!("an integer for {key}"), v))?;
+        if !range.contains(&n) {
+            let why = if key == "size" { " (netlab's probe carries an 8-byte token)" } else { "" };
+            return Err(super::values::runtime_error(
+                ctx,
+                format!("{key} is {} to {}{why}, not {n}", range.start(), range.end()),
+            ));
+        }
+        Ok(Some(n))
+    };
+    let max_size = if dst.is_ipv6() { 65_487 } else { 65_507 };
+    let source = match opts.get("source") {
+        None => None,
+        Some(v) => {
+            let text =
+                v.clone().into_string().map_err(|_| super::values::type_error(ctx, "an address for source", v))?;
+            let ip = to_rhai(ctx, parse_ip(&text))?;
+            if ip.is_ipv6() != dst.is_ipv6() {
+                return Err(super::values::runtime_error(
+                    ctx,
+                    format!("source {ip} and {dst} are of different IP versions"),
+                ));
+            }
+            Some(ip)
+        }
+    };
+    Ok(PingOpts {
+        size: int("size", 8..=max_size)?.map(|n| n as u16),
+        df: match opts.get("df") {
+            None => false,
+            Some(v) => v.as_bool().map_err(|_| super::values::type_error(ctx, "true or false for df", v))?,
+        },
+        ttl: int("ttl", 1..=255)?.map(|n| n as u8),
+        source,
+    })
 }
 
 fn is_check_failure(e: &EvalAltResult) -> bool {

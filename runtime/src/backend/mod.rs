@@ -15,7 +15,7 @@ use crate::backend::kernel::sockets::Listening;
 use crate::error::Result;
 use crate::model::{AddrState, EtcFile, Feature, LinkState, Neighbour, Op, RouteState};
 use crate::names::NodeName;
-use crate::ping::{PingMode, PingReport};
+use crate::ping::{PingMode, PingOpts, PingReport};
 use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
 
@@ -79,7 +79,7 @@ pub trait Backend {
     fn iptables_rules(&self, node: &NodeName, table: IptTable) -> Result<Vec<String>>;
     fn nft_ruleset(&self, node: &NodeName) -> Result<String>;
 
-    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode) -> Result<PingReport>;
+    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode, opts: &PingOpts) -> Result<PingReport>;
     /// Pings from many nodes at once; each report, and how often the neighbour tables were flushed.
     fn ping_many(
         &self,

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::model::firewall::FirewallChange;
 use crate::model::{AddrState, EtcFile, Feature, LinkState, Neighbour, Op, RouteState, Topology};
 use crate::names::NodeName;
-use crate::ping::{PingMode, PingReport};
+use crate::ping::{PingMode, PingOpts, PingReport};
 use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
 
@@ -143,7 +143,7 @@ impl Backend for ModelBackend {
         Ok(String::new())
     }
 
-    fn ping(&self, node: &NodeName, _dst: IpAddr, _mode: PingMode) -> Result<PingReport> {
+    fn ping(&self, node: &NodeName, _dst: IpAddr, _mode: PingMode, _opts: &PingOpts) -> Result<PingReport> {
         self.require_node(node.as_str())?;
         Ok(PingReport::default())
     }
@@ -391,7 +391,7 @@ mod tests {
         let c = nn("c");
         let dst: IpAddr = "10.0.0.1".parse().unwrap();
         let mode = PingMode::UntilReply { timeout: Duration::from_secs(1) };
-        let report = m.ping(&c, dst, mode).unwrap();
+        let report = m.ping(&c, dst, mode, &PingOpts::default()).unwrap();
         assert_eq!((report.sent, report.received), (0, 0));
         let (reports, flushes) = m.ping_many(&[c.clone(), nn("host")], dst, mode, Duration::from_millis(10)).unwrap();
         assert_eq!((reports.len(), flushes), (2, 0));

@@ -163,7 +163,7 @@ impl Op {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     /// `ping DST` from the node; `expect` None when only the result is used.
-    Ping { node: NodeName, dst: IpAddr, expect: Option<Expect> },
+    Ping { node: NodeName, dst: IpAddr, expect: Option<Expect>, opts: crate::ping::PingOpts },
     /// Many nodes ping DST at once.
     PingAll { nodes: Vec<NodeName>, dst: IpAddr, expect: Option<Expect> },
     /// `curl URL` from the node.

@@ -382,8 +382,8 @@ impl Export {
 
     fn probe(&mut self, probe: &Probe) {
         match probe {
-            Probe::Ping { node, dst, expect } => {
-                let exec = self.r.program_exec(node);
+            Probe::Ping { node, dst, expect, opts } => {
+                let exec = self.r.program_exec(node) + "ping" + &crate::render::ip::ping_args(opts);
                 self.check(*expect, &format!("{node} pings {dst}"), &format!("{node} cannot ping {dst}"), |e| {
                     ping_command(&exec, *dst, e)
                 });
@@ -394,16 +394,26 @@ impl Export {
                 let (plain, own): (Vec<&NodeName>, Vec<&NodeName>) =
                     nodes.iter().partition(|n| !self.r.is_host(n) && !self.r.has_uts(n));
                 for node in own {
-                    self.probe(&Probe::Ping { node: node.clone(), dst: *dst, expect: *expect });
+                    self.probe(&Probe::Ping {
+                        node: node.clone(),
+                        dst: *dst,
+                        expect: *expect,
+                        opts: Default::default(),
+                    });
                 }
                 if plain.len() < 2 {
                     for node in plain {
-                        self.probe(&Probe::Ping { node: node.clone(), dst: *dst, expect: *expect });
+                        self.probe(&Probe::Ping {
+                            node: node.clone(),
+                            dst: *dst,
+                            expect: *expect,
+                            opts: Default::default(),
+                        });
                     }
                     return;
                 }
                 let names: Vec<String> = plain.iter().map(|n| q(n.as_str())).collect();
-                let exec = "ip netns exec \"$n\" ";
+                let exec = "ip netns exec \"$n\" ping";
                 let body = match expect {
                     Some(Expect::Answer) => {
                         format!("answers \"$n pings {dst}\" {}", ping_command(exec, *dst, Some(Expect::Answer)))
@@ -505,10 +515,11 @@ impl Export {
 
 /// The ping of a check: one request retried by `answers`, or a short burst that must
 /// go unanswered.
+/// `ping` (with its options: `exec` ends with them) for a check.
 fn ping_command(exec: &str, dst: std::net::IpAddr, expect: Option<Expect>) -> String {
     match expect {
-        Some(Expect::NoAnswer) => format!("{exec}ping -c3 -i0.01 -W0.1 {dst}"),
-        _ => format!("{exec}ping -c1 -W1 {dst}"),
+        Some(Expect::NoAnswer) => format!("{exec} -c3 -i0.01 -W0.1 {dst}"),
+        _ => format!("{exec} -c1 -W1 {dst}"),
     }
 }
 
@@ -588,6 +599,7 @@ mod tests {
             node: n("container4"),
             dst: "10.201.0.5".parse().unwrap(),
             expect: Some(Expect::NoAnswer),
+            opts: Default::default(),
         }));
         let accept = ForwardAccept { in_link: Some(l("br0")), out_link: Some(l("br0")), ..Default::default() };
         j.push(op(Op::Firewall { node: n("host"), change: FirewallChange::ForwardAccept(accept) }));
@@ -617,6 +629,7 @@ mod tests {
             node: n("container4"),
             dst: "198.51.100.53".parse().unwrap(),
             expect: Some(Expect::Answer),
+            opts: Default::default(),
         }));
         j.push(op(Op::WriteFile {
             node: c5.clone(),
@@ -731,7 +744,7 @@ mod tests {
         );
         let dst: IpAddr = "fd00::1".parse().unwrap();
         for expect in [None, Some(Expect::Answer), Some(Expect::NoAnswer)] {
-            j.push(probe(Probe::Ping { node: a.clone(), dst, expect }));
+            j.push(probe(Probe::Ping { node: a.clone(), dst, expect, opts: Default::default() }));
             j.push(probe(Probe::PingAll { nodes: vec![a.clone(), b.clone(), h.clone(), n("c")], dst, expect }));
             j.push(probe(Probe::Http {
                 node: b.clone(),

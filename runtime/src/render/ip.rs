@@ -17,6 +17,24 @@ pub const UTS_DIR: &str = "/run/netlab/uts";
 /// The sysctls netlab sets in every new node (node.rs setup_defaults).
 pub const NODE_DEFAULTS: &[(&str, &str)] = &[("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv4.ip_forward", "0")];
 
+/// ` -s 1422 -M do -t 1 -I 10.0.0.1`: ping's options for `opts` (empty: none set).
+pub fn ping_args(opts: &crate::ping::PingOpts) -> String {
+    let mut out = String::new();
+    if let Some(size) = opts.size {
+        out += &format!(" -s {size}");
+    }
+    if opts.df {
+        out += " -M do";
+    }
+    if let Some(ttl) = opts.ttl {
+        out += &format!(" -t {ttl}");
+    }
+    if let Some(source) = opts.source {
+        out += &format!(" -I {source}");
+    }
+    out
+}
+
 /// ` mtu 1450 address 02:... txqueuelen 100 alias 'to the office'` (empty: none set).
 fn attr_args(attrs: &LinkAttrs) -> String {
     let mut out = String::new();
@@ -385,7 +403,9 @@ impl Renderer {
     /// The commands a reader would type for the probe.
     pub fn probe(&self, probe: &Probe) -> Vec<String> {
         match probe {
-            Probe::Ping { node, dst, .. } => vec![format!("{}ping -c1 {dst}", self.program_exec(node))],
+            Probe::Ping { node, dst, opts, .. } => {
+                vec![format!("{}ping -c1{} {dst}", self.program_exec(node), ping_args(opts))]
+            }
             Probe::PingAll { nodes, dst, .. } => {
                 let (plain, own): (Vec<&NodeName>, Vec<&NodeName>) =
                     nodes.iter().partition(|n| !self.is_host(n) && !self.has_uts(n));
@@ -662,11 +682,21 @@ mod tests {
     fn probes() {
         let p = |probe| probe_commands(&probe, "host");
         assert_eq!(
-            p(Probe::Ping { node: n("container4"), dst: "198.51.100.53".parse().unwrap(), expect: None }),
+            p(Probe::Ping {
+                node: n("container4"),
+                dst: "198.51.100.53".parse().unwrap(),
+                expect: None,
+                opts: Default::default()
+            }),
             ["ip netns exec container4 ping -c1 198.51.100.53"]
         );
         assert_eq!(
-            p(Probe::Ping { node: n("host"), dst: "10.201.0.4".parse().unwrap(), expect: None }),
+            p(Probe::Ping {
+                node: n("host"),
+                dst: "10.201.0.4".parse().unwrap(),
+                expect: None,
+                opts: Default::default()
+            }),
             ["ping -c1 10.201.0.4"]
         );
         let all = Probe::PingAll {

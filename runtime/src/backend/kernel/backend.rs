@@ -14,7 +14,7 @@ use crate::backend::{Applied, Backend, SeenRequest, ServerLog};
 use crate::error::Result;
 use crate::model::{AddrState, EtcFile, Feature, LinkState, Neighbour, Op, RouteState, ServerSpec};
 use crate::names::NodeName;
-use crate::ping::{PingMode, PingReport};
+use crate::ping::{PingMode, PingOpts, PingReport};
 use crate::render;
 use crate::render::iptables::IptTable;
 use crate::service::{CurlError, HttpReply, LookupError};
@@ -247,9 +247,9 @@ impl Backend for Lab {
         Lab::nft_ruleset(self, &*self.node_of(node)?)
     }
 
-    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
+    fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode, opts: &PingOpts) -> Result<PingReport> {
         self.flush()?;
-        Lab::ping(self, &*self.node_of(node)?, dst, mode)
+        Lab::ping(self, &*self.node_of(node)?, dst, mode, opts)
     }
 
     fn ping_many(

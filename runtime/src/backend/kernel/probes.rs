@@ -58,7 +58,7 @@ impl Lab {
     /// In-process ping from `node` to `dst`: one request every 100 ms until the
     /// first reply, or, watching a window, one every 10 ms from a clean neighbour
     /// state (see forget_unresolved_neighbours).
-    pub fn ping(&self, node: &Node, dst: IpAddr, mode: PingMode) -> Result<PingReport> {
+    pub fn ping(&self, node: &Node, dst: IpAddr, mode: PingMode, opts: &ping::PingOpts) -> Result<PingReport> {
         self.settle()?;
         let interval = match mode {
             PingMode::UntilReply { .. } => Duration::from_millis(100),
@@ -68,8 +68,9 @@ impl Lab {
             }
         };
         let sock = node
-            .enter(&self.home, || ping::icmp_socket(dst))?
+            .enter(&self.home, || ping::icmp_socket(dst, opts))?
             .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
+        let size = opts.size.unwrap_or(ping::DEFAULT_SIZE);
         let (_, fulls_before) = crate::backend::kernel::neigh::arp_stats();
         // A watch needs to last only while something can still come back: once no
         // neighbour resolution is in progress anywhere in the lab (none INCOMPLETE),
@@ -83,6 +84,7 @@ impl Lab {
                 dst,
                 mode,
                 interval,
+                size,
                 Some((QUIET_AFTER, quiet)),
             )))?
             .map_err(|e| Error::kernel("pinging from", node.name.as_str(), dst.to_string(), e))?;
@@ -156,14 +158,14 @@ impl Lab {
         let mut socks = Vec::with_capacity(chunk.len());
         for node in chunk {
             let sock = node
-                .enter(&self.home, || ping::icmp_socket(dst))?
+                .enter(&self.home, || ping::icmp_socket(dst, &ping::PingOpts::default()))?
                 .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
             socks.push(sock);
         }
         // A bounded number in flight: a burst of first packets means a burst of ARP
         // broadcasts, each flooded to every port of a bridge, which overflows the
         // kernel's input backlog and costs ARP retries (seconds).
-        let probes = socks.into_iter().map(|s| ping::ping(s, dst, mode, interval));
+        let probes = socks.into_iter().map(|s| ping::ping(s, dst, mode, interval, ping::DEFAULT_SIZE));
         let done: Vec<std::io::Result<PingReport>> = self.rt.block_on(interrupt::unless_interrupted(
             futures::stream::iter(probes).buffered(PING_CONCURRENCY).collect(),
         ))?;
