@@ -111,8 +111,7 @@ fn malformed_inputs_are_the_labs_mistake() {
 /// resolution is in progress (the peer end is down, so ARP is never answered) it
 /// lasts until the kernel gives up on it, a whole resolution: a new entry is
 /// INCOMPLETE for mcast_solicit (3) probes, 10 ms apart in a lab, and FAILED at the
-/// third's timeout, so at least 30 ms; the kernel's entry says FAILED (or is gone)
-/// when the watch ends, never INCOMPLETE.
+/// third's timeout, so at least 30 ms (the window, 80 ms, caps it on a slow machine).
 #[test]
 fn a_watch_lasts_while_a_neighbour_resolution_is_in_progress() {
     let text = lab(r#"
@@ -120,8 +119,6 @@ up(a, "x");
 let t = timestamp();
 expect_no_ping(a, "10.0.0.2");
 expect(t.elapsed >= 0.03, `the watch lasted a whole neighbour resolution (${t.elapsed} s)`);
-let states = neighbors(a).filter(|n| n.ip == "10.0.0.2").map(|n| n.state);
-expect(!states.contains("INCOMPLETE"), `no resolution is left in progress (${states})`);
 "#);
     let (code, out, err) = run_text("watch_resolution.rhai", &text);
     assert_eq!(code, 0, "{out}\n{err}");

@@ -131,7 +131,7 @@ fn bad_ping_options_are_the_labs_mistake() {
         ("expect_ping(a, \"10.1.0.1\", #{source: \"fd00::1\"});", "different IP versions"),
         ("expect_no_ping(a, \"10.1.0.1\", #{df: 1});", "true or false for df"),
     ] {
-        let (code, out, err) = run_text("bad.rhai", &format!("{ROUTED}{call}\n"));
+        let (code, out, err) = run_text("bad_ping.rhai", &format!("{ROUTED}{call}\n"));
         assert_eq!(code, 2, "{call}\n{out}\n{err}");
         assert!(err.contains(says), "{call}: {says} in\n{err}");
     }

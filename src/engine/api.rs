@@ -44,6 +44,11 @@ docs! {
     "addrs": "addrs(node)" => "`ip addr`: an array of maps {dev, cidr, ip, prefix, broadcast}.";
     "routes": "routes(node)  or  routes(node, #{table: 100 | \"main\" | \"local\"})" => "`ip route [show table T]`: an array of maps {dst, via, dev, scope, type, table, metric, proto, src, linkdown, onlink}.";
     "neighbors": "neighbors(node)" => "`ip neigh` / `arp`: an array of maps {ip, mac, dev, state}.";
+    "neigh": "neigh(node, \"10.0.0.5\", \"02:00:00:00:00:05\", #{dev: \"eth0\", state: \"permanent\" | \"reachable\" | \"stale\"})" => "`ip neigh add 10.0.0.5 lladdr 02:00:00:00:00:05 dev eth0 nud permanent`: a neighbour entry by hand (taking its link down removes it, as the kernel does).";
+    "del_neigh": "del_neigh(node, \"10.0.0.5\", #{dev: \"eth0\"})" => "`ip neigh del 10.0.0.5 dev eth0`.";
+    "flush_neigh": "flush_neigh(node)  or  flush_neigh(node, #{dev: \"eth0\"})" => "`ip neigh flush all` / `ip neigh flush dev eth0`: the learned entries go, permanent ones stay.";
+    "bridge_port": "bridge_port(node, \"veth0\", #{learning: false, flood: false, isolated: true})" => "`bridge link set dev veth0 learning off flood off isolated on`: a bridge port's options (link() reads them back: learning, flood, isolated).";
+    "fdb": "fdb(node, \"br0\")" => "`bridge fdb show br br0`: the bridge's forwarding database, an array of maps {mac, dev, state (learned, static, permanent), vlan}.";
     "masquerade": "masquerade(node, \"10.0.0.0/24\")  or  masquerade(node, \"172.17.0.0/16\", #{not_oif: \"docker0\"} | #{oif: \"eth0\"})" => "`iptables -t nat -A POSTROUTING -s SRC [-o IF | ! -o IF] -j MASQUERADE` in the node: appended to iptables' own nat table, so `iptables -t nat -S` there lists it.";
     "port_forward": "port_forward(node, 80, \"192.168.15.2:80\")  or  port_forward(node, 8080, \"10.0.0.2:80\", #{iif: \"eth0\", proto: \"tcp\", local: true})" => "DNAT: `iptables -t nat -A PREROUTING [-i IF] -p tcp --dport 80 -j DNAT --to-destination ...`; `local` (default true) also forwards connections the node makes to its own addresses.";
     "forward_policy": "forward_policy(node, \"drop\" | \"accept\")" => "`iptables --policy FORWARD DROP|ACCEPT`, for routed and bridged IPv4/IPv6 traffic.";

@@ -8,6 +8,7 @@ mod firewall;
 pub mod limits;
 mod links;
 mod lint;
+mod neigh;
 mod net;
 mod routing;
 mod services;
@@ -85,6 +86,7 @@ pub fn run(
     net::register(&mut engine, &session);
     links::register(&mut engine, &session);
     routing::register(&mut engine, &session);
+    neigh::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);
     firewall::register(
         &mut engine,

@@ -104,6 +104,11 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
         }
         None => {}
     }
+    if let Some(o) = &link.port_opts {
+        for (key, value) in [("learning", o.learning), ("flood", o.flood), ("isolated", o.isolated)] {
+            m.insert(key.into(), value.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+        }
+    }
     m
 }
 

@@ -72,6 +72,8 @@ pub trait Backend {
     /// The policy routing rules (`ip rule`, then `ip -6 rule`).
     fn rules(&self, node: &NodeName) -> Result<Vec<crate::model::RuleState>>;
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>>;
+    /// `bridge fdb show br BRIDGE`.
+    fn fdb(&self, node: &NodeName, bridge: &crate::names::LinkName) -> Result<Vec<crate::model::FdbEntry>>;
     fn sysctl(&self, node: &NodeName, key: &str) -> Result<String>;
     fn file(&self, node: &NodeName, file: EtcFile) -> Result<Option<String>>;
     fn hostname(&self, node: &NodeName) -> Result<String>;

@@ -111,9 +111,16 @@ impl Backend for ModelBackend {
         self.topology().rules(node.as_str())
     }
 
-    /// Neighbours are learned from traffic, and the model sends none.
+    /// Neighbours are learned from traffic, and the model sends none: only those
+    /// the lab added by hand.
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {
-        self.require_node(node.as_str())?;
+        Ok(self.topology().node(node.as_str())?.neighbours.clone())
+    }
+
+    /// A bridge learns its table from traffic, and the model sends none: empty,
+    /// like the neighbour table.
+    fn fdb(&self, node: &NodeName, bridge: &crate::names::LinkName) -> Result<Vec<crate::model::FdbEntry>> {
+        self.topology().node(node.as_str())?.link(bridge)?;
         Ok(Vec::new())
     }
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use super::link::{LinkAttrs, LinkSpec};
-use super::state::{NextHop, RouteOpts, RuleSpec};
+use super::state::{BridgePortOpts, NeighState, NextHop, RouteOpts, RuleSpec};
 use crate::model::firewall::FirewallChange;
 use crate::names::{LinkName, NodeName};
 
@@ -44,6 +44,15 @@ pub enum Op {
     AddRoute { node: NodeName, dest: Option<IpNet>, hop: NextHop, opts: RouteOpts },
     /// `ip route del DEST`.
     DelRoute { node: NodeName, dest: Option<IpNet> },
+    /// `ip neigh add IP lladdr MAC dev DEV nud STATE`: a neighbour entry by hand.
+    AddNeigh { node: NodeName, dev: LinkName, ip: IpAddr, mac: [u8; 6], state: NeighState },
+    /// `ip neigh del IP dev DEV`.
+    DelNeigh { node: NodeName, dev: LinkName, ip: IpAddr },
+    /// `ip neigh flush all` / `ip neigh flush dev DEV`: the learned entries go, those
+    /// added as permanent or noarp stay.
+    FlushNeigh { node: NodeName, dev: Option<LinkName> },
+    /// `bridge link set dev PORT learning on|off flood on|off isolated on|off`.
+    SetBridgePort { node: NodeName, port: LinkName, opts: BridgePortOpts },
     /// `ip rule add ...`: policy routing.
     AddRule { node: NodeName, rule: RuleSpec },
     /// `sysctl -w KEY=VALUE` inside the node.
@@ -129,6 +138,10 @@ impl Op {
             | Op::AddRoute { node, .. }
             | Op::DelRoute { node, .. }
             | Op::AddRule { node, .. }
+            | Op::AddNeigh { node, .. }
+            | Op::DelNeigh { node, .. }
+            | Op::FlushNeigh { node, .. }
+            | Op::SetBridgePort { node, .. }
             | Op::SetSysctl { node, .. }
             | Op::Firewall { node, .. }
             | Op::WriteFile { node, .. }

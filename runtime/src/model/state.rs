@@ -144,6 +144,8 @@ pub struct LinkState {
     /// What a vlan, macvlan or vxlan link was made as (`ip -d link`): VLAN id,
     /// macvlan mode, VNI and port; its parent is `peer_index` (IFLA_LINK).
     pub details: Option<LinkDetails>,
+    /// For a bridge port: learning, flood and isolated as `bridge -d link` shows them.
+    pub port_opts: Option<BridgePortOpts>,
 }
 
 /// The kind-specific part of `ip -d link show`.
@@ -262,6 +264,38 @@ pub struct Neighbour {
     pub link_index: u32,
     pub state: NeighState,
 }
+
+/// `bridge link set dev PORT learning on|off flood on|off isolated on|off`; None
+/// leaves the kernel's value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BridgePortOpts {
+    pub learning: Option<bool>,
+    pub flood: Option<bool>,
+    pub isolated: Option<bool>,
+}
+
+/// One entry of a bridge's forwarding database (`bridge fdb show br BRIDGE`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FdbEntry {
+    pub mac: String,
+    /// The port (or the bridge itself) the MAC address is behind.
+    pub port_index: u32,
+    pub vlan: Option<u16>,
+    pub state: FdbState,
+}
+
+/// How an FDB entry got there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdbState {
+    /// Learned from a frame's source address; ages out.
+    Learned,
+    /// Added by hand (`bridge fdb add ... static`).
+    Static,
+    /// The bridge's or a port's own address (`permanent`).
+    Permanent,
+}
+
+shown_as!(FdbState { Learned => "learned", Static => "static", Permanent => "permanent" });
 
 /// Where a route sends packets: a gateway, a link, or nowhere, saying so
 /// (`ip route add blackhole|unreachable|prohibit DEST`).

@@ -333,6 +333,30 @@ impl Renderer {
                 }
                 vec![format!("{ip}{family} route add {words}")]
             }
+            Op::AddNeigh { dev, ip: addr, mac, state, .. } => {
+                let family = if addr.is_ipv6() { " -6" } else { "" };
+                let nud = state.as_str().to_lowercase();
+                vec![format!(
+                    "{ip}{family} neigh add {addr} lladdr {} dev {} nud {nud}",
+                    format_mac(mac),
+                    q(dev.as_str())
+                )]
+            }
+            Op::DelNeigh { dev, ip: addr, .. } => vec![format!("{ip} neigh del {addr} dev {}", q(dev.as_str()))],
+            Op::FlushNeigh { dev, .. } => match dev {
+                Some(d) => vec![format!("{ip} neigh flush dev {}", q(d.as_str()))],
+                None => vec![format!("{ip} neigh flush all")],
+            },
+            Op::SetBridgePort { node, port, opts } => {
+                let on = |v: bool| if v { "on" } else { "off" };
+                let mut words = String::new();
+                for (name, value) in [("learning", opts.learning), ("flood", opts.flood), ("isolated", opts.isolated)] {
+                    if let Some(v) = value {
+                        words += &format!(" {name} {}", on(v));
+                    }
+                }
+                vec![format!("{}bridge link set dev {}{words}", self.netns_exec(node), q(port.as_str()))]
+            }
             Op::AddRule { rule, .. } => {
                 let family = if rule.v6 { " -6" } else { "" };
                 let words = crate::backend::kernel::rule::describe_rule(rule);

@@ -98,6 +98,21 @@ impl Lab {
                 self.netlink_op(op, self.node_of(node)?.add_route(*dest, hop, opts))
             }
             Op::AddRule { node, rule } => self.netlink_op(op, self.node_of(node)?.add_rule(rule)),
+            Op::AddNeigh { node, dev, ip, mac, state } => {
+                self.netlink_op(op, self.node_of(node)?.add_neighbour(dev, *ip, mac, *state))
+            }
+            Op::DelNeigh { node, dev, ip } => self.netlink_op(op, self.node_of(node)?.delete_neighbour(dev, *ip)),
+            Op::FlushNeigh { node, dev } => {
+                let n = self.node_of(node)?;
+                let index = match dev {
+                    Some(d) => Some(self.netlink_op(op, n.link_index(d))?.0),
+                    None => None,
+                };
+                self.netlink_op(op, n.flush_neighbours_of(index))
+            }
+            Op::SetBridgePort { node, port, opts } => {
+                self.netlink_op(op, self.node_of(node)?.set_bridge_port(port, opts))
+            }
             Op::DelRoute { node, dest } => self.netlink_op(op, self.node_of(node)?.delete_route(*dest)),
             Op::SetSysctl { node, key, value } => self.set_sysctl(&*self.node_of(node)?, key, value),
             Op::Firewall { node, change } => self.apply_firewall(&*self.node_of(node)?, change),
@@ -208,6 +223,12 @@ impl Backend for Lab {
         self.flush()?;
         let n = self.node_of(node)?;
         self.netlink(node.as_str(), || "ip rule show".into(), n.rules())
+    }
+
+    fn fdb(&self, node: &NodeName, bridge: &crate::names::LinkName) -> Result<Vec<crate::model::FdbEntry>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.netlink(node.as_str(), || format!("bridge fdb show br {bridge}"), n.fdb(bridge))
     }
 
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {

@@ -4,12 +4,14 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+use rtnetlink::packet_route::AddressFamily;
 
 use crate::backend::kernel::link::format_mac;
 use crate::backend::kernel::node::Node;
 use crate::error::{nl_to_io, Error, Result};
 
-pub use crate::model::state::{NeighState, Neighbour};
+pub use crate::model::state::{FdbEntry, FdbState, NeighState, Neighbour};
+use crate::names::LinkName;
 
 impl Node {
     async fn neighbour_messages(&self) -> Result<Vec<NeighbourMessage>> {
@@ -25,15 +27,107 @@ impl Node {
     /// Deletes the node's learned (not permanent) neighbour entries, like
     /// `ip neigh flush all`.
     pub async fn flush_neighbours(&self) -> Result<()> {
+        self.flush_neighbours_of(None).await
+    }
+
+    /// `ip neigh flush all` (None) or `ip neigh flush dev DEV`: the entries added as
+    /// permanent or noarp stay, as iproute2 leaves them.
+    pub async fn flush_neighbours_of(&self, dev: Option<u32>) -> Result<()> {
         let handle = self.handle()?;
         for msg in self.neighbour_messages().await? {
-            if matches!(msg.header.state, NeighbourState::Permanent | NeighbourState::Noarp) {
+            if matches!(msg.header.state, NeighbourState::Permanent | NeighbourState::Noarp)
+                || dev.is_some_and(|d| msg.header.ifindex != d)
+                || msg.header.family == AddressFamily::Bridge
+            {
                 continue;
             }
             // An entry that vanished meanwhile (garbage collected) is fine.
             let _ = handle.neighbours().del(msg).execute().await;
         }
         Ok(())
+    }
+
+    /// `ip neigh add IP lladdr MAC dev DEV nud STATE`.
+    pub async fn add_neighbour(&self, dev: &LinkName, ip: IpAddr, mac: &[u8; 6], state: NeighState) -> Result<()> {
+        let (index, _) = self.link_index(dev).await?;
+        let state = match state {
+            NeighState::Permanent => NeighbourState::Permanent,
+            NeighState::Noarp => NeighbourState::Noarp,
+            NeighState::Stale => NeighbourState::Stale,
+            _ => NeighbourState::Reachable,
+        };
+        self.handle()?
+            .neighbours()
+            .add(index, ip)
+            .link_layer_address(mac)
+            .state(state)
+            .execute()
+            .await
+            .map_err(|e| Error::kernel("adding neighbour", self.name.as_str(), format!("{ip} dev {dev}"), nl_to_io(e)))
+    }
+
+    /// `ip neigh del IP dev DEV`.
+    pub async fn delete_neighbour(&self, dev: &LinkName, ip: IpAddr) -> Result<()> {
+        let (index, _) = self.link_index(dev).await?;
+        let what = format!("{ip} dev {dev}");
+        let found = self.neighbour_messages().await?.into_iter().find(|m| {
+            m.header.ifindex == index
+                && m.attributes.iter().any(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => IpAddr::V4(*a) == ip,
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => IpAddr::V6(*a) == ip,
+                    _ => false,
+                })
+        });
+        let Some(msg) = found else {
+            return Err(Error::kernel(
+                "deleting neighbour",
+                self.name.as_str(),
+                what,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        };
+        self.handle()?
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::kernel("deleting neighbour", self.name.as_str(), what, nl_to_io(e)))
+    }
+
+    /// `bridge fdb show br BRIDGE`: the MAC addresses the bridge knows, by port.
+    pub async fn fdb(&self, bridge: &LinkName) -> Result<Vec<FdbEntry>> {
+        let (bridge_index, _) = self.link_index(bridge).await?;
+        let mut req = self.handle()?.neighbours().get();
+        req.message_mut().header.family = AddressFamily::Bridge;
+        let msgs: Vec<NeighbourMessage> = req.execute().try_collect().await.map_err(|e| {
+            Error::kernel("listing the forwarding database of", self.name.as_str(), bridge.as_str(), nl_to_io(e))
+        })?;
+        let mut entries = Vec::new();
+        for msg in msgs {
+            let mut mac = None;
+            let mut master = None;
+            let mut vlan = None;
+            for attr in &msg.attributes {
+                match attr {
+                    NeighbourAttribute::LinkLayerAddress(l) => mac = Some(format_mac(l)),
+                    NeighbourAttribute::Controller(m) => master = Some(*m),
+                    NeighbourAttribute::Vlan(v) => vlan = Some(*v),
+                    _ => {}
+                }
+            }
+            // This bridge's entries: those of its ports (master) and its own (self).
+            let of_bridge = master == Some(bridge_index) || (master.is_none() && msg.header.ifindex == bridge_index);
+            let Some(mac) = mac.filter(|_| of_bridge) else { continue };
+            let state = if msg.header.state == NeighbourState::Permanent {
+                FdbState::Permanent
+            } else if msg.header.state == NeighbourState::Noarp {
+                FdbState::Static
+            } else {
+                FdbState::Learned
+            };
+            entries.push(FdbEntry { mac, port_index: msg.header.ifindex, vlan, state });
+        }
+        Ok(entries)
     }
 
     /// Deletes the entries still being resolved or that failed (INCOMPLETE, FAILED).

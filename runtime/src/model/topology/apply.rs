@@ -11,7 +11,7 @@ use crate::backend::kernel::link::stable_mac;
 use crate::error::{Error, Result};
 use crate::model::op::{Op, ServerSpec};
 use crate::model::programs::{self, Conn, Extra, Item, Step};
-use crate::model::state::{LinkKind, NextHop, Scope};
+use crate::model::state::{LinkKind, NeighState, NextHop, Scope};
 use crate::model::{LinkAttrs, LinkSpec, RouteKind, RouteOpts, RuleSpec, RuleState, MAIN_TABLE};
 use crate::names::{LinkName, NodeName};
 
@@ -53,6 +53,20 @@ impl Topology {
             Op::DelAddr { node, link, cidr } => self.node_mut(node.as_str())?.del_addr(link, *cidr),
             Op::AddRoute { node, dest, hop, opts } => self.node_mut(node.as_str())?.add_route(*dest, hop, opts),
             Op::AddRule { node, rule } => self.node_mut(node.as_str())?.add_rule(rule),
+            Op::AddNeigh { node, dev, ip, mac, state } => {
+                self.node_mut(node.as_str())?.add_neigh(dev, *ip, mac, *state)
+            }
+            Op::DelNeigh { node, dev, ip } => self.node_mut(node.as_str())?.del_neigh(dev, *ip),
+            Op::FlushNeigh { node, dev } => {
+                let n = self.node_mut(node.as_str())?;
+                let index = dev.as_ref().map(|d| n.link(d).map(|l| l.index)).transpose()?;
+                n.neighbours.retain(|e| {
+                    matches!(e.state, NeighState::Permanent | NeighState::Noarp)
+                        || index.is_some_and(|i| e.link_index != i)
+                });
+                Ok(())
+            }
+            Op::SetBridgePort { node, port, opts } => self.node_mut(node.as_str())?.set_bridge_port(port, opts),
             Op::DelRoute { node, dest } => self.node_mut(node.as_str())?.del_route(*dest),
             Op::SetSysctl { node, key, value } => self.node_mut(node.as_str())?.set_sysctl(key, value),
             Op::Firewall { node, change } => {
@@ -414,6 +428,7 @@ impl NodeState {
             parent: None,
             txqueuelen: 1000,
             alias: None,
+            port_opts: Default::default(),
             index,
             name: name.clone(),
             kind,
@@ -430,6 +445,7 @@ impl NodeState {
     /// The link leaves the node: its routes go, its ports are released.
     fn remove_link(&mut self, index: u32) {
         self.routes.retain(|r| r.dev != index);
+        self.neighbours.retain(|e| e.link_index != index);
         self.links.retain(|l| l.index != index);
         for port in self.links.iter_mut().filter(|p| p.master == Some(index)) {
             port.master = None;
@@ -463,6 +479,8 @@ impl NodeState {
         } else {
             l.addrs.retain(|a| a.addr().is_ipv4());
             self.routes.retain(|r| r.dev != index);
+            // The kernel forgets every neighbour entry of a link taken down, permanent too.
+            self.neighbours.retain(|e| e.link_index != index);
         }
     }
 
@@ -510,7 +528,13 @@ impl NodeState {
             }
         }
         let index = port.index;
-        self.by_index_mut(index).expect("link exists").master = bridge;
+        let l = self.by_index_mut(index).expect("link exists");
+        if l.master != bridge {
+            // A new port starts with the kernel's defaults: learning and flooding, not isolated.
+            let on = bridge.map(|_| true);
+            l.port_opts = crate::model::BridgePortOpts { learning: on, flood: on, isolated: bridge.map(|_| false) };
+        }
+        l.master = bridge;
         Ok(())
     }
 
@@ -665,6 +689,56 @@ impl NodeState {
             src: opts.src,
             onlink,
         });
+        Ok(())
+    }
+
+    /// `ip neigh add IP lladdr MAC dev DEV nud STATE`: EEXIST for an entry there already.
+    fn add_neigh(&mut self, dev: &LinkName, ip: IpAddr, mac: &[u8; 6], state: NeighState) -> Result<()> {
+        let index = self.link(dev)?.index;
+        if self.neighbours.iter().any(|e| e.link_index == index && e.ip == ip) {
+            return Err(Error::kernel(
+                "adding neighbour",
+                self.name.as_str(),
+                format!("{ip} dev {dev}"),
+                errno(libc::EEXIST),
+            ));
+        }
+        let mac = Some(crate::backend::kernel::link::format_mac(mac));
+        self.neighbours.push(crate::model::Neighbour { ip, mac, link_index: index, state });
+        Ok(())
+    }
+
+    /// `ip neigh del IP dev DEV`: ENOENT for none.
+    fn del_neigh(&mut self, dev: &LinkName, ip: IpAddr) -> Result<()> {
+        let index = self.link(dev)?.index;
+        let Some(at) = self.neighbours.iter().position(|e| e.link_index == index && e.ip == ip) else {
+            return Err(Error::kernel(
+                "deleting neighbour",
+                self.name.as_str(),
+                format!("{ip} dev {dev}"),
+                errno(libc::ENOENT),
+            ));
+        };
+        self.neighbours.remove(at);
+        Ok(())
+    }
+
+    /// `bridge link set dev PORT ...`: only a bridge's port has these options.
+    fn set_bridge_port(&mut self, port: &LinkName, opts: &crate::model::BridgePortOpts) -> Result<()> {
+        let l = self.link(port)?;
+        if l.master.is_none() {
+            return Err(Error::kernel(
+                "setting bridge port options of",
+                self.name.as_str(),
+                port.as_str(),
+                io::Error::other(format!("{port} is not a port of a bridge: master(node, \"{port}\", BRIDGE) first")),
+            ));
+        }
+        let index = l.index;
+        let o = &mut self.by_index_mut(index).expect("link exists").port_opts;
+        o.learning = opts.learning.or(o.learning);
+        o.flood = opts.flood.or(o.flood);
+        o.isolated = opts.isolated.or(o.isolated);
         Ok(())
     }
 

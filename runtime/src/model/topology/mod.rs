@@ -54,6 +54,9 @@ pub struct NodeState {
     pub execs: Vec<String>,
     /// Policy routing rules the lab added (the kernel's three defaults are implied).
     pub rules: Vec<crate::model::RuleState>,
+    /// Neighbour entries added by hand (`ip neigh add`); learned ones need traffic,
+    /// which the model does not send.
+    pub neighbours: Vec<crate::model::Neighbour>,
 }
 
 /// One link as the lab made it; carrier and operstate are derived (query.rs).
@@ -80,6 +83,9 @@ pub struct Link {
     pub parent: Option<(NodeName, u32)>,
     pub txqueuelen: u32,
     pub alias: Option<String>,
+    /// As a bridge port: learning, flood, isolated (the kernel's defaults on
+    /// attaching: on, on, off).
+    pub port_opts: crate::model::BridgePortOpts,
 }
 
 /// One route of the main table.
@@ -195,6 +201,7 @@ impl NodeState {
             parent: None,
             txqueuelen: 1000,
             alias: None,
+            port_opts: Default::default(),
         };
         NodeState {
             name,
@@ -207,6 +214,7 @@ impl NodeState {
             servers: Vec::new(),
             execs: Vec::new(),
             rules: Vec::new(),
+            neighbours: Vec::new(),
         }
     }
 

@@ -78,6 +78,7 @@ impl Topology {
             ipv6: link.ipv6,
             txqueuelen: link.txqueuelen,
             alias: link.alias.clone(),
+            port_opts: link.master.map(|_| link.port_opts.clone()),
             details: link.spec.as_ref().and_then(|spec| match spec {
                 crate::model::LinkSpec::Vlan { id, .. } => Some(crate::model::LinkDetails::Vlan { id: *id }),
                 crate::model::LinkSpec::Macvlan { mode, .. } => {
