@@ -386,12 +386,25 @@ impl Topology {
     fn set_link(&mut self, node: &NodeName, link: &LinkName, attrs: &LinkAttrs) -> Result<()> {
         let l = self.node(node.as_str())?.link(link)?.clone();
         if let Some(mtu) = attrs.mtu {
-            let parent_mtu =
-                l.parent.as_ref().and_then(|(pn, pi)| self.nodes.get(pn.as_str())?.by_index(*pi)).map(|p| p.mtu);
-            let capped = matches!(l.kind, LinkKind::Vlan | LinkKind::Macvlan) && parent_mtu.is_some_and(|p| mtu > p);
+            // A vlan or macvlan carries at most its parent's MTU; a vxlan its dev's
+            // minus the encapsulation (50 bytes over IPv4, 70 over IPv6).
+            let overhead = match &l.spec {
+                Some(LinkSpec::Vxlan(v)) if v.remote.or(v.group).or(v.local).is_some_and(|a| a.is_ipv6()) => 70,
+                Some(LinkSpec::Vxlan(_)) => 50,
+                _ => 0,
+            };
+            let parent_mtu = l
+                .parent
+                .as_ref()
+                .and_then(|(pn, pi)| self.nodes.get(pn.as_str())?.by_index(*pi))
+                .map(|p| p.mtu.saturating_sub(overhead));
+            let capped = matches!(l.kind, LinkKind::Vlan | LinkKind::Macvlan | LinkKind::Vxlan)
+                && parent_mtu.is_some_and(|p| mtu > p);
             if capped || mtu < 68 && l.kind != LinkKind::Loopback {
                 let help = match parent_mtu {
-                    Some(p) if capped => format!("{link}'s MTU is at most its parent's ({p})"),
+                    Some(p) if capped => {
+                        format!("{link}'s MTU is at most {p} here (its parent's, less any encapsulation)")
+                    }
                     _ => "an IPv4 link's MTU is at least 68".to_string(),
                 };
                 return Err(kernel_with_help("changing", node.as_str(), link.to_string(), libc::EINVAL, help));
