@@ -154,21 +154,28 @@ fn a_failing_batch_under_another_kernel_reports_home() {
     let started = Instant::now();
     let child = netlab()
         .current_dir(root())
-        .args(["test", "tests/report_labs/check_fails.rhai", "tests/kernel_labs/features.rhai"])
+        .args([
+            "test",
+            "tests/report_labs/check_fails.rhai",
+            "tests/kernel_labs/features.rhai",
+            "labs/more/vlan_trunk.rhai",
+        ])
         .args(["--kernel", "debian", "--format", "json", "--junit"])
         .arg(&junit)
         .spawn_output();
     let (code, json, human) = decode(child.output);
-    eprintln!("netlab test --kernel debian (2 labs): {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("netlab test --kernel debian (3 labs): {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(code, 1, "a check failed:\n{human}\n{json}");
     assert!(human.contains("FAIL tests/report_labs/check_fails.rhai"), "{human}");
     assert!(human.contains("PASS tests/kernel_labs/features.rhai"), "{human}");
-    assert!(human.contains("1 passed, 1 failed (2 labs,"), "{human}");
+    // A lab beyond the seeds that this machine's kernel skips (802.1Q, dummy) passes there.
+    assert!(human.contains("PASS labs/more/vlan_trunk.rhai"), "{human}");
+    assert!(human.contains("2 passed, 1 failed (3 labs,"), "{human}");
     assert!(human.contains(&format!("kernel {release})")), "the summary names the kernel:\n{human}");
 
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}:\n{json}"));
     let labs = doc["labs"].as_array().expect("labs");
-    assert_eq!(labs.len(), 2, "{json}");
+    assert_eq!(labs.len(), 3, "{json}");
     for lab in labs {
         assert_eq!(lab["kernel"], release.as_str(), "{lab}");
     }
@@ -177,13 +184,28 @@ fn a_failing_batch_under_another_kernel_reports_home() {
     assert_eq!(failing["exit_code"], 1, "{failing}");
 
     let xml = std::fs::read_to_string(&junit).expect("the JUnit file is on the machine");
-    assert_eq!(xml.matches(&format!(r#"<property name="kernel" value="{release}"/>"#)).count(), 2, "{xml}");
+    assert_eq!(xml.matches(&format!(r#"<property name="kernel" value="{release}"/>"#)).count(), 3, "{xml}");
     assert!(xml.contains(r#"<failure type="check_failed""#), "{xml}");
     assert_eq!(
         std::fs::read_dir(junit.parent().expect("a folder")).expect("reports/").count(),
         1,
         "nothing else written"
     );
+    assert!(vm_processes(child.pid).is_empty(), "left running: {:?}", vm_processes(child.pid));
+}
+
+/// The labs this machine's kernel skips are proven where they run: `netlab prove
+/// --kernel debian` runs every break and fix case inside one VM.
+#[test]
+fn labs_that_need_another_kernel_are_proven_under_it() {
+    let Some(_release) = debian_kernel() else { return };
+    let _turn = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let child =
+        netlab().current_dir(root()).args(["prove", "labs/more/vlan_trunk.rhai", "--kernel", "debian"]).spawn_output();
+    let (code, out, err) = decode(child.output);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("4 of 4 cases proven"), "{out}");
+    assert!(!out.contains('✗'), "{out}");
     assert!(vm_processes(child.pid).is_empty(), "left running: {:?}", vm_processes(child.pid));
 }
 

@@ -23,6 +23,53 @@ pub struct ProveArgs {
     /// Passed on to every `netlab run`.
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = crate::engine::limits::parse_slow_factor)]
     slow_factor: f64,
+    /// Prove the labs inside one VM booted with this kernel (as `netlab run --kernel`):
+    /// for labs that need what this machine's kernel lacks.
+    #[arg(long, value_name = "IMAGE")]
+    kernel: Option<String>,
+}
+
+/// `netlab prove ... --kernel IMAGE`: the same command inside one VM.
+fn prove_in_vm(args: &ProveArgs, spec: &str) -> i32 {
+    let vm = match super::vm::Vm::prepare(spec) {
+        Ok(vm) => vm,
+        Err(code) => return code,
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("netlab: cannot find my own executable: {e}");
+            return 3;
+        }
+    };
+    let mut inner: Vec<std::ffi::OsString> = vec!["prove".into()];
+    for p in &args.paths {
+        match std::path::absolute(p) {
+            Ok(p) => inner.push(p.into()),
+            Err(e) => {
+                eprintln!("netlab: {}: {e}", p.display());
+                return 2;
+            }
+        }
+    }
+    if let Some(j) = args.jobs {
+        inner.extend(["--jobs".into(), j.to_string().into()]);
+    }
+    inner.extend(["--slow-factor".into(), args.slow_factor.to_string().into()]);
+    // A proof is a few runs of each lab, each ending by itself (its own --max-time).
+    let deadline = std::time::Duration::from_secs(3600) + super::vm::BOOT_ALLOWANCE;
+    match vm.run(&exe, &inner, &[], &[], deadline) {
+        super::vm::VmEnd::Exited(code) => code,
+        super::vm::VmEnd::Failed(why) => {
+            eprintln!("netlab: the VM ({}) failed: {why}", vm.describe());
+            3
+        }
+        super::vm::VmEnd::TimedOut(after) => {
+            eprintln!("netlab: the VM ({}) was still running after {} s: stopped", vm.describe(), after.as_secs());
+            1
+        }
+        super::vm::VmEnd::Signal(sig) => 128 + sig,
+    }
 }
 
 /// How a case whose mutated lab is a script error starts its message: the marker
@@ -93,6 +140,9 @@ fn run_case(exe: &Path, dir: &Path, index: usize, job: &Job, slow_factor: f64) -
 }
 
 pub fn prove(args: &ProveArgs) -> i32 {
+    if let Some(spec) = &args.kernel {
+        return prove_in_vm(args, spec);
+    }
     let mut labs = Vec::new();
     for p in &args.paths {
         if let Err(e) = super::test::collect(p, &mut labs) {

@@ -84,6 +84,7 @@ macro_rules! for_each_lab {
             port_reuse => "port_reuse.rhai",
             more_overlay => "more/overlay.rhai",
             more_uplinks => "more/uplinks.rhai",
+            more_vlan_trunk => "more/vlan_trunk.rhai",
             $($extra)*
         }
     };
