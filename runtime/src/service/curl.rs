@@ -530,7 +530,12 @@ pub async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<Duration
             drop(stream);
             Ok(start.elapsed())
         }
-        Ok(Err(io)) => Err(connect_error(&io, host.clone(), port).unwrap_or(CurlError::Other(io.to_string()))),
+        Ok(Err(io)) => Err(connect_error(&io, host.clone(), port).unwrap_or_else(|| {
+            // As curl says it: "Failed to connect to HOST port P: Invalid argument".
+            let text = io.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+            CurlError::Other(format!("Failed to connect to {host} port {port}: {text}"))
+        })),
         Err(_elapsed) => Err(CurlError::Timeout { host, port, after: timeout, stage: Stage::Connecting }),
     }
 }
