@@ -25,6 +25,11 @@ route(r, "10.8.0.0/16", "198.51.100.1", #{dev: "up1", onlink: true});
 rule(r, #{from: "10.1.0.0/24", table: 100});
 rule(r, #{to: "10.2.0.0/16", iif: "up1", fwmark: 7, table: 100, priority: 50});
 rule(r, #{from: "2001:db8::/64", table: 100});
+route(r, "10.7.0.0/16", "192.0.2.1", #{table: 100});
+del_route(r, "10.7.0.0/16", #{table: 100});
+rule(r, #{from: "10.6.0.0/24", table: 100});
+del_rule(r, #{from: "10.6.0.0/24", table: 100});
+del_rule(r, #{priority: 32767, table: "default"});
 for t in ["main", 100] { for x in routes(r, #{table: t}) { print(`ROUTE ${t} ${x}`); } }
 for x in rules(r) { print(`RULE ${x}`); }
 "#;
@@ -38,7 +43,8 @@ fn the_model_holds_the_routes_and_rules_the_kernel_holds() {
     let (code, out, err) = run_text("tables.rhai", TABLES);
     assert_eq!(code, 0, "{out}\n{err}");
     let kernel = listed(&out);
-    assert_eq!(kernel.iter().filter(|l| l.starts_with("RULE ")).count(), 8, "{out}");
+    assert_eq!(kernel.iter().filter(|l| l.starts_with("RULE ")).count(), 7, "{out}");
+    assert!(!kernel.iter().any(|l| l.contains("10.7.0.0/16") || l.contains("10.6.0.0/24")), "deleted: {out}");
     for expected in [
         "\"metric\": 100",
         "\"type\": \"unreachable\"",
@@ -102,6 +108,8 @@ fn bad_route_and_rule_arguments_are_the_labs_mistake() {
         ("rule(r, #{from: \"10.1.0.0/24\"});", "a rule names the table it sends to", 2),
         ("rule(r, #{from: \"10.1.0.0/24\", to: \"2001:db8::/32\", table: 100});", "different IP versions", 2),
         ("rule(r, #{from: \"10.1.0.0/24\", table: 100});\nrule(r, #{from: \"10.1.0.0/24\", table: 100, priority: 32765});", "File exists", 2),
+        ("del_rule(r, #{from: \"10.1.0.0/24\", table: 100});", "No such file or directory", 2),
+        ("del_route(r, \"10.0.0.0/24\", #{table: 100});", "does not exist in r", 2),
     ] {
         let (got, out, err) = run_text("bad.rhai", &format!("{base}{call}\n"));
         assert_eq!(got, code, "{call}\n{out}\n{err}");

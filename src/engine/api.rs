@@ -35,8 +35,9 @@ docs! {
     "del_addr": "del_addr(node, \"link\", \"10.0.0.1/24\")" => "`ip addr del`.";
     "route": "route(node, \"default\" | \"10.1.0.0/16\", \"10.0.0.1\" | \"link\")  or  route(node, DEST, VIA, #{metric: 100, table: 100, src: \"10.0.0.2\", dev: \"eth0\", onlink: true})  or  route(node, DEST, #{type: \"blackhole\" | \"unreachable\" | \"prohibit\", metric, table})" => "`ip route add DEST via GATEWAY | dev LINK [metric M] [table T] [src S] [dev D onlink]`, or `ip route add blackhole|unreachable|prohibit DEST`; tables by number or \"main\", \"default\", \"local\".";
     "rule": "rule(node, #{from: \"10.1.0.0/24\", to, iif: \"eth1\", oif, fwmark: 1, priority: 100, table: 100})" => "`ip rule add from 10.1.0.0/24 table 100`: policy routing; without priority the kernel's own (32765, then one less each time); IPv6 when from/to are.";
+    "del_rule": "del_rule(node, #{from: \"10.1.0.0/24\", table: 100})  or  del_rule(node, #{priority: 32766, table: \"main\"})" => "`ip rule del ...`: the first rule with what is given (a priority left out matches any).";
     "rules": "rules(node)" => "`ip rule` then `ip -6 rule`: an array of maps {family, priority, from, to, iif, oif, fwmark, table}, the kernel's defaults included.";
-    "del_route": "del_route(node, \"default\" | \"10.1.0.0/16\")" => "`ip route del DEST`.";
+    "del_route": "del_route(node, \"default\" | \"10.1.0.0/16\")  or  del_route(node, DEST, #{table: 100})" => "`ip route del DEST [table T]`.";
     "sysctl": "sysctl(node, \"net.ipv4.ip_forward\", 1)  or  sysctl(node, \"key\")" => "Set (or read) a net.* sysctl inside the node.";
     "links": "links(node)" => "`ip -d link`: an array of maps {name, index, kind, mac, up, state, carrier, mtu, master, peer_ifindex, port_state, txqueuelen, alias, parent}; a vlan adds vlan_id, a macvlan mode, a vxlan vni, dstport, remote, group.";
     "link": "link(node, \"name\")" => "One link's map (see links()).";

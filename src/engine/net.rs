@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_prefix};
+use netlab_runtime::backend::kernel::addr::parse_cidr;
 use netlab_runtime::error::known_names_help;
 use netlab_runtime::model::{LinkKind, LinkState, Op};
 use netlab_runtime::{Error, LinkName, NodeName};
@@ -130,13 +130,6 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
             },
         );
     }
-
-    let ss = s.clone();
-    engine.register_fn("del_route", move |ctx: NativeCallContext, node: Dynamic, dest: &str| -> RhaiResult<()> {
-        let node = ss.node(&ctx, &node)?;
-        let dest = to_rhai(&ctx, parse_prefix(dest))?;
-        ss.apply(&ctx, Op::DelRoute { node, dest }).map(|_| ())
-    });
 
     let ss = s.clone();
     engine.register_fn(

@@ -113,46 +113,65 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
         ss.apply(&ctx, Op::AddRoute { node, dest, hop, opts }).map(|_| ())
     });
 
-    // rule(node, #{from, to, iif, oif, fwmark, priority, table})
+    // del_route(node, DEST [, #{table}])
     let ss = s.clone();
-    engine.register_fn("rule", move |ctx: NativeCallContext, node: Dynamic, opts: Map| -> RhaiResult<()> {
-        reject_unknown(&ctx, &opts, &["from", "to", "iif", "oif", "fwmark", "priority", "table"])?;
+    let del_route = move |ctx: NativeCallContext, node: Dynamic, dest: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["table"])?;
         let node = ss.node(&ctx, &node)?;
-        let prefix = |key: &str| -> RhaiResult<Option<ipnet::IpNet>> {
-            opt_str(&ctx, &opts, key)?
-                .map(|p| {
-                    to_rhai(&ctx, parse_prefix(&p))?.ok_or_else(|| {
-                        runtime_error(
-                            &ctx,
-                            format!("{key} is an address or prefix (\"all\" is what leaving it out means)"),
-                        )
-                    })
-                })
-                .transpose()
-        };
-        let (from, to) = (prefix("from")?, prefix("to")?);
-        if let (Some(f), Some(t)) = (from, to) {
-            if f.addr().is_ipv6() != t.addr().is_ipv6() {
-                return Err(runtime_error(&ctx, "from and to are of different IP versions".into()));
-            }
-        }
-        let table = opts
-            .get("table")
-            .map(|t| table(&ctx, t))
-            .transpose()?
-            .ok_or_else(|| runtime_error(&ctx, "a rule names the table it sends to: #{table: 100, ...}".into()))?;
-        let rule = RuleSpec {
-            v6: from.or(to).is_some_and(|p| p.addr().is_ipv6()),
-            from,
-            to,
-            iif: opt_str(&ctx, &opts, "iif")?.map(|l| link_name(&ctx, &l)).transpose()?,
-            oif: opt_str(&ctx, &opts, "oif")?.map(|l| link_name(&ctx, &l)).transpose()?,
-            fwmark: opt_u32(&ctx, &opts, "fwmark")?,
-            priority: opt_u32(&ctx, &opts, "priority")?,
-            table,
-        };
-        ss.apply(&ctx, Op::AddRule { node, rule }).map(|_| ())
+        let dest = to_rhai(&ctx, parse_prefix(dest))?;
+        let table = opts.get("table").map(|t| table(&ctx, t)).transpose()?;
+        ss.apply(&ctx, Op::DelRoute { node, dest, table }).map(|_| ())
+    };
+    let d = del_route.clone();
+    engine.register_fn("del_route", move |ctx: NativeCallContext, node: Dynamic, dest: &str| {
+        d(ctx, node, dest, Map::new())
     });
+    engine.register_fn("del_route", del_route);
+
+    // rule(node, #{...}) and del_rule(node, #{...})
+    for delete in [false, true] {
+        let ss = s.clone();
+        engine.register_fn(
+            if delete { "del_rule" } else { "rule" },
+            move |ctx: NativeCallContext, node: Dynamic, opts: Map| -> RhaiResult<()> {
+                reject_unknown(&ctx, &opts, &["from", "to", "iif", "oif", "fwmark", "priority", "table"])?;
+                let node = ss.node(&ctx, &node)?;
+                let prefix = |key: &str| -> RhaiResult<Option<ipnet::IpNet>> {
+                    opt_str(&ctx, &opts, key)?
+                        .map(|p| {
+                            to_rhai(&ctx, parse_prefix(&p))?.ok_or_else(|| {
+                                runtime_error(
+                                    &ctx,
+                                    format!("{key} is an address or prefix (\"all\" is what leaving it out means)"),
+                                )
+                            })
+                        })
+                        .transpose()
+                };
+                let (from, to) = (prefix("from")?, prefix("to")?);
+                if let (Some(f), Some(t)) = (from, to) {
+                    if f.addr().is_ipv6() != t.addr().is_ipv6() {
+                        return Err(runtime_error(&ctx, "from and to are of different IP versions".into()));
+                    }
+                }
+                let table = opts.get("table").map(|t| table(&ctx, t)).transpose()?.ok_or_else(|| {
+                    runtime_error(&ctx, "a rule names the table it sends to: #{table: 100, ...}".into())
+                })?;
+                let rule = RuleSpec {
+                    v6: from.or(to).is_some_and(|p| p.addr().is_ipv6()),
+                    from,
+                    to,
+                    iif: opt_str(&ctx, &opts, "iif")?.map(|l| link_name(&ctx, &l)).transpose()?,
+                    oif: opt_str(&ctx, &opts, "oif")?.map(|l| link_name(&ctx, &l)).transpose()?,
+                    fwmark: opt_u32(&ctx, &opts, "fwmark")?,
+                    priority: opt_u32(&ctx, &opts, "priority")?,
+                    table,
+                };
+                let op = if delete { Op::DelRule { node, rule } } else { Op::AddRule { node, rule } };
+                ss.apply(&ctx, op).map(|_| ())
+            },
+        );
+    }
 
     // routes(node [, #{table}])
     let ss = s.clone();

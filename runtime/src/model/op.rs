@@ -42,8 +42,10 @@ pub enum Op {
     /// `ip route add [TYPE] DEST via GW | dev LINK [metric M] [table T] [src S]
     /// [onlink]`; DEST None is the default route.
     AddRoute { node: NodeName, dest: Option<IpNet>, hop: NextHop, opts: RouteOpts },
-    /// `ip route del DEST`.
-    DelRoute { node: NodeName, dest: Option<IpNet> },
+    /// `ip route del DEST [table T]` (None: the main table).
+    DelRoute { node: NodeName, dest: Option<IpNet>, table: Option<u32> },
+    /// `ip rule del ...`: the first rule matching what is given.
+    DelRule { node: NodeName, rule: RuleSpec },
     /// `ip neigh add IP lladdr MAC dev DEV nud STATE`: a neighbour entry by hand.
     AddNeigh { node: NodeName, dev: LinkName, ip: IpAddr, mac: [u8; 6], state: NeighState },
     /// `ip neigh del IP dev DEV`.
@@ -138,6 +140,7 @@ impl Op {
             | Op::AddRoute { node, .. }
             | Op::DelRoute { node, .. }
             | Op::AddRule { node, .. }
+            | Op::DelRule { node, .. }
             | Op::AddNeigh { node, .. }
             | Op::DelNeigh { node, .. }
             | Op::FlushNeigh { node, .. }

@@ -753,7 +753,7 @@ fn ip_route(node: &NodeName, args: &[String], v6: bool) -> Option<Item> {
         return None;
     }
     if !add {
-        return Some(step(Op::DelRoute { node, dest }));
+        return Some(step(Op::DelRoute { node, dest, table: None }));
     }
     Some(match (via, dev) {
         (Some(gw), dev) => {
@@ -947,10 +947,10 @@ mod tests {
         let extra = Extra::Dev { dev: ln("ens2f0"), onlink: true };
         assert_eq!(onlink, Item::List(vec![(Conn::Seq, Item::Step(Step { op: op.clone(), extra }))]));
         assert_eq!(ops("ip route add default via 192.168.30.1 dev ens2f0 onlink"), [op]);
-        assert_eq!(ops("ip route del default"), [Op::DelRoute { node: nn("host"), dest: None }]);
+        assert_eq!(ops("ip route del default"), [Op::DelRoute { node: nn("host"), dest: None, table: None }]);
         assert_eq!(
             ops("ip route delete 10.9.0.0/16 via 10.0.0.1"),
-            [Op::DelRoute { node: nn("host"), dest: Some("10.9.0.0/16".parse().unwrap()) }]
+            [Op::DelRoute { node: nn("host"), dest: Some("10.9.0.0/16".parse().unwrap()), table: None }]
         );
         assert_eq!(ops("ip -6 route add default via fd00::1"), [route("host", None, gw("fd00::1"))]);
         assert!(ops("ip -6 route add default dev eth0").is_empty(), "the op cannot say IPv6");

@@ -698,7 +698,7 @@ mod tests {
                     hop: NextHop::Device(l("up0")),
                     opts: Default::default(),
                 },
-                Op::DelRoute { node: a.clone(), dest: Some(cidr("10.0.0.0/8")) },
+                Op::DelRoute { node: a.clone(), dest: Some(cidr("10.0.0.0/8")), table: None },
                 Op::SetSysctl { node: h.clone(), key: "net/ipv4/conf/all/forwarding".into(), value: "1".into() },
                 Op::SetSysctl { node: b.clone(), key: "net.ipv4.ip_forward".into(), value: "1".into() },
                 Op::Firewall {

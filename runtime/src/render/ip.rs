@@ -362,8 +362,13 @@ impl Renderer {
                 let words = crate::backend::kernel::rule::describe_rule(rule);
                 vec![format!("{ip}{family} rule add {words}")]
             }
-            Op::DelRoute { dest, .. } => {
-                vec![format!("{ip} route del {}", dest.map(|d| d.to_string()).unwrap_or("default".into()))]
+            Op::DelRoute { dest, table, .. } => {
+                let table = table.map(|t| format!(" table {t}")).unwrap_or_default();
+                vec![format!("{ip} route del {}{table}", dest.map(|d| d.to_string()).unwrap_or("default".into()))]
+            }
+            Op::DelRule { rule, .. } => {
+                let family = if rule.v6 { " -6" } else { "" };
+                vec![format!("{ip}{family} rule del {}", crate::backend::kernel::rule::describe_rule(rule))]
             }
             Op::SetSysctl { node, key, value } => vec![self.sysctl(node, key, value)],
             Op::Firewall { node, change: FirewallChange::File(file) } => {
@@ -593,8 +598,11 @@ mod tests {
             }),
             ["ip route add 192.168.1.0/24 dev v-net-0"]
         );
-        assert_eq!(cmds(Op::DelRoute { node: n("c4"), dest: None }), ["ip -n c4 route del default"]);
-        assert_eq!(cmds(Op::DelRoute { node: n("host"), dest: Some(cidr("10.0.0.0/8")) }), ["ip route del 10.0.0.0/8"]);
+        assert_eq!(cmds(Op::DelRoute { node: n("c4"), dest: None, table: None }), ["ip -n c4 route del default"]);
+        assert_eq!(
+            cmds(Op::DelRoute { node: n("host"), dest: Some(cidr("10.0.0.0/8")), table: None }),
+            ["ip route del 10.0.0.0/8"]
+        );
     }
 
     #[test]

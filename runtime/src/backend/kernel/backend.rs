@@ -113,7 +113,10 @@ impl Lab {
             Op::SetBridgePort { node, port, opts } => {
                 self.netlink_op(op, self.node_of(node)?.set_bridge_port(port, opts))
             }
-            Op::DelRoute { node, dest } => self.netlink_op(op, self.node_of(node)?.delete_route(*dest)),
+            Op::DelRoute { node, dest, table } => {
+                self.netlink_op(op, self.node_of(node)?.delete_route(*dest, table.unwrap_or(crate::model::MAIN_TABLE)))
+            }
+            Op::DelRule { node, rule } => self.netlink_op(op, self.node_of(node)?.delete_rule(rule)),
             Op::SetSysctl { node, key, value } => self.set_sysctl(&*self.node_of(node)?, key, value),
             Op::Firewall { node, change } => self.apply_firewall(&*self.node_of(node)?, change),
             Op::WriteFile { node, file, text } => self.set_node_file(&*self.node_of(node)?, file.file_name(), text),

@@ -103,11 +103,11 @@ impl Node {
     }
 
     /// `ip route del DEST`.
-    pub async fn delete_route(&self, destination: Option<IpNet>) -> Result<()> {
+    pub async fn delete_route(&self, destination: Option<IpNet>, table: u32) -> Result<()> {
         let routes = self.route_messages().await?;
         let target = routes.into_iter().find(|m| {
             let state = route_state(m);
-            state.table == 254 && state.destination == destination
+            state.table == table && state.destination == destination
         });
         let what = destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
         let Some(msg) = target else {

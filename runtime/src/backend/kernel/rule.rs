@@ -43,6 +43,36 @@ impl Node {
             .map_err(|e| Error::kernel("adding rule", self.name.as_str(), describe_rule(rule), nl_to_io(e)))
     }
 
+    /// `ip rule del ...`: the first rule of the family that has what is given (a
+    /// priority left out matches any); ENOENT for none.
+    pub async fn delete_rule(&self, rule: &RuleSpec) -> Result<()> {
+        let version = if rule.v6 { IpVersion::V6 } else { IpVersion::V4 };
+        let msgs: Vec<RuleMessage> = self
+            .handle()?
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::kernel("listing rules", self.name.as_str(), "", nl_to_io(e)))?;
+        let found = msgs.into_iter().find(|m| rule_matches(&rule_state(m), rule));
+        let what = describe_rule(rule);
+        let Some(msg) = found else {
+            return Err(Error::kernel(
+                "deleting rule",
+                self.name.as_str(),
+                what,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        };
+        self.handle()?
+            .rule()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::kernel("deleting rule", self.name.as_str(), what, nl_to_io(e)))
+    }
+
     /// `ip rule` and `ip -6 rule`, IPv4 first, each by priority.
     pub async fn rules(&self) -> Result<Vec<RuleState>> {
         let mut all = Vec::new();
@@ -59,6 +89,18 @@ impl Node {
         }
         Ok(all)
     }
+}
+
+/// Whether `state` is the rule `ip rule del` with `wanted`'s selectors deletes.
+pub fn rule_matches(state: &RuleState, wanted: &RuleSpec) -> bool {
+    state.v6 == wanted.v6
+        && state.from == wanted.from
+        && state.to == wanted.to
+        && state.iif.as_deref() == wanted.iif.as_ref().map(|l| l.as_str())
+        && state.oif.as_deref() == wanted.oif.as_ref().map(|l| l.as_str())
+        && state.fwmark == wanted.fwmark
+        && state.table == wanted.table
+        && wanted.priority.is_none_or(|p| p == state.priority)
 }
 
 /// "from 10.1.0.0/24 table 100", for messages.

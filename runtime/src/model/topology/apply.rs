@@ -67,7 +67,10 @@ impl Topology {
                 Ok(())
             }
             Op::SetBridgePort { node, port, opts } => self.node_mut(node.as_str())?.set_bridge_port(port, opts),
-            Op::DelRoute { node, dest } => self.node_mut(node.as_str())?.del_route(*dest),
+            Op::DelRoute { node, dest, table } => {
+                self.node_mut(node.as_str())?.del_route(*dest, table.unwrap_or(MAIN_TABLE))
+            }
+            Op::DelRule { node, rule } => self.node_mut(node.as_str())?.del_rule(rule),
             Op::SetSysctl { node, key, value } => self.node_mut(node.as_str())?.set_sysctl(key, value),
             Op::Firewall { node, change } => {
                 self.node_mut(node.as_str())?.firewall.push(change.clone());
@@ -782,6 +785,26 @@ impl NodeState {
         Ok(())
     }
 
+    /// `ip rule del ...`: the first of the lab's rules that matches (the kernel's
+    /// defaults can go too, as with `ip rule del`; ENOENT for none).
+    fn del_rule(&mut self, rule: &RuleSpec) -> Result<()> {
+        let listed = self.rule_list();
+        let Some(found) = listed.iter().find(|r| crate::backend::kernel::rule::rule_matches(r, rule)) else {
+            let what = crate::backend::kernel::rule::describe_rule(rule);
+            return Err(Error::kernel("deleting rule", self.name.as_str(), what, errno(libc::ENOENT)));
+        };
+        match self.rules.iter().position(|r| r == found) {
+            Some(at) => {
+                self.rules.remove(at);
+                Ok(())
+            }
+            None => {
+                self.deleted_default_rules.push(found.clone());
+                Ok(())
+            }
+        }
+    }
+
     /// The rules as `ip rule` lists them: the kernel's defaults and the lab's, by
     /// priority (a new rule goes after those of its priority), IPv4 first.
     pub fn rule_list(&self) -> Vec<RuleState> {
@@ -797,6 +820,7 @@ impl NodeState {
         };
         let mut all = vec![default(false, 0, 255), default(false, 32766, 254), default(false, 32767, 253)];
         all.extend([default(true, 0, 255), default(true, 32766, 254)]);
+        all.retain(|r| !self.deleted_default_rules.contains(r));
         all.extend(self.rules.iter().cloned());
         // A stable sort: defaults first among equal priorities, then in the order added.
         all.sort_by_key(|r| (r.v6, r.priority));
@@ -841,10 +865,10 @@ impl NodeState {
     }
 
     /// `ip route del DEST`: the first route of that destination as listed (IPv4 first).
-    fn del_route(&mut self, dest: Option<IpNet>) -> Result<()> {
+    fn del_route(&mut self, dest: Option<IpNet>, table: u32) -> Result<()> {
         let found = [false, true]
             .iter()
-            .find_map(|v6| self.routes.iter().position(|r| r.v6 == *v6 && r.dest == dest && r.table == MAIN_TABLE));
+            .find_map(|v6| self.routes.iter().position(|r| r.v6 == *v6 && r.dest == dest && r.table == table));
         let Some(at) = found else {
             let what = dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into());
             return Err(Error::kernel("deleting route", self.name.as_str(), what, errno(libc::ESRCH)));

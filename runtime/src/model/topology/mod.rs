@@ -54,6 +54,8 @@ pub struct NodeState {
     pub execs: Vec<String>,
     /// Policy routing rules the lab added (the kernel's three defaults are implied).
     pub rules: Vec<crate::model::RuleState>,
+    /// The kernel's default rules the lab deleted.
+    pub deleted_default_rules: Vec<crate::model::RuleState>,
     /// Neighbour entries added by hand (`ip neigh add`); learned ones need traffic,
     /// which the model does not send.
     pub neighbours: Vec<crate::model::Neighbour>,
@@ -214,6 +216,7 @@ impl NodeState {
             servers: Vec::new(),
             execs: Vec::new(),
             rules: Vec::new(),
+            deleted_default_rules: Vec::new(),
             neighbours: Vec::new(),
         }
     }

@@ -467,7 +467,7 @@ fn route_errors() {
     assert!(matches!(e, Error::BadAddress { expected: "route", .. }), "{e:?}");
     t.apply(&down("a", "lo")).unwrap();
     assert_eq!(errno(&fails(&mut t, dev("a", "10.7.0.0/16", "lo"))), Some(libc::ENETDOWN));
-    let e = fails(&mut t, Op::DelRoute { node: nn("a"), dest: dest("10.8.0.0/16") });
+    let e = fails(&mut t, Op::DelRoute { node: nn("a"), dest: dest("10.8.0.0/16"), table: None });
     assert_eq!(errno(&e), Some(libc::ESRCH));
     assert!(e.to_string().starts_with("deleting route 10.8.0.0/16 in a"), "{e}");
 }
@@ -476,10 +476,10 @@ fn route_errors() {
 fn deleting_routes_and_a_link_going_down() {
     let mut t = pair();
     t.apply(&via("a", "default", "10.0.0.2")).unwrap();
-    t.apply(&Op::DelRoute { node: nn("a"), dest: None }).unwrap();
+    t.apply(&Op::DelRoute { node: nn("a"), dest: None, table: None }).unwrap();
     assert_eq!(route_dests(&t, "a"), ["10.0.0.0/24"]);
     // A connected route can be deleted; it comes back with the link.
-    t.apply(&Op::DelRoute { node: nn("a"), dest: dest("10.0.0.0/24") }).unwrap();
+    t.apply(&Op::DelRoute { node: nn("a"), dest: dest("10.0.0.0/24"), table: None }).unwrap();
     assert!(t.routes("a").unwrap().is_empty());
     t.apply(&down("a", "eth0")).unwrap();
     t.apply(&up("a", "eth0")).unwrap();
