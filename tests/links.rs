@@ -166,3 +166,46 @@ fn a_link_kind_the_kernel_lacks_is_the_machines_problem() {
         assert!(err.contains(&format!("requires(\"{feature}\")")), "the help names requires(): {err}");
     }
 }
+
+/// `ip tuntap add`: a TAP (the default) or TUN device nobody has open: up but without
+/// carrier (DOWN), a TAP with a MAC address of netlab's, a TUN with none and a queue of
+/// 500; `netlab plan` lists them exactly as the kernel does.
+#[test]
+fn tuntap_devices_as_the_kernel_makes_them() {
+    let lab = r#"
+let a = netns("a");
+tuntap(a, "tap0");
+tuntap(a, "tun0", #{mode: "tun", mtu: 1400});
+up(a, "tap0");
+up(a, "tun0");
+for l in links(a) { print(`L ${l.name} ${l.kind} ${l.mode} ${l.mac} ${l.mtu} ${l.txqueuelen} ${l.state} ${l.carrier} ${l.up}`); }
+expect(exec_in(a, "ip -d link show tap0").stdout.contains("tun type tap"), "ip -d link: tun type tap");
+"#;
+    let (code, out, err) = run_text("tuntap.rhai", lab);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let listed = |text: &str| -> Vec<String> {
+        text.lines().filter_map(|l| l.find("L ").map(|i| l[i..].trim_end().to_string())).collect()
+    };
+    let kernel = listed(&out);
+    assert!(
+        kernel.iter().any(|l| l.starts_with("L tap0 tun tap ") && l.ends_with(" 1500 1000 DOWN false true")),
+        "{out}"
+    );
+    assert!(kernel.iter().any(|l| l == "L tun0 tun tun  1400 500 DOWN false true"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tuntap.rhai");
+    std::fs::write(&path, lab).unwrap();
+    let plan = netlab().arg("plan").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(listed(&text), kernel, "the model lists what the kernel has:\n{text}");
+    assert!(text.contains("ip -n a tuntap add dev tun0 mode tun"), "{text}");
+
+    for (call, says) in [
+        ("tuntap(a, \"t0\", #{mode: \"tunnel\"});", "mode \"tunnel\""),
+        ("tuntap(a, \"t0\", #{mode: \"tun\", mac: \"02:00:00:00:00:01\"});", "no MAC address"),
+    ] {
+        let (code, out, err) = run_text("tuntap_bad.rhai", &format!("let a = netns(\"a\");\n{call}\n"));
+        assert_eq!(code, 2, "{call}\n{out}\n{err}");
+        assert!(err.contains(says), "{call}: {says} in\n{err}");
+    }
+}

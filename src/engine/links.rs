@@ -183,6 +183,30 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
         },
     );
 
+    // tuntap(node, name [, #{mode: "tun" | "tap", ...}])
+    let ss = s.clone();
+    let tuntap = move |ctx: NativeCallContext, node: Dynamic, name: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &keys(&["mode"]))?;
+        let node = ss.node(&ctx, &node)?;
+        let name = link_name(&ctx, name)?;
+        let tap = match opt_str(&ctx, &opts, "mode")?.as_deref() {
+            None | Some("tap") => true,
+            Some("tun") => false,
+            Some(other) => {
+                return Err(runtime_error(&ctx, format!("mode {other:?}: \"tap\" (Ethernet) or \"tun\" (IP)")))
+            }
+        };
+        if !tap && opts.contains_key("mac") {
+            return Err(runtime_error(&ctx, "a TUN device carries IP packets: it has no MAC address".into()));
+        }
+        let attrs = attrs(&ctx, &opts)?;
+        ss.apply(&ctx, Op::AddLink { node, name, spec: LinkSpec::Tuntap { tap }, attrs }).map(|_| ())
+    };
+    let t = tuntap.clone();
+    engine
+        .register_fn("tuntap", move |ctx: NativeCallContext, node: Dynamic, name: &str| t(ctx, node, name, Map::new()));
+    engine.register_fn("tuntap", tuntap);
+
     // set_link(node, link, #{mtu, mac, txqueuelen, alias})
     let ss = s.clone();
     engine.register_fn(

@@ -96,6 +96,9 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
         Some(LinkDetails::Macvlan { mode }) => {
             m.insert("mode".into(), mode.name().into());
         }
+        Some(LinkDetails::Tun { tap }) => {
+            m.insert("mode".into(), if *tap { "tap" } else { "tun" }.into());
+        }
         Some(LinkDetails::Vxlan { vni, dstport, remote, group }) => {
             m.insert("vni".into(), (*vni as i64).into());
             m.insert("dstport".into(), (*dstport as i64).into());

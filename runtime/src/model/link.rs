@@ -19,6 +19,9 @@ pub enum LinkSpec {
     Macvlan { parent: LinkName, mode: MacvlanMode },
     /// `type vxlan id VNI ...`: Ethernet over UDP.
     Vxlan(VxlanSpec),
+    /// `ip tuntap add dev NAME mode tun|tap`: a persistent TUN (IP) or TAP (Ethernet)
+    /// device; without a program attached it has no carrier.
+    Tuntap { tap: bool },
 }
 
 /// `ip link add NAME type vxlan id VNI [remote IP | group IP] [local IP] [dev LINK] dstport PORT`.
@@ -85,6 +88,7 @@ impl LinkSpec {
             LinkSpec::Vlan { .. } => LinkKind::Vlan,
             LinkSpec::Macvlan { .. } => LinkKind::Macvlan,
             LinkSpec::Vxlan(_) => LinkKind::Vxlan,
+            LinkSpec::Tuntap { .. } => LinkKind::Tun,
         }
     }
 
@@ -95,6 +99,7 @@ impl LinkSpec {
             LinkSpec::Vlan { .. } => Feature::Vlan,
             LinkSpec::Macvlan { .. } => Feature::Macvlan,
             LinkSpec::Vxlan(_) => Feature::Vxlan,
+            LinkSpec::Tuntap { .. } => Feature::Tun,
         }
     }
 
@@ -103,7 +108,7 @@ impl LinkSpec {
         match self {
             LinkSpec::Vlan { parent, .. } | LinkSpec::Macvlan { parent, .. } => Some(parent),
             LinkSpec::Vxlan(v) => v.dev.as_ref(),
-            LinkSpec::Dummy => None,
+            LinkSpec::Dummy | LinkSpec::Tuntap { .. } => None,
         }
     }
 }

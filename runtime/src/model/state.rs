@@ -155,6 +155,7 @@ pub enum LinkDetails {
     Vlan { id: u16 },
     Macvlan { mode: crate::model::MacvlanMode },
     Vxlan { vni: u32, dstport: u16, remote: Option<std::net::IpAddr>, group: Option<std::net::IpAddr> },
+    Tun { tap: bool },
 }
 
 impl LinkState {

@@ -253,6 +253,18 @@ impl Renderer {
                 if attrs.mac.is_none() && !matches!(spec, LinkSpec::Vlan { .. }) {
                     attrs.mac = Some(stable_mac(node.as_str(), name.as_str()));
                 }
+                if let LinkSpec::Tuntap { tap } = spec {
+                    let mode = if *tap { "tap" } else { "tun" };
+                    let mut out = vec![format!("{ip} tuntap add dev {} mode {mode}", q(name.as_str()))];
+                    let mut attrs = attrs.clone();
+                    if *tap && attrs.mac.is_none() {
+                        attrs.mac = Some(stable_mac(node.as_str(), name.as_str()));
+                    }
+                    if !attrs.is_empty() {
+                        out.push(format!("{ip} link set {}{}", q(name.as_str()), attr_args(&attrs)));
+                    }
+                    return out;
+                }
                 let (on, kind) = match spec {
                     LinkSpec::Dummy => (String::new(), "dummy".to_string()),
                     LinkSpec::Vlan { parent, id } => (format!(" link {}", q(parent.as_str())), format!("vlan id {id}")),
@@ -271,6 +283,7 @@ impl Renderer {
                         }
                         (String::new(), kind + &format!(" dstport {}", v.dstport))
                     }
+                    LinkSpec::Tuntap { .. } => unreachable!("rendered above"),
                 };
                 let attrs = attr_args(&attrs);
                 vec![format!("{ip} link add {}{on}{attrs} type {kind}", q(name.as_str()))]

@@ -71,6 +71,9 @@ impl Lab {
                 self.netlink_op(op, a.create_veth(name, &b, peer))
             }
             Op::AddBridge { node, name } => self.netlink_op(op, self.node_of(node)?.create_bridge(name)),
+            Op::AddLink { node, name, spec: crate::model::LinkSpec::Tuntap { tap }, attrs } => {
+                self.create_tuntap(&*self.node_of(node)?, name, *tap, attrs)
+            }
             Op::AddLink { node, name, spec, attrs } => {
                 self.netlink_op(op, self.node_of(node)?.create_link(name, spec, attrs))
             }

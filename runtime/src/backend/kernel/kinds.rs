@@ -5,6 +5,7 @@
 use rtnetlink::packet_route::link::{InfoData, InfoMacVlan, InfoVlan, InfoVxlan, MacVlanMode as NlMacvlanMode};
 use std::net::IpAddr;
 
+use rtnetlink::packet_core::Nla;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::{LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan};
 
@@ -44,6 +45,10 @@ fn macvlan_mode(mode: MacvlanMode) -> NlMacvlanMode {
 impl Node {
     /// `ip link add NAME [link PARENT] type KIND ...` with the attributes given.
     pub async fn create_link(&self, name: &LinkName, spec: &LinkSpec, attrs: &LinkAttrs) -> Result<()> {
+        if let LinkSpec::Tuntap { .. } = spec {
+            let why = std::io::Error::other("a TUN/TAP device is made through /dev/net/tun (Lab::create_tuntap)");
+            return Err(Error::io(format!("creating {name}"), why));
+        }
         let parent = match spec.parent() {
             Some(p) => Some(self.link_index(p).await?.0),
             None => None,
@@ -110,6 +115,8 @@ impl Node {
                 }
                 with_attrs(msg, attrs).index(index).build()
             }
+            // Made through /dev/net/tun (Lab::create_tuntap); create_link refuses it.
+            LinkSpec::Tuntap { .. } => LinkMessage::default(),
         }
     }
 
@@ -142,6 +149,15 @@ pub(super) fn details(data: &InfoData) -> Option<LinkDetails> {
             }),
             _ => None,
         }),
+        // IFLA_TUN_TYPE (3): IFF_TUN (1) or IFF_TAP (2).
+        InfoData::Tun(infos) => infos.iter().find_map(|i| match i {
+            rtnetlink::packet_route::link::InfoTun::Other(nla) if nla.kind() == 3 => {
+                let mut value = [0u8; 1];
+                nla.emit_value(&mut value);
+                Some(LinkDetails::Tun { tap: value[0] == 2 })
+            }
+            _ => None,
+        }),
         InfoData::Vxlan(infos) => {
             let (mut vni, mut dstport, mut remote, mut group) = (None, 0, None, None);
             for info in infos {
@@ -170,6 +186,69 @@ pub(super) fn details(data: &InfoData) -> Option<LinkDetails> {
             Some(LinkDetails::Vxlan { vni: vni?, dstport, remote, group })
         }
         _ => None,
+    }
+}
+
+impl super::Lab {
+    /// `ip tuntap add dev NAME mode tun|tap`: TUNSETIFF on /dev/net/tun from inside the
+    /// node, made persistent (TUNSETPERSIST) so it stays when the descriptor closes;
+    /// the lab-wide ifindex first (TUNSETIFINDEX), the attributes after, over netlink.
+    pub(super) fn create_tuntap(&self, node: &Node, name: &LinkName, tap: bool, attrs: &LinkAttrs) -> Result<()> {
+        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+        const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+        const TUNSETIFINDEX: libc::c_ulong = 0x4004_54da;
+        const IFF_TUN: libc::c_short = 0x0001;
+        const IFF_TAP: libc::c_short = 0x0002;
+        const IFF_NO_PI: libc::c_short = 0x1000;
+        let make = |index: u32| -> std::io::Result<()> {
+            use std::os::fd::AsRawFd;
+            let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
+            let mut req = [0u8; 40]; // struct ifreq: the name, then ifr_flags
+            req[..name.as_str().len()].copy_from_slice(name.as_str().as_bytes());
+            let flags = if tap { IFF_TAP } else { IFF_TUN } | IFF_NO_PI;
+            req[16..18].copy_from_slice(&flags.to_ne_bytes());
+            let check = |r: libc::c_int| if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+            // SAFETY: ioctls of the TUN driver on a descriptor we own, with the
+            // argument types they take (an unsigned int, a struct ifreq, an int).
+            unsafe {
+                check(libc::ioctl(dev.as_raw_fd(), TUNSETIFINDEX as _, &index))?;
+                check(libc::ioctl(dev.as_raw_fd(), TUNSETIFF as _, req.as_mut_ptr()))?;
+                check(libc::ioctl(dev.as_raw_fd(), TUNSETPERSIST as _, 1 as libc::c_int))?;
+            }
+            Ok(())
+        };
+        // EBUSY is an ifindex some program's link took (or a device of that name in
+        // use): a few other indexes, then the kernel's answer stands.
+        let mut tries = 0;
+        let made = loop {
+            let index = next_ifindex(1);
+            tries += 1;
+            match node.enter(&self.home, || make(index))? {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 16 => continue,
+                other => break other.map(|()| index),
+            }
+        };
+        let index = match made {
+            Ok(index) => index,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) => {
+                return Err(Error::missing_feature(crate::model::Feature::Tun, node.name.as_str(), name.as_str()))
+            }
+            Err(e) => return Err(Error::kernel("creating TUN/TAP device", node.name.as_str(), name.as_str(), e)),
+        };
+        node.known_links.borrow_mut().insert(name.to_string(), (index, LinkKind::Tun));
+        let mut attrs = attrs.clone();
+        if tap && attrs.mac.is_none() {
+            attrs.mac = Some(stable_mac(node.name.as_str(), name.as_str()));
+        }
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        let limit = self.netlink_limit();
+        self.rt.block_on(async {
+            tokio::time::timeout(limit, node.set_link_attrs(name, &attrs)).await.unwrap_or_else(|_| {
+                Err(Error::io("setting the attributes of a TUN/TAP device", std::io::ErrorKind::TimedOut.into()))
+            })
+        })
     }
 }
 

@@ -166,6 +166,8 @@ pub(crate) fn operstate_converged(l: &LinkState) -> bool {
     match (l.admin_up && l.carrier, l.kind) {
         (true, LinkKind::Veth) => l.oper == OperState::Up,
         (true, _) => matches!(l.oper, OperState::Up | OperState::Unknown),
+        // A TUN/TAP device nobody has open starts UNKNOWN and is set DOWN by linkwatch.
+        (false, LinkKind::Tun) => l.oper == OperState::Down,
         (false, _) => l.oper != OperState::Up,
     }
 }

@@ -360,7 +360,7 @@ impl Topology {
                     return Err(kernel_with_help(op, node.as_str(), name.to_string(), libc::EEXIST, help));
                 }
             }
-            LinkSpec::Dummy => {}
+            LinkSpec::Dummy | LinkSpec::Tuntap { .. } => {}
         }
         let mtu = match (spec, &parent) {
             (LinkSpec::Vxlan(v), Some(dev)) => {
@@ -377,6 +377,11 @@ impl Topology {
         link.spec = Some(spec.clone());
         if matches!(spec, LinkSpec::Vlan { .. }) {
             link.mac = parent.as_ref().map(|p| p.mac).unwrap_or(link.mac);
+        }
+        if matches!(spec, LinkSpec::Tuntap { tap: false }) {
+            // A TUN device carries IP, not Ethernet: no MAC address, a queue of 500.
+            link.mac = [0; 6];
+            link.txqueuelen = 500;
         }
         link.parent = parent.map(|p| (node.clone(), p.index));
         link.mtu = mtu;

@@ -23,6 +23,8 @@ impl Topology {
         match link.kind {
             LinkKind::Loopback => true,
             LinkKind::Veth => link.admin_up && self.peer_of(link).is_some_and(|(_, p)| p.admin_up),
+            // No program has the device open: no carrier (NO-CARRIER), as after `ip tuntap add`.
+            LinkKind::Tun => false,
             // They follow the link they are made on (its carrier, through the stack).
             LinkKind::Vlan | LinkKind::Macvlan => {
                 link.admin_up && self.parent_of(link).is_some_and(|p| self.carrier_anywhere(p))
@@ -64,7 +66,12 @@ impl Topology {
             index: link.index,
             name: link.name.to_string(),
             kind: link.kind,
-            mac: crate::backend::kernel::link::format_mac(&link.mac),
+            // A TUN device has no link-layer address at all.
+            mac: if link.kind == LinkKind::Tun && link.mac == [0; 6] {
+                String::new()
+            } else {
+                crate::backend::kernel::link::format_mac(&link.mac)
+            },
             admin_up: link.admin_up,
             oper,
             carrier,
@@ -90,6 +97,7 @@ impl Topology {
                     remote: v.remote,
                     group: v.group,
                 }),
+                crate::model::LinkSpec::Tuntap { tap } => Some(crate::model::LinkDetails::Tun { tap: *tap }),
                 crate::model::LinkSpec::Dummy => None,
             }),
         }
