@@ -283,7 +283,8 @@ impl Renderer {
                         }
                         (String::new(), kind + &format!(" dstport {}", v.dstport))
                     }
-                    LinkSpec::Tuntap { .. } => unreachable!("rendered above"),
+                    // Returned above: `ip tuntap add`, not `ip link add`.
+                    LinkSpec::Tuntap { tap } => (String::new(), if *tap { "tap" } else { "tun" }.to_string()),
                 };
                 let attrs = attr_args(&attrs);
                 vec![format!("{ip} link add {}{on}{attrs} type {kind}", q(name.as_str()))]
