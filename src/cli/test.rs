@@ -507,17 +507,9 @@ async fn run_one(exe: &Path, lab: &Path, child_args: &[String], timeout: Duratio
         }
     }
     // Its own process group: a Ctrl-C on the terminal reaches us, and we stop the
-    // labs; and if we are killed, so is the lab (PR_SET_PDEATHSIG, kept by exec).
+    // labs; and if we are killed, so is the lab.
     command.process_group(0);
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    super::die_with_parent(command.as_std_mut());
     suite.running.borrow_mut().push(name.clone());
     suite.show_progress();
     let mut child = match command.spawn() {

@@ -162,15 +162,7 @@ impl Vm {
         // Its own process group: a terminal's Ctrl-C reaches us and we end the VM;
         // if we die, so does `unshare`, and with it the namespace.
         command.process_group(0);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::die_with_parent(command.as_std_mut());
         let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
             (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
         else {

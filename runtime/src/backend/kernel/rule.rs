@@ -47,15 +47,7 @@ impl Node {
     /// priority left out matches any); ENOENT for none.
     pub async fn delete_rule(&self, rule: &RuleSpec) -> Result<()> {
         let version = if rule.v6 { IpVersion::V6 } else { IpVersion::V4 };
-        let msgs: Vec<RuleMessage> = self
-            .handle()?
-            .rule()
-            .get(version)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::kernel("listing rules", self.name.as_str(), "", nl_to_io(e)))?;
-        let found = msgs.into_iter().find(|m| rule_matches(&rule_state(m), rule));
+        let found = self.rule_messages(version).await?.into_iter().find(|m| rule_matches(&rule_state(m), rule));
         let what = describe_rule(rule);
         let Some(msg) = found else {
             return Err(Error::kernel(
@@ -77,17 +69,20 @@ impl Node {
     pub async fn rules(&self) -> Result<Vec<RuleState>> {
         let mut all = Vec::new();
         for version in [IpVersion::V4, IpVersion::V6] {
-            let msgs: Vec<RuleMessage> = self
-                .handle()?
-                .rule()
-                .get(version)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| Error::kernel("listing rules", self.name.as_str(), "", nl_to_io(e)))?;
-            all.extend(msgs.iter().map(rule_state));
+            all.extend(self.rule_messages(version).await?.iter().map(rule_state));
         }
         Ok(all)
+    }
+
+    /// The kernel's dump of one family's rules.
+    async fn rule_messages(&self, version: IpVersion) -> Result<Vec<RuleMessage>> {
+        self.handle()?
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::kernel("listing rules", self.name.as_str(), "", nl_to_io(e)))
     }
 }
 
