@@ -110,10 +110,85 @@ fn bad_route_and_rule_arguments_are_the_labs_mistake() {
         ("rule(r, #{from: \"10.1.0.0/24\", table: 100});\nrule(r, #{from: \"10.1.0.0/24\", table: 100, priority: 32765});", "File exists", 2),
         ("del_rule(r, #{from: \"10.1.0.0/24\", table: 100});", "No such file or directory", 2),
         ("del_route(r, \"10.0.0.0/24\", #{table: 100});", "does not exist in r", 2),
+        ("route(r, \"10.9.0.0/16\", [\"10.0.0.2\"]);", "two paths or more", 2),
+        ("route(r, \"10.9.0.0/16\", [\"10.0.0.2\", #{via: \"10.0.0.3\", weight: 0}]);", "weight is 1 to 256", 2),
+        ("route(r, \"10.9.0.0/16\", [\"10.0.0.2\", #{gw: \"10.0.0.3\"}]);", "unknown option \"gw\"", 2),
+        ("route(r, \"10.9.0.0/16\", [\"10.0.0.2\", #{weight: 2}]);", "a path goes via a gateway or onto a link", 2),
+        ("route(r, \"10.9.0.0/16\", [\"10.0.0.2\", \"2001:db8::1\"]);", "different IP versions", 2),
+        ("route(r, \"10.9.0.0/16\", [\"10.0.0.2\", \"10.7.0.1\"]);", "is not on any subnet of r", 2),
     ] {
         let (got, out, err) = run_text("bad.rhai", &format!("{base}{call}\n"));
         assert_eq!(got, code, "{call}\n{out}\n{err}");
         assert!(err.contains(says), "{call}: {says:?} in\n{err}");
         assert!(err.contains("bad.rhai:4") || err.contains("bad.rhai:5"), "{call}: points at its line:\n{err}");
     }
+}
+
+/// Multipath routes through their life: added with weights, a path's link down
+/// (dead), its carrier gone (linkdown), up again, and a path's link deleted (IPv4
+/// loses the route, IPv6 keeps the other path). The model says what the kernel says
+/// at every stage.
+const ECMP: &str = r#"
+let r = netns("r");
+veth(r, "va", "pa");
+veth(r, "vb", "pb");
+for l in ["va", "vb", "pa", "pb"] { up(r, l); }
+addr(r, "va", "10.1.0.2/24");
+addr(r, "vb", "10.2.0.2/24");
+addr(r, "va", "2001:db8:1::2/64");
+addr(r, "vb", "2001:db8:2::2/64");
+route(r, "192.0.2.0/24", ["10.1.0.1", #{via: "10.2.0.1", weight: 3}]);
+route(r, "default", [#{via: "10.1.0.1", dev: "va"}, #{dev: "vb"}], #{metric: 10});
+route(r, "2001:db8:9::/64", ["2001:db8:1::1", "2001:db8:2::1"]);
+let show = |stage| { for x in routes(r) { if x.nexthops.len() > 0 { print(`ROUTE ${stage} ${x}`); } } };
+show.call("added");
+down(r, "va");
+show.call("va-down");
+up(r, "va");
+show.call("va-up");
+down(r, "pa");
+show.call("pa-down");
+up(r, "pa");
+del_link(r, "vb");
+show.call("vb-deleted");
+for x in routes(r) { print(`ROUTE final ${x.dst} via=${x.via} dev=${x.dev}`); }
+"#;
+
+#[test]
+fn multipath_routes_are_what_the_kernel_holds_through_their_life() {
+    let (code, out, err) = run_text("ecmp.rhai", ECMP);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let kernel = listed(&out);
+    let at =
+        |stage: &str| kernel.iter().filter(|l| l.starts_with(&format!("ROUTE {stage} "))).cloned().collect::<Vec<_>>();
+    let added = at("added");
+    assert_eq!(added.len(), 3, "{out}");
+    assert!(added.iter().any(|l| l.contains("\"weight\": 3") && l.contains("\"via\": \"10.2.0.1\"")), "{out}");
+    assert!(at("va-down").iter().any(|l| l.contains("\"dead\": true")), "a path on a down link is dead:\n{out}");
+    assert!(at("va-up").iter().all(|l| !l.contains("\"dead\": true")), "up again, alive:\n{out}");
+    assert!(at("pa-down").iter().any(|l| l.contains("\"linkdown\": true") && !l.contains("\"dead\": true")), "{out}");
+    let gone = at("vb-deleted");
+    assert!(gone.iter().all(|l| !l.contains("192.0.2.0/24")), "IPv4 loses the route with a path's link:\n{out}");
+    assert!(
+        kernel.iter().any(|l| l.starts_with("ROUTE final 2001:db8:9::/64 via=2001:db8:1::1 dev=va")),
+        "IPv6 keeps the other path as a plain route:\n{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ecmp.rhai");
+    std::fs::write(&path, ECMP).unwrap();
+    let plan = netlab().arg("plan").arg(&path).output().unwrap();
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("ip -n r route add 192.0.2.0/24 nexthop via 10.1.0.1 weight 1 nexthop via 10.2.0.1 weight 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ip -n r route add default nexthop via 10.1.0.1 dev va weight 1 nexthop dev vb weight 1 metric 10"
+        ),
+        "{text}"
+    );
+    assert_eq!(listed(&text), kernel, "the model's listing differs from the kernel's");
 }

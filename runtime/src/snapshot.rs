@@ -105,6 +105,9 @@ pub struct Route {
     /// "unicast", "blackhole", "unreachable", ...
     #[serde(rename = "type")]
     pub kind: String,
+    /// A multipath route's paths, as `ip route` prints them: "via GW dev LINK weight W".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nexthops: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +155,9 @@ impl Route {
         }
         if let Some(m) = self.metric {
             s += &format!(" metric {m}");
+        }
+        for hop in &self.nexthops {
+            s += &format!(" nexthop {hop}");
         }
         s
     }
@@ -611,6 +617,22 @@ fn normalize(raw: &RawNode, peers: &[Option<String>]) -> NodeState {
             scope: r.state.scope.as_str().to_string(),
             metric: r.metric,
             kind: route_type(r.kind),
+            nexthops: r
+                .state
+                .nexthops
+                .iter()
+                .map(|h| {
+                    let mut text = h.gateway.map(|g| format!("via {g} ")).unwrap_or_default();
+                    if let Some(d) = h.device_index {
+                        text += &format!("dev {} ", dev(d));
+                    }
+                    text += &format!("weight {}", h.weight);
+                    if h.dead {
+                        text += " dead";
+                    }
+                    text
+                })
+                .collect(),
         })
         .collect();
 
@@ -827,6 +849,7 @@ mod tests {
                 scope: "link".into(),
                 metric: None,
                 kind: "unicast".into(),
+                nexthops: Vec::new(),
             }],
             sysctls: BTreeMap::from([("net.ipv4.ip_forward".to_string(), Some("0".to_string()))]),
             resolv_conf: None,

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use netlab_runtime::backend::kernel::addr::{parse_cidr, parse_ip, parse_prefix};
-use netlab_runtime::model::{NextHop, Op, RouteOpts, RuleSpec, MAIN_TABLE};
+use netlab_runtime::model::{NextHop, Op, PathHop, RouteOpts, RuleSpec, MAIN_TABLE};
 use netlab_runtime::LinkName;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
@@ -55,6 +55,36 @@ fn route_opts(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<RouteOpts> {
     })
 }
 
+/// One path of a multipath route: "GW", or #{via: "GW", dev: "LINK", weight: 1..256}.
+fn path_hop(ctx: &NativeCallContext, path: &Dynamic) -> RhaiResult<PathHop> {
+    if let Ok(gw) = path.clone().into_string() {
+        return Ok(PathHop { gateway: Some(to_rhai(ctx, parse_ip(&gw))?), dev: None, weight: 1 });
+    }
+    let Some(map) = path.read_lock::<Map>().map(|m| m.clone()) else {
+        return Err(type_error(ctx, "a gateway \"10.0.0.1\" or a path #{via, dev, weight}", path));
+    };
+    reject_unknown(ctx, &map, &["via", "dev", "weight"])?;
+    let gateway = opt_str(ctx, &map, "via")?.map(|g| to_rhai(ctx, parse_ip(&g))).transpose()?;
+    let dev = opt_str(ctx, &map, "dev")?.map(|d| link_name(ctx, &d)).transpose()?;
+    if gateway.is_none() && dev.is_none() {
+        return Err(runtime_error(
+            ctx,
+            "a path goes via a gateway or onto a link: #{via: \"10.0.0.1\"} or #{dev: \"eth0\"}".into(),
+        ));
+    }
+    let weight = match map.get("weight") {
+        None => 1,
+        Some(w) => {
+            let n = w.as_int().map_err(|_| type_error(ctx, "an integer for weight", w))?;
+            u16::try_from(n)
+                .ok()
+                .filter(|w| (1..=256).contains(w))
+                .ok_or_else(|| runtime_error(ctx, format!("a path's weight is 1 to 256, not {n}")))?
+        }
+    };
+    Ok(PathHop { gateway, dev, weight })
+}
+
 pub fn register(engine: &mut Engine, s: &Rc<Session>) {
     // route(node, DEST, "10.0.0.1" | "veth0" [, #{metric, table, src, dev, onlink}])
     let ss = s.clone();
@@ -89,6 +119,37 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
         r(ctx, node, dest, via, Map::new())
     });
     engine.register_fn("route", route);
+
+    // route(node, DEST, ["GW1", #{via: "GW2", dev: "eth1", weight: 2}, ...] [, #{metric, table, src}]):
+    // multipath, `ip route add DEST nexthop via GW1 nexthop via GW2 weight 2`.
+    let ss = s.clone();
+    let multipath =
+        move |ctx: NativeCallContext, node: Dynamic, dest: &str, paths: Array, opts: Map| -> RhaiResult<()> {
+            reject_unknown(&ctx, &opts, &["metric", "table", "src"])?;
+            let node = ss.node(&ctx, &node)?;
+            let dest = to_rhai(&ctx, parse_prefix(dest))?;
+            if paths.len() < 2 {
+                return Err(runtime_error(
+                    &ctx,
+                    format!(
+                        "a multipath route has two paths or more, not {}: for one, route(node, DEST, \"GATEWAY\")",
+                        paths.len()
+                    ),
+                ));
+            }
+            let hops = paths.iter().map(|p| path_hop(&ctx, p)).collect::<RhaiResult<Vec<PathHop>>>()?;
+            let families: Vec<bool> = hops.iter().filter_map(|h| h.gateway.map(|g| g.is_ipv6())).collect();
+            if families.windows(2).any(|w| w[0] != w[1]) {
+                return Err(runtime_error(&ctx, "the paths' gateways are of different IP versions".into()));
+            }
+            let opts = route_opts(&ctx, &opts)?;
+            ss.apply(&ctx, Op::AddRoute { node, dest, hop: NextHop::Multipath(hops), opts }).map(|_| ())
+        };
+    let m = multipath.clone();
+    engine.register_fn("route", move |ctx: NativeCallContext, node: Dynamic, dest: &str, paths: Array| {
+        m(ctx, node, dest, paths, Map::new())
+    });
+    engine.register_fn("route", multipath);
 
     // route(node, DEST, #{type: "blackhole" | "unreachable" | "prohibit", metric, table})
     let ss = s.clone();
@@ -196,6 +257,23 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
                 m.insert("src".into(), r.src.map(|x| Dynamic::from(x.to_string())).unwrap_or(Dynamic::UNIT));
                 m.insert("linkdown".into(), r.linkdown.into());
                 m.insert("onlink".into(), r.onlink.into());
+                let hops: Array = r
+                    .nexthops
+                    .iter()
+                    .map(|h| {
+                        let mut p = Map::new();
+                        p.insert(
+                            "via".into(),
+                            h.gateway.map(|g| Dynamic::from(g.to_string())).unwrap_or(Dynamic::UNIT),
+                        );
+                        p.insert("dev".into(), h.device_index.map(|i| dev_name(&links, i)).unwrap_or(Dynamic::UNIT));
+                        p.insert("weight".into(), (h.weight as i64).into());
+                        p.insert("dead".into(), h.dead.into());
+                        p.insert("linkdown".into(), h.linkdown.into());
+                        Dynamic::from_map(p)
+                    })
+                    .collect();
+                m.insert("nexthops".into(), hops.into());
                 Dynamic::from_map(m)
             })
             .collect())

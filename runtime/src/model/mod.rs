@@ -14,7 +14,7 @@ pub use link::{LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec};
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
 pub use programs::ops_of;
 pub use state::{
-    AddrState, BridgePortOpts, FdbEntry, FdbState, LinkDetails, LinkKind, LinkState, NeighState, Neighbour, NextHop,
-    OperState, PortState, RouteKind, RouteOpts, RouteState, RuleSpec, RuleState, Scope, MAIN_TABLE,
+    AddrState, BridgePortOpts, FdbEntry, FdbState, HopState, LinkDetails, LinkKind, LinkState, NeighState, Neighbour,
+    NextHop, OperState, PathHop, PortState, RouteKind, RouteOpts, RouteState, RuleSpec, RuleState, Scope, MAIN_TABLE,
 };
 pub use topology::{Link, Lint, LintKind, NodeState, Route, Topology};

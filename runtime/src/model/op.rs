@@ -40,7 +40,8 @@ pub enum Op {
     /// `ip addr del CIDR dev LINK`.
     DelAddr { node: NodeName, link: LinkName, cidr: IpNet },
     /// `ip route add [TYPE] DEST via GW | dev LINK [metric M] [table T] [src S]
-    /// [onlink]`; DEST None is the default route.
+    /// [onlink]`, or `DEST nexthop via GW1 weight W1 nexthop via GW2 ...`; DEST None
+    /// is the default route.
     AddRoute { node: NodeName, dest: Option<IpNet>, hop: NextHop, opts: RouteOpts },
     /// `ip route del DEST [table T]` (None: the main table).
     DelRoute { node: NodeName, dest: Option<IpNet>, table: Option<u32> },

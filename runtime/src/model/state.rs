@@ -192,6 +192,9 @@ pub struct RouteState {
     /// Its link has no carrier (`linkdown`).
     pub linkdown: bool,
     pub onlink: bool,
+    /// A multipath route's paths (`nexthop via ...`); empty for one path, which
+    /// `gateway` and `device_index` give.
+    pub nexthops: Vec<HopState>,
 }
 
 /// What a route does with a packet (`ip route add TYPE DEST`).
@@ -307,16 +310,51 @@ pub enum NextHop {
     Blackhole,
     Unreachable,
     Prohibit,
+    /// Equal-cost (or weighted) multipath: `nexthop via GW [dev DEV] weight W` for
+    /// each path, two or more.
+    Multipath(Vec<PathHop>),
+}
+
+/// One path of a multipath route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathHop {
+    /// None: `nexthop dev DEV`, a path straight onto a link.
+    pub gateway: Option<IpAddr>,
+    pub dev: Option<LinkName>,
+    /// 1 to 256 (`weight`): the share of flows the path gets.
+    pub weight: u16,
+}
+
+/// A path of a multipath route as the kernel lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopState {
+    pub gateway: Option<IpAddr>,
+    pub device_index: Option<u32>,
+    pub weight: u16,
+    /// Its link is down (or lost its last address): the path is not used (`dead`).
+    pub dead: bool,
+    /// Its link has no carrier (`linkdown`).
+    pub linkdown: bool,
 }
 
 impl NextHop {
+    /// Whether the next hop says the route is IPv6 (a gateway's family); None when
+    /// it does not (a link, a typed route).
+    pub fn family_v6(&self) -> Option<bool> {
+        match self {
+            NextHop::Gateway(gw) => Some(gw.is_ipv6()),
+            NextHop::Multipath(paths) => paths.iter().find_map(|p| p.gateway.map(|g| g.is_ipv6())),
+            _ => None,
+        }
+    }
+
     /// The word `ip route add` takes before the destination for a typed route.
     pub fn type_word(&self) -> Option<&'static str> {
         match self {
             NextHop::Blackhole => Some("blackhole"),
             NextHop::Unreachable => Some("unreachable"),
             NextHop::Prohibit => Some("prohibit"),
-            NextHop::Gateway(_) | NextHop::Device(_) => None,
+            NextHop::Gateway(_) | NextHop::Device(_) | NextHop::Multipath(_) => None,
         }
     }
 }

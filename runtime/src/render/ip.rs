@@ -324,6 +324,21 @@ impl Renderer {
                     NextHop::Gateway(gw) if dest.is_none() && gw.is_ipv6() => (" -6", format!("{dst} via {gw}")),
                     NextHop::Gateway(gw) => ("", format!("{dst} via {gw}")),
                     NextHop::Device(dev) => ("", format!("{dst} dev {}", q(dev.as_str()))),
+                    NextHop::Multipath(paths) => {
+                        let family = if dest.is_none() && hop.family_v6() == Some(true) { " -6" } else { "" };
+                        let mut words = dst;
+                        for p in paths {
+                            words += " nexthop";
+                            if let Some(gw) = p.gateway {
+                                words += &format!(" via {gw}");
+                            }
+                            if let Some(dev) = &p.dev {
+                                words += &format!(" dev {}", q(dev.as_str()));
+                            }
+                            words += &format!(" weight {}", p.weight);
+                        }
+                        (family, words)
+                    }
                     typed => {
                         let family = if dest.is_none() && v6 == Some(true) { " -6" } else { "" };
                         (family, format!("{} {dst}", typed.type_word().unwrap_or_default()))
@@ -611,6 +626,16 @@ mod tests {
                 opts: Default::default()
             }),
             ["ip route add 192.168.1.0/24 dev v-net-0"]
+        );
+        let path = |gw: &str, weight| crate::model::PathHop { gateway: Some(gw.parse().unwrap()), dev: None, weight };
+        assert_eq!(
+            cmds(Op::AddRoute {
+                node: n("r"),
+                dest: None,
+                hop: NextHop::Multipath(vec![path("10.1.0.1", 1), path("10.2.0.1", 3)]),
+                opts: Default::default()
+            }),
+            ["ip -n r route add default nexthop via 10.1.0.1 weight 1 nexthop via 10.2.0.1 weight 3"]
         );
         assert_eq!(cmds(Op::DelRoute { node: n("c4"), dest: None, table: None }), ["ip -n c4 route del default"]);
         assert_eq!(

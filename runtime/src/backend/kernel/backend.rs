@@ -221,7 +221,9 @@ impl Backend for Lab {
     fn routes(&self, node: &NodeName, table: u32) -> Result<Vec<RouteState>> {
         self.flush()?;
         let n = self.node_of(node)?;
-        self.settle()?;
+        // A route's linkdown flags (its own, its paths') follow carrier as linkwatch
+        // reports it, as the operstate does.
+        self.settle_links(&n, None)?;
         self.netlink(node.as_str(), || format!("ip route show table {table}"), n.routes_in(table))
     }
 

@@ -5,14 +5,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteNextHop, RouteNextHopFlags, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::RouteMessageBuilder;
 
 use crate::backend::kernel::node::Node;
 use crate::error::{nl_to_io, Error, Result};
 
-pub use crate::model::state::{NextHop, RouteKind, RouteOpts, RouteState, Scope, MAIN_TABLE};
+pub use crate::model::state::{HopState, NextHop, PathHop, RouteKind, RouteOpts, RouteState, Scope, MAIN_TABLE};
 
 fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
     match addr {
@@ -26,8 +27,7 @@ impl Node {
     async fn route_message(&self, destination: Option<IpNet>, hop: &NextHop, opts: &RouteOpts) -> Result<RouteMessage> {
         let v6 = match (destination, hop) {
             (Some(net), _) => net.addr().is_ipv6(),
-            (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
-            (None, _) => opts.src.is_some_and(|s| s.is_ipv6()),
+            (None, hop) => hop.family_v6().or(opts.src.map(|s| s.is_ipv6())).unwrap_or(false),
         };
         let (dst, len) = match destination {
             Some(net) => (net.addr(), net.prefix_len()),
@@ -76,6 +76,28 @@ impl Node {
             NextHop::Blackhole => builder = builder.kind(RouteType::BlackHole),
             NextHop::Unreachable => builder = builder.kind(RouteType::Unreachable),
             NextHop::Prohibit => builder = builder.kind(RouteType::Prohibit),
+            NextHop::Multipath(paths) => {
+                let mut hops = Vec::with_capacity(paths.len());
+                for path in paths {
+                    let mut hop = RouteNextHop::default();
+                    // rtnh_hops is the weight minus one, as `ip route` sends it.
+                    hop.hops = u8::try_from(path.weight.clamp(1, 256) - 1).unwrap_or(u8::MAX);
+                    if let Some(dev) = &path.dev {
+                        hop.interface_index = self.link_index(dev).await?.0;
+                    }
+                    if let Some(gw) = path.gateway {
+                        if gw.is_ipv6() != v6 {
+                            return Err(mismatch(format!("{dst}/{len} nexthop via {gw}")));
+                        }
+                        hop.attributes.push(RouteAttribute::Gateway(match gw {
+                            IpAddr::V4(a) => RouteAddress::Inet(a),
+                            IpAddr::V6(a) => RouteAddress::Inet6(a),
+                        }));
+                    }
+                    hops.push(hop);
+                }
+                builder = builder.multipath(hops);
+            }
         }
         Ok(builder.build())
     }
@@ -89,8 +111,9 @@ impl Node {
             let mut err = Error::kernel("adding route", self.name.as_str(), what, io);
             if let Error::Kernel { source, help, .. } = &mut err {
                 if source.raw_os_error() == Some(libc::ENETUNREACH) {
+                    let which = if matches!(hop, NextHop::Multipath(_)) { "a path's gateway" } else { "the gateway" };
                     *help = Some(format!(
-                        "the gateway is not on any subnet of {}: give its link an address in that subnet first",
+                        "{which} is not on any subnet of {}: give its link an address in that subnet first",
                         self.name
                     ));
                 }
@@ -158,6 +181,19 @@ pub(crate) fn describe(destination: Option<IpNet>, hop: &NextHop) -> String {
     match hop {
         NextHop::Gateway(gw) => format!("{dst} via {gw}"),
         NextHop::Device(dev) => format!("{dst} dev {dev}"),
+        NextHop::Multipath(paths) => {
+            let mut s = dst;
+            for p in paths {
+                s += " nexthop";
+                if let Some(gw) = p.gateway {
+                    s += &format!(" via {gw}");
+                }
+                if let Some(dev) = &p.dev {
+                    s += &format!(" dev {dev}");
+                }
+            }
+            s
+        }
         typed => format!("{} {dst}", typed.type_word().unwrap_or_default()),
     }
 }
@@ -190,6 +226,7 @@ pub(crate) fn route_state(msg: &RouteMessage) -> RouteState {
         src: None,
         linkdown: msg.header.flags.contains(RouteFlags::Linkdown),
         onlink: msg.header.flags.contains(RouteFlags::Onlink),
+        nexthops: Vec::new(),
     };
     let mut dst = None;
     for attr in &msg.attributes {
@@ -200,6 +237,21 @@ pub(crate) fn route_state(msg: &RouteMessage) -> RouteState {
             RouteAttribute::Table(t) => state.table = *t,
             RouteAttribute::Priority(p) => state.metric = Some(*p),
             RouteAttribute::PrefSource(a) => state.src = route_ip(a),
+            RouteAttribute::MultiPath(hops) => {
+                state.nexthops = hops
+                    .iter()
+                    .map(|h| HopState {
+                        gateway: h.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(g) => route_ip(g),
+                            _ => None,
+                        }),
+                        device_index: (h.interface_index != 0).then_some(h.interface_index),
+                        weight: u16::from(h.hops) + 1,
+                        dead: h.flags.contains(RouteNextHopFlags::Dead),
+                        linkdown: h.flags.contains(RouteNextHopFlags::Linkdown),
+                    })
+                    .collect()
+            }
             _ => {}
         }
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use super::{sysctl_path, Link, NodeState, Route, Topology, HOST};
+use super::{sysctl_path, Hop, Link, NodeState, Route, Topology, HOST};
 use crate::backend::kernel::link::stable_mac;
 use crate::error::{Error, Result};
 use crate::model::op::{Op, ServerSpec};
@@ -466,6 +466,16 @@ impl NodeState {
     /// The link leaves the node: its routes go, its ports are released.
     fn remove_link(&mut self, index: u32) {
         self.routes.retain(|r| r.dev != index);
+        // A link that goes takes an IPv4 multipath route with it; IPv6 keeps the
+        // other paths (one left is an ordinary route again).
+        self.routes.retain(|r| r.v6 || !r.uses(index));
+        for r in self.routes.iter_mut().filter(|r| r.uses(index)) {
+            r.hops.retain(|h| h.dev != index);
+            if let [only] = r.hops.as_slice() {
+                (r.gateway, r.dev) = (only.gateway, only.dev);
+                r.hops.clear();
+            }
+        }
         self.neighbours.retain(|e| e.link_index != index);
         self.links.retain(|l| l.index != index);
         for port in self.links.iter_mut().filter(|p| p.master == Some(index)) {
@@ -497,9 +507,13 @@ impl NodeState {
             for a in l.addrs.clone() {
                 self.add_connected(index, a);
             }
+            for h in self.routes.iter_mut().flat_map(|r| r.hops.iter_mut()).filter(|h| h.dev == index) {
+                h.dead = false;
+            }
         } else {
             l.addrs.retain(|a| a.addr().is_ipv4());
             self.routes.retain(|r| r.dev != index);
+            self.kill_paths(index, |_| true);
             // The kernel forgets every neighbour entry of a link taken down, permanent too.
             self.neighbours.retain(|e| e.link_index != index);
         }
@@ -606,6 +620,7 @@ impl NodeState {
         }
         if cidr.addr().is_ipv4() && !v4_left {
             self.routes.retain(|r| r.dev != index || r.v6);
+            self.kill_paths(index, |r| !r.v6);
         }
         Ok(())
     }
@@ -617,8 +632,7 @@ impl NodeState {
     fn add_route(&mut self, dest: Option<IpNet>, hop: &NextHop, opts: &RouteOpts) -> Result<()> {
         let v6 = match (dest, hop) {
             (Some(net), _) => net.addr().is_ipv6(),
-            (None, NextHop::Gateway(gw)) => gw.is_ipv6(),
-            (None, _) => opts.src.is_some_and(|s| s.is_ipv6()),
+            (None, hop) => hop.family_v6().or(opts.src.map(|s| s.is_ipv6())).unwrap_or(false),
         };
         let node = self.name.to_string();
         let what = crate::backend::kernel::route::describe(dest, hop);
@@ -638,6 +652,7 @@ impl NodeState {
                 return Err(kernel_with_help("adding route", &node, what, libc::EINVAL, help));
             }
         }
+        let mut hops = Vec::new();
         let (gateway, dev, scope) = match hop {
             NextHop::Gateway(gw) => {
                 if gw.is_ipv6() != v6 {
@@ -682,6 +697,38 @@ impl NodeState {
                 (None, l.index, if v6 { Scope::Universe } else { Scope::Link })
             }
             NextHop::Blackhole | NextHop::Unreachable | NextHop::Prohibit => (None, 0, Scope::Universe),
+            NextHop::Multipath(paths) => {
+                for path in paths {
+                    let dev = match (path.gateway, &path.dev) {
+                        (Some(gw), dev) => {
+                            if gw.is_ipv6() != v6 {
+                                return Err(mismatch(what));
+                            }
+                            let oif = dev.as_ref().map(|d| self.link(d).map(|l| l.index)).transpose()?;
+                            match self.gateway_dev(gw, oif, table) {
+                                Ok(dev) => dev,
+                                Err(libc::ENETUNREACH) => {
+                                    let help = format!(
+                                        "a path's gateway, {gw}, is not on any subnet of {node}: give its link an address in that subnet first"
+                                    );
+                                    return Err(kernel_with_help("adding route", &node, what, libc::ENETUNREACH, help));
+                                }
+                                Err(code) => return Err(Error::kernel("adding route", &node, what, errno(code))),
+                            }
+                        }
+                        (None, Some(name)) => {
+                            let l = self.link(name)?;
+                            if !l.admin_up {
+                                return Err(Error::kernel("adding route", &node, what, errno(libc::ENETDOWN)));
+                            }
+                            l.index
+                        }
+                        (None, None) => return Err(Error::kernel("adding route", &node, what, errno(libc::EINVAL))),
+                    };
+                    hops.push(Hop { gateway: path.gateway, dev, weight: path.weight, dead: false });
+                }
+                (None, 0, Scope::Universe)
+            }
         };
         let metric = opts.metric.unwrap_or(if v6 { 1024 } else { 0 });
         // Routes of one table, prefix and metric clash, whatever their next hop.
@@ -709,6 +756,7 @@ impl NodeState {
             kind,
             src: opts.src,
             onlink,
+            hops,
         });
         Ok(())
     }
@@ -921,7 +969,19 @@ impl NodeState {
         if !on {
             l.addrs.retain(|a| a.addr().is_ipv4());
             self.routes.retain(|r| !(r.dev == index && r.v6));
+            self.kill_paths(index, |r| r.v6);
         }
+    }
+
+    /// The paths of multipath routes (those `which` picks) through link `index` go
+    /// dead; a route whose paths are all dead goes.
+    fn kill_paths(&mut self, index: u32, which: impl Fn(&Route) -> bool) {
+        for r in self.routes.iter_mut().filter(|r| which(r)) {
+            for h in r.hops.iter_mut().filter(|h| h.dev == index) {
+                h.dead = true;
+            }
+        }
+        self.routes.retain(|r| r.hops.is_empty() || r.hops.iter().any(|h| !h.dead));
     }
 
     /// Binding as the kernel backend's servers bind: to one of the node's addresses

@@ -108,9 +108,26 @@ pub struct Route {
     pub kind: crate::model::RouteKind,
     pub src: Option<IpAddr>,
     pub onlink: bool,
+    /// A multipath route's paths (then `gateway` is None and `dev` 0).
+    pub hops: Vec<Hop>,
+}
+
+/// A path of a multipath route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    pub gateway: Option<IpAddr>,
+    pub dev: u32,
+    pub weight: u16,
+    /// Its link went down (or lost its last IPv4 address): not used until it is up.
+    pub dead: bool,
 }
 
 impl Route {
+    /// Whether the route goes through link `index` (its only one, or one of its paths).
+    pub fn uses(&self, index: u32) -> bool {
+        self.dev == index || self.hops.iter().any(|h| h.dev == index)
+    }
+
     /// A connected route of an address (`proto kernel`).
     pub fn connected(dest: Option<IpNet>, v6: bool, dev: u32, scope: Scope) -> Route {
         Route {
@@ -125,6 +142,7 @@ impl Route {
             kind: crate::model::RouteKind::Unicast,
             src: None,
             onlink: false,
+            hops: Vec::new(),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::backend::kernel::sockets::Listening;
 use crate::error::{Error, Result};
 use crate::model::op::EtcFile;
 use crate::model::state::{
-    AddrState, LinkKind, LinkState, OperState, PortState, RouteKind, RouteState, RuleState, Scope, MAIN_TABLE,
+    AddrState, HopState, LinkKind, LinkState, OperState, PortState, RouteKind, RouteState, RuleState, Scope, MAIN_TABLE,
 };
 
 impl Topology {
@@ -177,6 +177,18 @@ impl Topology {
                     }),
                     linkdown: r.dev != 0 && linkdown(r.dev),
                     onlink: r.onlink,
+                    nexthops: r
+                        .hops
+                        .iter()
+                        .map(|h| HopState {
+                            gateway: h.gateway,
+                            device_index: Some(h.dev),
+                            weight: h.weight,
+                            dead: h.dead,
+                            // A dead path's link is down: it has no carrier either.
+                            linkdown: h.dead || linkdown(h.dev),
+                        })
+                        .collect(),
                 };
                 (r.v6, r.metric, state)
             })
@@ -196,6 +208,7 @@ impl Topology {
                         src: None,
                         linkdown: false,
                         onlink: false,
+                        nexthops: Vec::new(),
                     };
                     all.push((true, 256, state));
                 }
