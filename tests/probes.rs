@@ -136,3 +136,54 @@ fn bad_ping_options_are_the_labs_mistake() {
         assert!(err.contains(says), "{call}: {says} in\n{err}");
     }
 }
+
+/// trace() finds the hops as traceroute does; expect_path passes only on the exact
+/// path and, failing, shows the path found and the first hop that differs. A hop
+/// that stays silent is "*", an ICMP error ends the path with its mark, and no route
+/// at all ends it before the first hop.
+#[test]
+fn trace_and_expect_path() {
+    let lab = format!(
+        "{ROUTED}print(`TRACE ${{trace(a, \"10.2.0.2\")}}`);\n\
+         expect_path(a, \"10.2.0.2\", [\"10.1.0.1\", \"10.2.0.2\"]);\n\
+         print(`SHORT ${{trace(a, \"10.2.0.2\", #{{max_hops: 1}})}}`);\n\
+         print(`NOROUTE ${{trace(b, \"192.0.2.1\", #{{max_hops: 3}})}}`);\n\
+         del_route(b, \"default\");\n\
+         print(`UNREACH ${{trace(r, \"192.0.2.1\", #{{max_hops: 3}})}}`);\n\
+         route(r, \"198.51.100.0/24\", #{{type: \"unreachable\"}});\n\
+         print(`MARK ${{trace(a, \"198.51.100.1\", #{{max_hops: 3}})}}`);\n\
+         print(`SILENT ${{trace(a, \"10.2.0.2\", #{{max_hops: 2, timeout: 0.2}})}}`);\n"
+    );
+    let (code, out, err) = run_text("trace.rhai", &lab);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(r#"TRACE ["10.1.0.1", "10.2.0.2"]"#), "{out}");
+    assert!(out.contains("✓ a reaches 10.2.0.2 through 10.1.0.1 → 10.2.0.2"), "{out}");
+    assert!(out.contains(r#"SHORT ["10.1.0.1"]"#), "{out}");
+    // The router looks the route up before it looks at the TTL: "Network Unreachable" at hop 1.
+    assert!(out.contains(r#"NOROUTE ["10.2.0.1 !N"]"#), "{out}");
+    assert!(out.contains(r#"UNREACH ["!Network is unreachable"]"#), "{out}");
+    assert!(out.contains(r#"MARK ["10.1.0.1 !H"]"#), "{out}");
+    // b has no way back to a any more: the router answers hop 1, b stays silent.
+    assert!(out.contains(r#"SILENT ["10.1.0.1", "*"]"#), "{out}");
+
+    let (code, out, err) =
+        run_text("wrongpath.rhai", &format!("{ROUTED}expect_path(a, \"10.2.0.2\", [\"10.1.0.9\", \"10.2.0.2\"]);\n"));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("the path was 10.1.0.1 → 10.2.0.2"), "{err}");
+    assert!(err.contains("hop 1 differs"), "{err}");
+    assert!(err.contains("wrongpath.rhai:18"), "points at the check:\n{err}");
+
+    for (call, says) in [
+        ("expect_path(a, \"10.2.0.2\", []);", "a path is 1 to 30 hops"),
+        ("expect_path(a, \"10.2.0.2\", [\"10.1.0.1\"]);", "a path ends at its destination"),
+        ("expect_path(a, \"10.2.0.2\", [\"fd00::1\", \"10.2.0.2\"]);", "different IP versions"),
+        ("expect_path(a, \"10.2.0.2\", [1, \"10.2.0.2\"]);", "an address for each hop"),
+        ("trace(a, \"10.2.0.2\", #{max_hops: 31});", "max_hops is 1 to 30"),
+        ("trace(a, \"10.2.0.2\", #{hops: 3});", "unknown option \"hops\""),
+    ] {
+        let (code, out, err) = run_text("badpath.rhai", &format!("{ROUTED}{call}\n"));
+        assert_eq!(code, 2, "{call}\n{out}\n{err}");
+        assert!(err.contains(says), "{call}: {says:?} in\n{err}");
+        assert!(err.contains("badpath.rhai:18"), "{call}: points at its line:\n{err}");
+    }
+}

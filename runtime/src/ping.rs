@@ -28,6 +28,9 @@ pub enum PingMode {
     UntilReply { timeout: Duration },
     /// Send every `interval` for the whole window and count replies.
     Watch { window: Duration },
+    /// One hop of a traceroute: send every `interval` until the first reply or the
+    /// first ICMP error (time exceeded, unreachable, ...), or until `timeout`.
+    FirstAnswer { timeout: Duration },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -270,9 +273,10 @@ where
     let token = token();
     let start = Instant::now();
     let (end, stop_at_first) = match mode {
-        PingMode::UntilReply { timeout } => (start + timeout, true),
+        PingMode::UntilReply { timeout } | PingMode::FirstAnswer { timeout } => (start + timeout, true),
         PingMode::Watch { window } => (start + window, false),
     };
+    let stop_at_error = matches!(mode, PingMode::FirstAnswer { .. });
     let mut report = PingReport::default();
     let mut next_send = start;
     let mut next_quiet_check = start;
@@ -327,6 +331,9 @@ where
             }
         }
         if (stop_at_first && report.received > 0) || Instant::now() >= end {
+            break;
+        }
+        if stop_at_error && report.reasons.iter().any(|r| *r != Reason::Silence) {
             break;
         }
         // A watch can also end at the first ICMP error that says where the path ends:

@@ -10,6 +10,7 @@ mod links;
 mod lint;
 mod neigh;
 mod net;
+mod paths;
 mod routing;
 mod services;
 pub mod session;
@@ -88,6 +89,7 @@ pub fn run(
     routing::register(&mut engine, &session);
     neigh::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);
+    paths::register(&mut engine, &session, &reporter);
     firewall::register(
         &mut engine,
         &session,

@@ -83,6 +83,7 @@ macro_rules! for_each_lab {
             docker_modes => "docker_modes.rhai",
             port_reuse => "port_reuse.rhai",
             more_overlay => "more/overlay.rhai",
+            more_router => "more/router.rhai",
             more_uplinks => "more/uplinks.rhai",
             more_vlan_trunk => "more/vlan_trunk.rhai",
             $($extra)*

@@ -189,6 +189,9 @@ pub enum Probe {
     Tcp { node: NodeName, addr: SocketAddr, expect: Option<Expect> },
     /// `getent hosts NAME` from the node.
     Resolve { node: NodeName, name: String, expect: Option<Expect> },
+    /// `traceroute -n -I DST` from the node: `hops` the routers on the way, then DST
+    /// (empty when only the result is used).
+    Path { node: NodeName, dst: IpAddr, hops: Vec<IpAddr>, expect: Option<Expect> },
 }
 
 impl Probe {
@@ -199,7 +202,8 @@ impl Probe {
             | Probe::PingAll { expect, .. }
             | Probe::Http { expect, .. }
             | Probe::Tcp { expect, .. }
-            | Probe::Resolve { expect, .. } => expect.is_some(),
+            | Probe::Resolve { expect, .. }
+            | Probe::Path { expect, .. } => expect.is_some(),
         }
     }
 }

@@ -67,6 +67,40 @@ answers() {
   pass "$what"
 }
 
+# path_is HOPS DST [EXEC...]: the hops towards DST, found as traceroute finds them
+# (ping with TTL 1, 2, ...: "Time to live exceeded" from each router, then the
+# echo reply), are HOPS (space-separated, DST last; '' prints the path up to 30
+# hops). EXEC runs ping in the node.
+path_is() {
+  local want=$1 dst=$2 ttl hop out got="" n
+  shift 2
+  n=$(wc -w <<<"$want")
+  ((n > 0)) || n=29
+  for ((ttl = 1; ttl <= n + 1; ttl++)); do
+    out=$("$@" ping -n -c1 -W1 -t "$ttl" "$dst" 2>&1) || true
+    hop=$(sed -n -e 's/^From \([^ ]*\) icmp_seq.*/\1/p' -e 's/^[0-9]* bytes from \(.*\): icmp_seq.*/\1/p' <<<"$out" | head -n1)
+    got="$got ${hop:-*}"
+    [ "$hop" = "$dst" ] && break
+  done
+  echo "the path was${got}"
+  [ "${got# }" = "$want" ]
+}
+
+# path_answers WHAT HOPS DST [EXEC...]: path_is, retried for up to 3 s while links settle.
+path_answers() {
+  local what=$1 deadline
+  deadline=$(($(now_ms) + 3000))
+  shift
+  until path_is "$@" >"$STANDIN/out" 2>&1; do
+    if (($(now_ms) >= deadline)); then
+      fail "$what: $(tail -n1 "$STANDIN/out")"
+      return 0
+    fi
+    sleep 0.1
+  done
+  pass "$what"
+}
+
 # no_answer WHAT CMD...: CMD gets no answer (it fails, within its own short bound).
 no_answer() {
   local what=$1
@@ -455,6 +489,18 @@ impl Export {
                     &format!("{node} cannot connect to {addr}"),
                     |_| command.clone(),
                 );
+            }
+            Probe::Path { node, dst, hops, expect } => {
+                let exec = self.r.program_exec(node);
+                if expect.is_some() {
+                    let shown: Vec<String> = hops.iter().map(|h| h.to_string()).collect();
+                    let what = format!("{node} reaches {dst} through {}", shown.join(" → "));
+                    let line = format!("path_answers {} {} {dst} {exec}", q(&what), q(&shown.join(" ")));
+                    self.line(line.trim_end());
+                } else {
+                    // The path a lab only reads: printed, as traceroute would.
+                    self.line(format!("path_is '' {dst} {exec}|| true"));
+                }
             }
             Probe::Resolve { node, name, expect } => {
                 let exec = self.r.program_exec(node);

@@ -486,6 +486,7 @@ impl Renderer {
             Probe::Resolve { node, name, .. } => {
                 vec![format!("{}getent hosts {}", self.program_exec(node), q(name))]
             }
+            Probe::Path { node, dst, .. } => vec![format!("{}traceroute -n -I {dst}", self.program_exec(node))],
         }
     }
 }
