@@ -187,3 +187,60 @@ fn trace_and_expect_path() {
         assert!(err.contains("badpath.rhai:18"), "{call}: points at its line:\n{err}");
     }
 }
+
+/// UDP: an echo proves the datagram got there and back; without a server the other
+/// end's kernel answers ICMP port unreachable ("refused"); a drop rule on the way
+/// makes it silence; the server saw the sender. Plan and export show the commands.
+#[test]
+fn udp_echo_or_why_not() {
+    let lab = format!(
+        "{PAIR}let echo = udp_server(b, \"10.0.0.2:7\");\n\
+         expect_udp(a, \"10.0.0.2:7\");\n\
+         expect_no_udp(a, \"10.0.0.2:9\", #{{error: \"refused\"}});\n\
+         expect_no_udp(a, \"10.9.0.9:7\", #{{error: \"unreachable\"}});\n\
+         print(`CLIENTS ${{echo.clients()}}`);\n\
+         firewall_rule(b, #{{chain: \"input\", proto: \"udp\", dport: 7, action: \"drop\"}});\n\
+         expect_no_udp(a, \"10.0.0.2:7\", #{{error: \"silence\"}});\n\
+         let v6 = udp_server(b, \"[::]:7\");\n"
+    );
+    let (code, out, err) = run_text("udp.rhai", &lab);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("✓ a gets an echo from 10.0.0.2:7/udp: after "), "{out}");
+    assert!(out.contains("10.0.0.2:9/udp: Connection refused (ICMP port unreachable)"), "{out}");
+    assert!(out.contains("10.9.0.9:7/udp: Network is unreachable"), "{out}");
+    assert!(out.contains(r#"CLIENTS ["10.0.0.1"]"#), "{out}");
+    assert!(out.contains("no echo from 10.0.0.2:7/udp in"), "{out}");
+
+    // Without the server, the positive check fails at its line, saying so.
+    let (code, out, err) =
+        run_text("noecho.rhai", &format!("{PAIR}expect_udp(a, \"10.0.0.2:7\", #{{timeout: 0.3}});\n"));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("Connection refused") && err.contains("noecho.rhai:10"), "{err}");
+    assert!(err.contains("start udp_server() there"), "{err}");
+    // A negative check fails when the echo comes back.
+    let (code, out, err) =
+        run_text("echoes.rhai", &format!("{PAIR}udp_server(b, \"10.0.0.2:7\");\nexpect_no_udp(a, \"10.0.0.2:7\");\n"));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("the echo came back after"), "{err}");
+    for (call, says) in [
+        ("expect_udp(a, \"10.0.0.2\");", "is not an address and port"),
+        ("expect_no_udp(a, \"10.0.0.2:7\", #{error: \"refuse\"});", "unknown reason"),
+        ("udp_server(b, \"10.0.0.9:7\");", "b has no address 10.0.0.9"),
+    ] {
+        let (code, out, err) = run_text("badudp.rhai", &format!("{PAIR}{call}\n"));
+        assert_eq!(code, 2, "{call}\n{out}\n{err}");
+        assert!(err.contains(says), "{call}: {says:?} in\n{err}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udp.rhai");
+    std::fs::write(&path, &lab).unwrap();
+    let plan = netlab().arg("plan").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("echo x | ip netns exec a nc -u -w1 10.0.0.2 7"), "{text}");
+    assert!(text.contains("netlab-udp-echo-standin b 10.0.0.2:7"), "{text}");
+    let export = netlab().arg("export").arg(&path).output().unwrap();
+    let script = String::from_utf8_lossy(&export.stdout);
+    assert!(script.contains("python3 \"$STANDIN/standin.py\" udp-echo 10.0.0.2:7 &"), "{script}");
+    assert!(script.contains("no_answer 'a gets no echo from 10.0.0.2:9/udp' ip netns exec a python3 \"$STANDIN/standin.py\" udp-send 10.0.0.2:9"), "{script}");
+}

@@ -112,12 +112,19 @@ fn register_servers(engine: &mut Engine, s: &Rc<Session>) {
             m.insert("name".into(), name.into());
             Dynamic::from_map(m)
         });
-        http.chain(dns).collect()
+        let udp = s.0.datagrams().into_iter().map(|peer| {
+            let mut m = Map::new();
+            m.insert("client".into(), peer.ip().to_string().into());
+            m.insert("port".into(), (peer.port() as i64).into());
+            Dynamic::from_map(m)
+        });
+        http.chain(dns).chain(udp).collect()
     });
     // The distinct source addresses seen: what proves MASQUERADE.
     engine.register_fn("clients", |s: &mut ServerRef| -> Array {
         let mut ips: Vec<String> = s.0.requests().iter().map(|r| r.peer.ip().to_string()).collect();
         ips.extend(s.0.queries().iter().map(|(p, _)| p.ip().to_string()));
+        ips.extend(s.0.datagrams().iter().map(|p| p.ip().to_string()));
         ips.dedup();
         let mut seen = Vec::new();
         for ip in ips {
@@ -156,6 +163,17 @@ fn register_servers(engine: &mut Engine, s: &Rc<Session>) {
                 }
             }
             start_server(&ss, &ctx, node, ServerSpec::Dns { addr, records: list })
+        },
+    );
+
+    // udp_server(node, "ip:port"): the echo service (port 7 when none is given).
+    let ss = s.clone();
+    engine.register_fn(
+        "udp_server",
+        move |ctx: NativeCallContext, node: Dynamic, addr: &str| -> RhaiResult<ServerRef> {
+            let node = ss.node(&ctx, &node)?;
+            let addr = socket_addr(&ctx, addr, 7)?;
+            start_server(&ss, &ctx, node, ServerSpec::UdpEcho { addr })
         },
     );
 }
@@ -416,6 +434,72 @@ fn register_probes(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Report
         e(ctx, node, target, Map::new())
     });
     engine.register_fn("expect_no_tcp", expect_no_tcp);
+
+    // expect_udp(node, "ip:port" [, #{timeout}]): a datagram to a UDP echo server
+    // comes back (sent every 100 ms until the deadline: UDP has no retransmission).
+    let (ss, r) = (s.clone(), rep.clone());
+    let expect_udp = move |ctx: NativeCallContext, node: Dynamic, target: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["timeout"])?;
+        let node = ss.node(&ctx, &node)?;
+        let addr = target_addr(&ctx, target)?;
+        let timeout = ss.deadline(opt_seconds(&ctx, &opts, "timeout", 3.0)?);
+        let title = format!("{node} gets an echo from {addr}/udp");
+        ss.probe(&ctx, Probe::Udp { node: node.clone(), addr, expect: Some(Expect::Answer) });
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
+        match to_rhai(&ctx, ss.backend().udp_exchange(&node, addr, timeout))? {
+            Ok(took) => {
+                r.borrow_mut()
+                    .check_passed(&format!("{title}: after {}", fmt_duration(took)), super::values::line(&ctx));
+                Ok(())
+            }
+            Err(e) => {
+                let hint = matches!(e, netlab_runtime::service::UdpError::Refused { .. })
+                    .then(|| format!("nothing listens on {addr}/udp: start udp_server() there"));
+                Err(check_failure(&ctx, &r, title, e.to_string(), hint))
+            }
+        }
+    };
+    let e = expect_udp.clone();
+    engine.register_fn("expect_udp", move |ctx: NativeCallContext, node: Dynamic, target: &str| {
+        e(ctx, node, target, Map::new())
+    });
+    engine.register_fn("expect_udp", expect_udp);
+
+    // expect_no_udp(node, "ip:port" [, #{window, error}]): no echo within the window,
+    // and (with error) for that reason: "refused" (ICMP port unreachable), "silence", ...
+    let (ss, r) = (s.clone(), rep.clone());
+    let expect_no_udp = move |ctx: NativeCallContext, node: Dynamic, target: &str, opts: Map| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["window", "error"])?;
+        let node = ss.node(&ctx, &node)?;
+        let addr = target_addr(&ctx, target)?;
+        let window = ss.window(&ctx, opt_seconds(&ctx, &opts, "window", NEGATIVE_HTTP_WINDOW)?)?;
+        let wanted = super::checks::wanted_reason(&ctx, &opts)?;
+        let title = format!("{node} gets no echo from {addr}/udp");
+        ss.probe(&ctx, Probe::Udp { node: node.clone(), addr, expect: Some(Expect::NoAnswer) });
+        if !ss.evaluates() {
+            r.borrow_mut().check_planned(&title);
+            return Ok(());
+        }
+        to_rhai(&ctx, ss.backend().clear_probe_leftovers())?;
+        match to_rhai(&ctx, ss.backend().udp_exchange(&node, addr, window))? {
+            Err(e) => nothing_got_through(&ctx, &r, title, &e, Ok(e.reasons()), wanted),
+            Ok(took) => Err(check_failure(
+                &ctx,
+                &r,
+                title,
+                format!("the echo came back after {}", fmt_duration(took)),
+                Some("something already lets this through; check the steps before this one".into()),
+            )),
+        }
+    };
+    let e = expect_no_udp.clone();
+    engine.register_fn("expect_no_udp", move |ctx: NativeCallContext, node: Dynamic, target: &str| {
+        e(ctx, node, target, Map::new())
+    });
+    engine.register_fn("expect_no_udp", expect_no_udp);
 
     let ss = s.clone();
     engine.register_fn("resolve", move |ctx: NativeCallContext, node: Dynamic, name: &str| -> RhaiResult<Array> {

@@ -30,6 +30,10 @@ pub trait ServerLog {
     fn requests(&self) -> Vec<SeenRequest>;
     /// DNS queries: the client and the name (empty for an HTTP server).
     fn queries(&self) -> Vec<(SocketAddr, String)>;
+    /// Datagrams a UDP echo server echoed: who sent each (empty for the others).
+    fn datagrams(&self) -> Vec<SocketAddr> {
+        Vec::new()
+    }
 }
 
 /// What applying an op gave back.
@@ -103,6 +107,14 @@ pub trait Backend {
         addr: std::net::SocketAddr,
         timeout: Duration,
     ) -> Result<std::result::Result<Duration, CurlError>>;
+    /// A datagram to a UDP echo server and its echo back: the time it took, or why
+    /// none came (`echo x | nc -u IP PORT`).
+    fn udp_exchange(
+        &self,
+        node: &NodeName,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Duration, crate::service::UdpError>>;
     fn resolve(
         &self,
         node: &NodeName,

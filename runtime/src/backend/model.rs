@@ -188,6 +188,16 @@ impl Backend for ModelBackend {
         Ok(Err(CurlError::Other(NOT_EVALUATED.into())))
     }
 
+    fn udp_exchange(
+        &self,
+        node: &NodeName,
+        addr: std::net::SocketAddr,
+        _timeout: Duration,
+    ) -> Result<std::result::Result<Duration, crate::service::UdpError>> {
+        self.require_node(node.as_str())?;
+        Ok(Err(crate::service::UdpError::Other { addr, text: NOT_EVALUATED.into() }))
+    }
+
     /// As a node without a nameserver: no one was asked.
     fn resolve(
         &self,

@@ -96,12 +96,14 @@ pub enum ServerSpec {
     Http { addr: SocketAddr, body: String, status: u16 },
     /// Answers A/AAAA for the names given, NXDOMAIN for others.
     Dns { addr: SocketAddr, records: Vec<(String, IpAddr)> },
+    /// Sends every datagram back to its sender (the echo service, RFC 862).
+    UdpEcho { addr: SocketAddr },
 }
 
 impl ServerSpec {
     pub fn addr(&self) -> SocketAddr {
         match self {
-            ServerSpec::Http { addr, .. } | ServerSpec::Dns { addr, .. } => *addr,
+            ServerSpec::Http { addr, .. } | ServerSpec::Dns { addr, .. } | ServerSpec::UdpEcho { addr } => *addr,
         }
     }
 
@@ -109,7 +111,7 @@ impl ServerSpec {
     pub fn proto(&self) -> &'static str {
         match self {
             ServerSpec::Http { .. } => "tcp",
-            ServerSpec::Dns { .. } => "udp",
+            ServerSpec::Dns { .. } | ServerSpec::UdpEcho { .. } => "udp",
         }
     }
 
@@ -118,6 +120,7 @@ impl ServerSpec {
         match self {
             ServerSpec::Http { .. } => "HTTP server",
             ServerSpec::Dns { .. } => "DNS server",
+            ServerSpec::UdpEcho { .. } => "UDP echo server",
         }
     }
 }
@@ -187,6 +190,8 @@ pub enum Probe {
     Http { node: NodeName, url: String, expect: Option<Expect>, status: u16, body: Option<String> },
     /// `nc -z IP PORT` from the node: a TCP handshake.
     Tcp { node: NodeName, addr: SocketAddr, expect: Option<Expect> },
+    /// `echo x | nc -u -w1 IP PORT` from the node: a datagram and its echo.
+    Udp { node: NodeName, addr: SocketAddr, expect: Option<Expect> },
     /// `getent hosts NAME` from the node.
     Resolve { node: NodeName, name: String, expect: Option<Expect> },
     /// `traceroute -n -I DST` from the node: `hops` the routers on the way, then DST
@@ -202,6 +207,7 @@ impl Probe {
             | Probe::PingAll { expect, .. }
             | Probe::Http { expect, .. }
             | Probe::Tcp { expect, .. }
+            | Probe::Udp { expect, .. }
             | Probe::Resolve { expect, .. }
             | Probe::Path { expect, .. } => expect.is_some(),
         }

@@ -188,6 +188,8 @@ struct Export {
     filters: HashMap<String, BridgeFilter>,
     steps: usize,
     servers: usize,
+    /// A UDP probe ran: the stand-in's client is needed even without a server.
+    udp_probes: bool,
     /// Files, host sysctls, policies and the hostname whose earlier state the script
     /// already saved, to restore at the end.
     saved: BTreeSet<String>,
@@ -202,6 +204,7 @@ impl Export {
             filters: HashMap::new(),
             steps: 0,
             servers: 0,
+            udp_probes: false,
             saved: BTreeSet::new(),
             host_nft: false,
         }
@@ -407,6 +410,10 @@ impl Export {
                 }
                 ("u", what)
             }
+            ServerSpec::UdpEcho { addr } => {
+                self.line(format!("# netlab's UDP echo server in {node}: the stand-in (standin.py) on {addr}"));
+                ("u", format!("udp-echo {}", q(&addr.to_string())))
+            }
         };
         self.line(format!("{exec}python3 \"$STANDIN/standin.py\" {what} &"));
         self.line("SERVERS+=(\"$!\")");
@@ -502,6 +509,19 @@ impl Export {
                     self.line(format!("path_is '' {dst} {exec}|| true"));
                 }
             }
+            Probe::Udp { node, addr, expect } => {
+                // The stand-in's own client: a datagram, and its echo within a second.
+                self.udp_probes = true;
+                let exec = self.r.program_exec(node);
+                let target = q(&addr.to_string());
+                let command = format!("{exec}python3 \"$STANDIN/standin.py\" udp-send {target}");
+                self.check(
+                    *expect,
+                    &format!("{node} gets an echo from {addr}/udp"),
+                    &format!("{node} gets no echo from {addr}/udp"),
+                    |_| command.clone(),
+                );
+            }
             Probe::Resolve { node, name, expect } => {
                 let exec = self.r.program_exec(node);
                 let command = format!("{exec}getent hosts {}", q(name));
@@ -534,7 +554,8 @@ impl Export {
         s += "# the same checks. Run it as root where namespaces, links and firewall rules may be\n";
         s += "# made (they are real); it takes back what it made when it ends, unless NETLAB_KEEP=1.\n";
         s += "#\n# Where it differs from `netlab run`:\n";
-        s += "# - netlab's built-in HTTP and DNS servers are a python3 stand-in (standin.py below);\n";
+        s += "# - netlab's built-in HTTP, DNS and UDP echo servers are a python3 stand-in (standin.py\n";
+        s += "#   below), which also sends the UDP probes;\n";
         s += "# - checks on values the lab computed (expect, expect_eq) stay netlab's: they appear\n";
         s += "#   as \"# netlab checks: ...\" comments;\n";
         s += "# - the host is this machine's namespace: netlab's own host starts with\n";
@@ -543,12 +564,13 @@ impl Export {
         s += "# shellcheck disable=SC2016\n";
         s += "set -euo pipefail\n\n";
         s += "[ \"$(id -u)\" = 0 ] || { echo \"run it as root\" >&2; exit 1; }\n";
-        if self.servers > 0 {
+        let standin = self.servers > 0 || self.udp_probes;
+        if standin {
             s += "command -v python3 >/dev/null || { echo \"the server stand-in needs python3\" >&2; exit 1; }\n";
         }
         let _ = writeln!(s, "LAB={}\n", q(&name));
         s += PRELUDE;
-        if self.servers > 0 {
+        if standin {
             let end = delimiter("STANDIN_PY", STANDIN_PY);
             let _ = write!(s, "\ncat > \"$STANDIN/standin.py\" <<'{end}'\n{STANDIN_PY}{end}\n");
         }

@@ -176,6 +176,7 @@ fn note_of(t: &Topology, n: &NodeState) -> (Vec<String>, Vec<Edge>) {
         let kind = match s {
             ServerSpec::Http { .. } => "http",
             ServerSpec::Dns { .. } => "dns",
+            ServerSpec::UdpEcho { .. } => "udp echo",
         };
         let addr = s.addr();
         let at =

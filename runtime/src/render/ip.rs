@@ -444,6 +444,9 @@ impl Renderer {
                     }
                     line
                 }
+                ServerSpec::UdpEcho { addr } => {
+                    format!("netlab-udp-echo-standin {} {}", q(node.as_str()), q(&addr.to_string()))
+                }
             }],
             Op::Exec { node, command } => vec![format!("{}{}", self.program_exec(node), program_line(command))],
         }
@@ -482,6 +485,9 @@ impl Renderer {
             Probe::Http { node, url, .. } => vec![format!("{}curl {}", self.program_exec(node), q(url))],
             Probe::Tcp { node, addr, .. } => {
                 vec![format!("{}nc -z -w1 {} {}", self.program_exec(node), addr.ip(), addr.port())]
+            }
+            Probe::Udp { node, addr, .. } => {
+                vec![format!("echo x | {}nc -u -w1 {} {}", self.program_exec(node), addr.ip(), addr.port())]
             }
             Probe::Resolve { node, name, .. } => {
                 vec![format!("{}getent hosts {}", self.program_exec(node), q(name))]

@@ -3,6 +3,9 @@
 
   standin.py http ADDR STATUS BODYFILE   every request gets STATUS and the file's bytes
   standin.py dns ADDR [NAME=IP ...]      A/AAAA for the names given, NXDOMAIN for others
+  standin.py udp-echo ADDR               every datagram goes back to its sender
+  standin.py udp-send ADDR               a datagram to ADDR; exit 0 once its echo is back
+                                         (within 1 s), 1 when none came or ICMP refused it
 
 ADDR is IPv4:PORT or [IPv6]:PORT. An IPv6 socket is IPv6-only, as netlab binds it, so
 [::]:80 and 0.0.0.0:80 can both be served.
@@ -144,6 +147,33 @@ def serve_dns(addr, pairs):
                 pass  # the client went away
 
 
+def serve_udp_echo(addr):
+    host, port = parse_addr(addr)
+    sock = bound(host, port, socket.SOCK_DGRAM)
+    while True:
+        data, peer = sock.recvfrom(65536)
+        try:
+            sock.sendto(data, peer)
+        except OSError:
+            pass
+
+
+def udp_send(addr):
+    host, port = parse_addr(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    token = b"netlab-udp-probe"
+    try:
+        sock.connect((host, port))  # connected: ICMP errors come back as exceptions
+        sock.settimeout(1.0)
+        sock.send(token)
+        while sock.recv(65536) != token:
+            pass
+    except OSError as e:  # refused (port unreachable), unreachable, or the timeout
+        sys.exit(f"{addr}/udp: {e.strerror or e}")
+    print(f"echo from {addr}/udp")
+
+
 def main(argv):
     if len(argv) >= 5 and argv[1] == "http":
         with open(argv[4], "rb") as f:
@@ -151,6 +181,10 @@ def main(argv):
         serve_http(argv[2], int(argv[3]), body)
     elif len(argv) >= 3 and argv[1] == "dns":
         serve_dns(argv[2], argv[3:])
+    elif len(argv) == 3 and argv[1] == "udp-echo":
+        serve_udp_echo(argv[2])
+    elif len(argv) == 3 and argv[1] == "udp-send":
+        udp_send(argv[2])
     else:
         sys.exit(__doc__)
 

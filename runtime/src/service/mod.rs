@@ -1,5 +1,5 @@
-//! Built-in servers started inside a node: HTTP and DNS, plus a curl-like
-//! HTTP client probe.
+//! Built-in servers started inside a node: HTTP, DNS and UDP echo, plus a
+//! curl-like HTTP client probe and a UDP echo probe.
 //!
 //! Namespace rule that shapes this module: a socket belongs to the network
 //! namespace of the thread that created it. So the servers never create their
@@ -14,10 +14,12 @@
 pub mod curl;
 pub mod dns;
 pub mod http;
+pub mod udp;
 
 pub use curl::{http_get, CurlError, HttpReply, LookupError, NameserverOutcome, NodeResolver};
 pub use dns::{start_dns, DnsServer};
 pub use http::{start_http, HttpServer, SeenRequest};
+pub use udp::{start_udp_echo, udp_exchange, UdpEchoServer, UdpError};
 
 /// Why a built-in server could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -40,13 +40,19 @@ impl ServerLog for Server {
     fn requests(&self) -> Vec<SeenRequest> {
         match &self.kind {
             ServerKind::Http(h) => h.requests(),
-            ServerKind::Dns(_) => Vec::new(),
+            ServerKind::Dns(_) | ServerKind::UdpEcho(_) => Vec::new(),
         }
     }
     fn queries(&self) -> Vec<(std::net::SocketAddr, String)> {
         match &self.kind {
             ServerKind::Dns(d) => d.queries(),
-            ServerKind::Http(_) => Vec::new(),
+            ServerKind::Http(_) | ServerKind::UdpEcho(_) => Vec::new(),
+        }
+    }
+    fn datagrams(&self) -> Vec<std::net::SocketAddr> {
+        match &self.kind {
+            ServerKind::UdpEcho(u) => u.senders(),
+            ServerKind::Http(_) | ServerKind::Dns(_) => Vec::new(),
         }
     }
 }
@@ -129,6 +135,7 @@ impl Lab {
                 let started = match server {
                     ServerSpec::Http { addr, body, status } => self.start_http_server(&n, *addr, body, *status)?,
                     ServerSpec::Dns { addr, records } => self.start_dns_server(&n, *addr, records.clone())?,
+                    ServerSpec::UdpEcho { addr } => self.start_udp_echo_server(&n, *addr)?,
                 };
                 return Ok(Applied::Server(started));
             }
@@ -311,6 +318,16 @@ impl Backend for Lab {
     ) -> Result<std::result::Result<Duration, CurlError>> {
         self.flush()?;
         Lab::tcp_connect(self, &*self.node_of(node)?, addr, timeout)
+    }
+
+    fn udp_exchange(
+        &self,
+        node: &NodeName,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Duration, crate::service::UdpError>> {
+        self.flush()?;
+        Lab::udp_exchange(self, &*self.node_of(node)?, addr, timeout)
     }
 
     fn resolve(

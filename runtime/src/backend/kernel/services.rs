@@ -11,11 +11,14 @@ use nix::sched::{setns, CloneFlags};
 use super::Lab;
 use crate::backend::kernel::node::Node;
 use crate::error::{Error, Result};
-use crate::service::{self, CurlError, DnsServer, HttpReply, HttpServer, LookupError, NodeResolver};
+use crate::service::{
+    self, CurlError, DnsServer, HttpReply, HttpServer, LookupError, NodeResolver, UdpEchoServer, UdpError,
+};
 
 pub enum ServerKind {
     Http(HttpServer),
     Dns(DnsServer),
+    UdpEcho(UdpEchoServer),
 }
 
 /// A server the lab started; it runs until the lab ends.
@@ -99,6 +102,19 @@ impl Lab {
         Ok(server)
     }
 
+    /// A UDP echo server in `node`: every datagram goes back to its sender.
+    pub fn start_udp_echo_server(&self, node: &Node, addr: SocketAddr) -> Result<Rc<Server>> {
+        let socket = node
+            .enter(&self.home, || udp_socket(addr))?
+            .map_err(|e| Self::bind_error(node, "UDP echo server", addr, e))?;
+        let echo = self.rt.block_on(async { service::start_udp_echo(socket) }).map_err(|e| {
+            Error::io(format!("starting a UDP echo server in {}", node.name), std::io::Error::other(e.to_string()))
+        })?;
+        let server = Rc::new(Server { node: node.name.to_string(), addr, kind: ServerKind::UdpEcho(echo) });
+        self.servers.borrow_mut().push(server.clone());
+        Ok(server)
+    }
+
     fn resolver(&self, node: &Node) -> NodeResolver {
         NodeResolver::from_files(
             self.node_file(node, "resolv.conf").as_deref(),
@@ -157,6 +173,20 @@ impl Lab {
         timeout: Duration,
     ) -> Result<std::result::Result<Duration, CurlError>> {
         let done = self.probe_in(node, async move { service::curl::tcp_connect(addr, timeout).await })?;
+        if done.is_err() {
+            self.note_unanswered();
+        }
+        Ok(done)
+    }
+
+    /// A datagram from inside the node to a UDP echo server, and its echo.
+    pub fn udp_exchange(
+        &self,
+        node: &Node,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::result::Result<Duration, UdpError>> {
+        let done = self.probe_in(node, async move { service::udp_exchange(addr, timeout).await })?;
         if done.is_err() {
             self.note_unanswered();
         }
