@@ -114,10 +114,36 @@ fn verdict(job: &Job, code: i32, stdout: &str, origin: &[usize]) -> Result<Strin
     }
 }
 
+/// The folder a lab's cases run in: one per lab folder, holding a link to each file
+/// beside the lab, so that what the lab reads by a relative path (`nft_file(n,
+/// "office.nft")`, `import "helpers"`) is there for its cases too.
+fn case_dir(dir: &Path, lab: &Path) -> Result<std::path::PathBuf, String> {
+    let folder = lab.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let folder = folder.canonicalize().map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+    let name: String =
+        folder.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let cases = dir.join(name);
+    match std::fs::create_dir(&cases) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(cases),
+        Err(e) => return Err(format!("cannot make {}: {e}", cases.display())),
+    }
+    let entries = std::fs::read_dir(&folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+    for entry in entries.flatten() {
+        let link = cases.join(entry.file_name());
+        match std::os::unix::fs::symlink(entry.path(), &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot link {}: {e}", link.display())),
+        }
+    }
+    Ok(cases)
+}
+
 fn run_case(exe: &Path, dir: &Path, index: usize, job: &Job, slow_factor: f64) -> Result<String, String> {
     let (text, origin) = Proofs::mutate(job.text, &job.case);
     let stem = job.lab.file_stem().and_then(|s| s.to_str()).unwrap_or("lab");
-    let path = dir.join(format!("{stem}.case{index}.rhai"));
+    let path = case_dir(dir, job.lab)?.join(format!("{stem}.case{index}.rhai"));
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let out = Command::new(exe)
         .arg("run")
