@@ -45,7 +45,7 @@ docs! {
     "mac": "mac(node, \"link\")" => "The link's MAC address as \"aa:bb:cc:dd:ee:ff\".";
     "addrs": "addrs(node)" => "`ip addr`: an array of maps {dev, cidr, ip, prefix, broadcast}.";
     "routes": "routes(node)  or  routes(node, #{table: 100 | \"main\" | \"local\"})" => "`ip route [show table T]`: an array of maps {dst, via, dev, scope, type, table, metric, proto, src, linkdown, onlink, nexthops}; a multipath route's nexthops are maps {via, dev, weight, dead, linkdown} (dead: its link is down, the kernel does not use it), empty for a route with one path.";
-    "neighbors": "neighbors(node)" => "`ip neigh` / `arp`: an array of maps {ip, mac, dev, state}.";
+    "neighbors": "neighbors(node)" => "`ip neigh` / `arp`: an array of maps {ip, mac, dev, state}, read from the kernel; like `ip neigh`, without NOARP entries (lo's).";
     "neigh": "neigh(node, \"10.0.0.5\", \"02:00:00:00:00:05\", #{dev: \"eth0\", state: \"permanent\" | \"reachable\" | \"stale\"})" => "`ip neigh add 10.0.0.5 lladdr 02:00:00:00:00:05 dev eth0 nud permanent`: a neighbour entry by hand (taking its link down removes it, as the kernel does).";
     "del_neigh": "del_neigh(node, \"10.0.0.5\", #{dev: \"eth0\"})" => "`ip neigh del 10.0.0.5 dev eth0`.";
     "flush_neigh": "flush_neigh(node)  or  flush_neigh(node, #{dev: \"eth0\"})" => "`ip neigh flush all` / `ip neigh flush dev eth0`: the learned entries go, permanent ones stay.";

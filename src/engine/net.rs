@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use netlab_runtime::backend::kernel::addr::parse_cidr;
 use netlab_runtime::error::known_names_help;
-use netlab_runtime::model::{LinkKind, LinkState, Op};
+use netlab_runtime::model::{LinkKind, LinkState, NeighState, Op};
 use netlab_runtime::{Error, LinkName, NodeName};
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
@@ -214,8 +214,11 @@ fn register_queries(engine: &mut Engine, s: &Rc<Session>) {
         let node = ss.node(&ctx, &node)?;
         let neigh = to_rhai(&ctx, ss.backend().neighbours(&node))?;
         let links = to_rhai(&ctx, ss.backend().links(&node, None))?;
+        // As `ip neigh` lists them: without NOARP entries (lo's, and those of links
+        // that need no ARP), which it shows only with `nud all`.
         Ok(neigh
             .iter()
+            .filter(|n| n.state != NeighState::Noarp)
             .map(|n| {
                 let mut m = Map::new();
                 m.insert("ip".into(), n.ip.to_string().into());

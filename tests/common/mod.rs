@@ -82,6 +82,7 @@ macro_rules! for_each_lab {
             docker0 => "docker0.rhai",
             docker_modes => "docker_modes.rhai",
             port_reuse => "port_reuse.rhai",
+            more_arp_fdb => "more/arp_fdb.rhai",
             more_office_firewall => "more/office_firewall.rhai",
             more_overlay => "more/overlay.rhai",
             more_router => "more/router.rhai",
