@@ -296,3 +296,31 @@ impl SpawnOutput for std::process::Command {
         Spawned { pid, output: child.wait_with_output().expect("wait") }
     }
 }
+
+/// The kernel matrix: every lab (the seeds and those beyond them) passes under
+/// Debian's kernel too, in one VM — natively they run in tests/labs.rs. Under
+/// Debian's kernel nothing is skipped: it has every feature the labs ask for.
+#[test]
+fn every_lab_passes_under_debians_kernel_too() {
+    let Some(release) = debian_kernel() else { return };
+    let _turn = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let labs: Vec<String> = common::lab_files().iter().map(|l| format!("labs/{l}")).collect();
+    let started = Instant::now();
+    let child = netlab()
+        .current_dir(root())
+        .arg("test")
+        .args(&labs)
+        .args(["--kernel", "debian", "--format", "json"])
+        .spawn_output();
+    let (code, json, human) = decode(child.output);
+    eprintln!("netlab test --kernel debian ({} labs): {:.1} s", labs.len(), started.elapsed().as_secs_f64());
+    assert_eq!(code, 0, "{human}\n{json}");
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}:\n{json}"));
+    let ran = doc["labs"].as_array().expect("labs");
+    assert_eq!(ran.len(), labs.len(), "{json}");
+    for lab in ran {
+        assert_eq!(lab["outcome"], "passed", "{lab}");
+        assert_eq!(lab["kernel"], release.as_str(), "{lab}");
+    }
+    assert!(vm_processes(child.pid).is_empty(), "left running: {:?}", vm_processes(child.pid));
+}

@@ -230,3 +230,25 @@ step("late nodes are real", || {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("18 checks passed"), "{out}");
 }
+
+/// Descriptors netlab inherits beyond 0, 1 and 2 (a VM's init left three open and a
+/// lab's `ss -p` said fd=6 where it says fd=3 elsewhere) do not reach the programs a
+/// lab runs.
+#[test]
+fn programs_do_not_inherit_what_netlab_inherited() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("fds.rhai");
+    std::fs::write(&lab, "let n = netns(\"n\");\nprint(`FDS ${sh(n, \"ls /proc/self/fd\").split(\"\\n\")}`);\n")
+        .unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("exec 5</dev/null 6</dev/null 9>/dev/null; exec \"$0\" run \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_netlab"))
+        .arg(&lab)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    // ls's own listing of /proc/self/fd is 3.
+    assert!(text.contains(r#"FDS ["0", "1", "2", "3", ""]"#), "{text}");
+}

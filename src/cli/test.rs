@@ -222,7 +222,7 @@ fn test_in_vm(
     let mut inner: Vec<OsString> = vec!["test".into()];
     inner.extend(labs.iter().map(|l| l.clone().into_os_string()));
     inner.extend(["--timeout".into(), args.timeout.to_string().into()]);
-    inner.extend(["--slow-factor".into(), args.slow_factor.to_string().into()]);
+    inner.extend(["--slow-factor".into(), vm.slow_factor(args.slow_factor).to_string().into()]);
     for s in &args.set {
         inner.extend(["--set".into(), s.into()]);
     }
