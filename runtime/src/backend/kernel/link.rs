@@ -348,7 +348,13 @@ impl Node {
         let msg = match bridge {
             Some(bridge) => {
                 let (index, kind) = self.link_index(bridge).await?;
-                if kind != LinkKind::Bridge {
+                if kind == LinkKind::Bond {
+                    // The bonding driver takes only a port that is down, and opens it
+                    // itself (`ip link set PORT down` first, as ifenslave does).
+                    if self.link(name).await?.admin_up {
+                        self.set_link_up(name, false).await?;
+                    }
+                } else if kind != LinkKind::Bridge {
                     return Err(Error::kernel(
                         "attaching to",
                         self.name.as_str(),
