@@ -184,6 +184,9 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
         let spec = LinkSpec::Bond(BondSpec { mode, miimon });
         ss.apply(&ctx, Op::AddLink { node: node.clone(), name: name.clone(), spec, attrs })?;
         for port in ports {
+            // `ip link set PORT down` first: the bonding driver takes only a port that
+            // is down, and brings it up itself.
+            ss.apply(&ctx, Op::SetUp { node: node.clone(), link: port.clone(), up: false })?;
             ss.apply(&ctx, Op::SetMaster { node: node.clone(), link: port, master: Some(name.clone()) })?;
         }
         Ok(())

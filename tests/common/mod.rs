@@ -82,9 +82,12 @@ macro_rules! for_each_lab {
             docker0 => "docker0.rhai",
             docker_modes => "docker_modes.rhai",
             port_reuse => "port_reuse.rhai",
+            more_bond => "more/bond.rhai",
             more_overlay => "more/overlay.rhai",
             more_uplinks => "more/uplinks.rhai",
+            more_vlan_bridge => "more/vlan_bridge.rhai",
             more_vlan_trunk => "more/vlan_trunk.rhai",
+            more_wireguard => "more/wireguard.rhai",
             $($extra)*
         }
     };

@@ -569,6 +569,11 @@ impl NodeState {
                 LinkKind::Loopback => {
                     return Err(Error::kernel("setting master of", &node, link.as_str(), errno(libc::EINVAL)))
                 }
+                _ if port.admin_up
+                    && bridge.and_then(|b| self.by_index(b)).is_some_and(|b| b.kind == LinkKind::Bond) =>
+                {
+                    return Err(crate::backend::kernel::link::bond_port_up(&self.name, link));
+                }
                 _ => {}
             }
         }
