@@ -105,7 +105,7 @@ impl Node {
                     ))
                 }
             }
-            Err(io) => Err(Error::kernel(op, self.name.as_str(), &format!("{dev} vid {vid}"), io)),
+            Err(io) => Err(Error::kernel(op, self.name.as_str(), format!("{dev} vid {vid}"), io)),
         }
     }
 

@@ -209,7 +209,8 @@ fn bond_settled(bond: &LinkState, links: &[LinkState]) -> bool {
     }
     let live: Vec<u32> =
         links.iter().filter(|l| l.master == Some(bond.index) && l.admin_up && l.carrier).map(|l| l.index).collect();
-    if bond.carrier != !live.is_empty() || (bond.carrier && bond.oper != OperState::Up) {
+    let has_live = !live.is_empty();
+    if bond.carrier != has_live || (bond.carrier && bond.oper != OperState::Up) {
         return false;
     }
     *mode != crate::model::BondMode::ActiveBackup || live.is_empty() || active.is_some_and(|a| live.contains(&a))

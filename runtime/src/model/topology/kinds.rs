@@ -65,7 +65,7 @@ impl Topology {
                     return Err(Error::kernel(
                         "deleting bridge VLAN of",
                         node.as_str(),
-                        &format!("{dev} vid {vid}"),
+                        format!("{dev} vid {vid}"),
                         io::Error::from_raw_os_error(libc::ENOENT),
                     ));
                 }

@@ -72,8 +72,8 @@ impl Topology {
             index: link.index,
             name: link.name.to_string(),
             kind: link.kind,
-            // A TUN device has no link-layer address at all.
-            mac: if link.kind == LinkKind::Tun && link.mac == [0; 6] {
+            // A TUN device or a WireGuard link has no link-layer address at all.
+            mac: if matches!(link.kind, LinkKind::Tun | LinkKind::Wireguard) && link.mac == [0; 6] {
                 String::new()
             } else {
                 crate::backend::kernel::link::format_mac(&link.mac)
