@@ -491,6 +491,12 @@ impl NodeState {
     fn remove_link(&mut self, index: u32) {
         self.routes.retain(|r| r.dev != index);
         self.neighbours.retain(|e| e.link_index != index);
+        let ports: Vec<u32> = self.links.iter().filter(|p| p.master == Some(index)).map(|p| p.index).collect();
+        for port in ports {
+            // Released as by `ip link set PORT nomaster` (a bridge's VLANs, a bond's
+            // address and open state go).
+            self.joined(port, Some(index), None);
+        }
         self.links.retain(|l| l.index != index);
         for port in self.links.iter_mut().filter(|p| p.master == Some(index)) {
             port.master = None;

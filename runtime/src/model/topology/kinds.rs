@@ -195,11 +195,13 @@ impl NodeState {
             p.extra.vlans.clear();
         }
         if old_kind == Some(LinkKind::Bond) {
-            // The kernel gives the port its own address back.
+            // The kernel closes the port and gives it its own address back.
             if let Some(mac) = p.extra.mac_before_bond.take() {
                 p.mac = mac;
             }
+            self.set_up(port, false);
         }
+        let Some(p) = self.by_index_mut(port) else { return };
         match new {
             Some((LinkKind::Bridge, _, pvid)) if pvid != 0 => p.extra.vlans = vec![(pvid, true, true)],
             Some((LinkKind::Bond, mac, _)) => {
