@@ -195,16 +195,20 @@ fn a_failing_batch_under_another_kernel_reports_home() {
 }
 
 /// The labs this machine's kernel skips are proven where they run: `netlab prove
-/// --kernel debian` runs every break and fix case inside one VM.
+/// --kernel debian` runs every break and fix case inside one VM (802.1Q and dummy
+/// links; a VLAN-filtering bridge; a bond failing over; a WireGuard tunnel).
 #[test]
 fn labs_that_need_another_kernel_are_proven_under_it() {
     let Some(_release) = debian_kernel() else { return };
     let _turn = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let child =
-        netlab().current_dir(root()).args(["prove", "labs/more/vlan_trunk.rhai", "--kernel", "debian"]).spawn_output();
+    let child = netlab()
+        .current_dir(root())
+        .args(["prove", "labs/more/vlan_trunk.rhai", "labs/more/vlan_bridge.rhai", "labs/more/bond.rhai"])
+        .args(["labs/more/wireguard.rhai", "--kernel", "debian"])
+        .spawn_output();
     let (code, out, err) = decode(child.output);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("4 of 4 cases proven"), "{out}");
+    assert!(out.contains("15 of 15 cases proven in 4 labs"), "{out}");
     assert!(!out.contains('✗'), "{out}");
     assert!(vm_processes(child.pid).is_empty(), "left running: {:?}", vm_processes(child.pid));
 }

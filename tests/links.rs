@@ -150,6 +150,9 @@ fn a_link_kind_the_kernel_lacks_is_the_machines_problem() {
     for (feature, make, config) in [
         ("dummy", "dummy(a, \"dummy0\");", "CONFIG_DUMMY"),
         ("vlan", "veth(a, \"x\", \"y\");\nvlan(a, \"x\", 10);", "CONFIG_VLAN_8021Q"),
+        ("bond", "bond(a, \"bond0\", #{mode: \"active-backup\"});", "CONFIG_BONDING"),
+        ("wireguard", "wireguard(a, \"wg0\");", "CONFIG_WIREGUARD"),
+        ("bridge_vlan_filtering", "bridge(a, \"br0\", #{vlan_filtering: true});", "CONFIG_BRIDGE_VLAN_FILTERING"),
     ] {
         let required = format!("requires(\"{feature}\");\nprint(\"ran\");\n");
         let (code, out, err) = run_text("requires.rhai", &required);

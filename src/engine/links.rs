@@ -42,6 +42,10 @@ fn opt_ip(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<s
 }
 
 /// The attributes of an options map (mtu, mac, txqueuelen, alias).
+pub(super) fn attrs_of(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<LinkAttrs> {
+    attrs(ctx, opts)
+}
+
 fn attrs(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<LinkAttrs> {
     let mac = match opt_str(ctx, opts, "mac")? {
         None => None,

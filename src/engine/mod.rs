@@ -2,6 +2,7 @@
 //! lab file against a Lab (the kernel side) and reporting the outcome.
 
 pub mod api;
+mod bridging;
 mod checks;
 pub mod diagnose;
 mod firewall;
@@ -16,6 +17,7 @@ mod services;
 pub mod session;
 pub mod stdlib;
 pub mod values;
+mod wireguard;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -86,6 +88,8 @@ pub fn run(
     engine.set_module_resolver(stdlib::StdlibResolver::new(std::path::Path::new(src.path)));
     net::register(&mut engine, &session);
     links::register(&mut engine, &session);
+    bridging::register(&mut engine, &session);
+    wireguard::register(&mut engine, &session);
     routing::register(&mut engine, &session);
     neigh::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);

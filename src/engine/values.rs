@@ -105,6 +105,22 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
             m.insert("remote".into(), remote.map(|r| Dynamic::from(r.to_string())).unwrap_or(Dynamic::UNIT));
             m.insert("group".into(), group.map(|g| Dynamic::from(g.to_string())).unwrap_or(Dynamic::UNIT));
         }
+        Some(LinkDetails::Bridge(b)) => {
+            m.insert("stp".into(), b.stp.into());
+            m.insert("ageing".into(), (b.ageing as i64).into());
+            m.insert("forward_delay".into(), (b.forward_delay as i64).into());
+            m.insert("vlan_filtering".into(), b.vlan_filtering.into());
+            m.insert("default_pvid".into(), (b.default_pvid as i64).into());
+        }
+        Some(LinkDetails::Bond { mode, miimon, active }) => {
+            m.insert("mode".into(), mode.name().into());
+            m.insert("miimon".into(), (*miimon as i64).into());
+            let active = active.and_then(|i| links.iter().find(|l| l.index == i)).map(|l| l.name.clone());
+            m.insert("active".into(), active.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+            let ports: rhai::Array =
+                links.iter().filter(|l| l.master == Some(link.index)).map(|l| l.name.clone().into()).collect();
+            m.insert("ports".into(), ports.into());
+        }
         None => {}
     }
     if let Some(o) = &link.port_opts {

@@ -83,11 +83,14 @@ macro_rules! for_each_lab {
             docker_modes => "docker_modes.rhai",
             port_reuse => "port_reuse.rhai",
             more_arp_fdb => "more/arp_fdb.rhai",
+            more_bond => "more/bond.rhai",
             more_office_firewall => "more/office_firewall.rhai",
             more_overlay => "more/overlay.rhai",
             more_router => "more/router.rhai",
             more_uplinks => "more/uplinks.rhai",
+            more_vlan_bridge => "more/vlan_bridge.rhai",
             more_vlan_trunk => "more/vlan_trunk.rhai",
+            more_wireguard => "more/wireguard.rhai",
             $($extra)*
         }
     };

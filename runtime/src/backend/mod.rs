@@ -78,6 +78,10 @@ pub trait Backend {
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>>;
     /// `bridge fdb show br BRIDGE`.
     fn fdb(&self, node: &NodeName, bridge: &crate::names::LinkName) -> Result<Vec<crate::model::FdbEntry>>;
+    /// `bridge vlan show`: the node's bridges' and bridge ports' VLANs.
+    fn bridge_vlans(&self, node: &NodeName) -> Result<Vec<crate::model::BridgeVlan>>;
+    /// `wg show LINK`.
+    fn wireguard(&self, node: &NodeName, link: &crate::names::LinkName) -> Result<crate::model::WgState>;
     fn sysctl(&self, node: &NodeName, key: &str) -> Result<String>;
     fn file(&self, node: &NodeName, file: EtcFile) -> Result<Option<String>>;
     fn hostname(&self, node: &NodeName) -> Result<String>;

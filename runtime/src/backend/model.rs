@@ -124,6 +124,15 @@ impl Backend for ModelBackend {
         Ok(Vec::new())
     }
 
+    fn bridge_vlans(&self, node: &NodeName) -> Result<Vec<crate::model::BridgeVlan>> {
+        self.topology().bridge_vlans(node.as_str())
+    }
+
+    /// What the lab configured; no handshake, as the model sends no traffic.
+    fn wireguard(&self, node: &NodeName, link: &crate::names::LinkName) -> Result<crate::model::WgState> {
+        self.topology().wireguard(node.as_str(), link)
+    }
+
     fn sysctl(&self, node: &NodeName, key: &str) -> Result<String> {
         self.topology().sysctl(node.as_str(), key)
     }

@@ -10,7 +10,11 @@ pub mod state;
 pub mod topology;
 
 pub use feature::Feature;
-pub use link::{LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec};
+pub use link::{parse_wg_key, wg_key_text, wg_lab_key, wg_public_key};
+pub use link::{
+    BondMode, BondSpec, BridgeConf, BridgeOpts, BridgeVlan, LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec, WgConfig,
+    WgKey, WgPeer, WgPeerState, WgState,
+};
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
 pub use programs::ops_of;
 pub use state::{

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use super::link::{LinkAttrs, LinkSpec};
+use super::link::{BridgeOpts, LinkAttrs, LinkSpec, WgConfig};
 use super::state::{BridgePortOpts, NeighState, NextHop, RouteOpts, RuleSpec};
 use crate::model::firewall::FirewallChange;
 use crate::names::{LinkName, NodeName};
@@ -56,6 +56,16 @@ pub enum Op {
     FlushNeigh { node: NodeName, dev: Option<LinkName> },
     /// `bridge link set dev PORT learning on|off flood on|off isolated on|off`.
     SetBridgePort { node: NodeName, port: LinkName, opts: BridgePortOpts },
+    /// `ip link set BRIDGE type bridge stp_state ... ageing_time ... vlan_filtering ...`.
+    SetBridge { node: NodeName, bridge: LinkName, opts: BridgeOpts },
+    /// `bridge vlan add dev DEV vid VID [pvid] [untagged] [self]`: `self` (DEV is the
+    /// bridge itself) for the bridge's own port, where its addresses live.
+    AddBridgeVlan { node: NodeName, dev: LinkName, vid: u16, pvid: bool, untagged: bool, bridge_self: bool },
+    /// `bridge vlan del dev DEV vid VID [self]`.
+    DelBridgeVlan { node: NodeName, dev: LinkName, vid: u16, bridge_self: bool },
+    /// `wg set DEV private-key FILE listen-port PORT peer KEY ...`: the peers given
+    /// are added or updated (their allowed IPs replaced); others stay.
+    SetWireguard { node: NodeName, link: LinkName, config: WgConfig },
     /// `ip rule add ...`: policy routing.
     AddRule { node: NodeName, rule: RuleSpec },
     /// `sysctl -w KEY=VALUE` inside the node.
@@ -149,6 +159,10 @@ impl Op {
             | Op::DelNeigh { node, .. }
             | Op::FlushNeigh { node, .. }
             | Op::SetBridgePort { node, .. }
+            | Op::SetBridge { node, .. }
+            | Op::AddBridgeVlan { node, .. }
+            | Op::DelBridgeVlan { node, .. }
+            | Op::SetWireguard { node, .. }
             | Op::SetSysctl { node, .. }
             | Op::Firewall { node, .. }
             | Op::WriteFile { node, .. }
@@ -172,7 +186,11 @@ impl Op {
             | Op::AddAddr { node, .. }
             | Op::DelAddr { node, .. }
             | Op::AddRoute { node, .. }
-            | Op::DelRoute { node, .. } => vec![node],
+            | Op::DelRoute { node, .. }
+            | Op::SetBridge { node, .. }
+            | Op::AddBridgeVlan { node, .. }
+            | Op::DelBridgeVlan { node, .. }
+            | Op::SetWireguard { node, .. } => vec![node],
             _ => vec![],
         }
     }

@@ -40,11 +40,13 @@ pub enum LinkKind {
     Tun,
     Dummy,
     Vlan,
+    Bond,
+    Wireguard,
     Other,
 }
 
 shown_as!(LinkKind { Loopback => "loopback", Veth => "veth", Bridge => "bridge", Macvlan => "macvlan",
-    Vxlan => "vxlan", Tun => "tun", Dummy => "dummy", Vlan => "vlan", Other => "" });
+    Vxlan => "vxlan", Tun => "tun", Dummy => "dummy", Vlan => "vlan", Bond => "bond", Wireguard => "wireguard", Other => "" });
 
 impl LinkKind {
     pub fn from_kernel(kind: &str) -> LinkKind {
@@ -56,6 +58,8 @@ impl LinkKind {
             "tun" => LinkKind::Tun,
             "dummy" => LinkKind::Dummy,
             "vlan" => LinkKind::Vlan,
+            "bond" => LinkKind::Bond,
+            "wireguard" => LinkKind::Wireguard,
             _ => LinkKind::Other,
         }
     }
@@ -152,10 +156,29 @@ pub struct LinkState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "type")]
 pub enum LinkDetails {
-    Vlan { id: u16 },
-    Macvlan { mode: crate::model::MacvlanMode },
-    Vxlan { vni: u32, dstport: u16, remote: Option<std::net::IpAddr>, group: Option<std::net::IpAddr> },
-    Tun { tap: bool },
+    Vlan {
+        id: u16,
+    },
+    Macvlan {
+        mode: crate::model::MacvlanMode,
+    },
+    Vxlan {
+        vni: u32,
+        dstport: u16,
+        remote: Option<std::net::IpAddr>,
+        group: Option<std::net::IpAddr>,
+    },
+    Tun {
+        tap: bool,
+    },
+    Bridge(crate::model::BridgeConf),
+    /// A bond's mode and link monitoring; `active` is the active port's ifindex
+    /// (active-backup), None while no port is usable.
+    Bond {
+        mode: crate::model::BondMode,
+        miimon: u32,
+        active: Option<u32>,
+    },
 }
 
 impl LinkState {

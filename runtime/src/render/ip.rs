@@ -250,7 +250,7 @@ impl Renderer {
                 // netlab gives the link a MAC address of its own, as for a bridge (a
                 // vlan keeps its parent's).
                 let mut attrs = attrs.clone();
-                if attrs.mac.is_none() && !matches!(spec, LinkSpec::Vlan { .. }) {
+                if attrs.mac.is_none() && !matches!(spec, LinkSpec::Vlan { .. } | LinkSpec::Wireguard) {
                     attrs.mac = Some(stable_mac(node.as_str(), name.as_str()));
                 }
                 if let LinkSpec::Tuntap { tap } = spec {
@@ -283,6 +283,8 @@ impl Renderer {
                         }
                         (String::new(), kind + &format!(" dstport {}", v.dstport))
                     }
+                    LinkSpec::Bond(b) => (String::new(), format!("bond mode {} miimon {}", b.mode, b.miimon)),
+                    LinkSpec::Wireguard => (String::new(), "wireguard".to_string()),
                     // Returned above: `ip tuntap add`, not `ip link add`.
                     LinkSpec::Tuntap { tap } => (String::new(), if *tap { "tap" } else { "tun" }.to_string()),
                 };
@@ -385,6 +387,64 @@ impl Renderer {
                     }
                 }
                 vec![format!("{}bridge link set dev {}{words}", self.netns_exec(node), q(port.as_str()))]
+            }
+            Op::SetBridge { bridge, opts, .. } => {
+                let mut words = String::new();
+                if let Some(stp) = opts.stp {
+                    words += &format!(" stp_state {}", u8::from(stp));
+                }
+                // In clock_t, hundredths of a second.
+                if let Some(s) = opts.ageing {
+                    words += &format!(" ageing_time {}", u64::from(s) * 100);
+                }
+                if let Some(s) = opts.forward_delay {
+                    words += &format!(" forward_delay {}", u64::from(s) * 100);
+                }
+                if let Some(f) = opts.vlan_filtering {
+                    words += &format!(" vlan_filtering {}", u8::from(f));
+                }
+                if let Some(p) = opts.default_pvid {
+                    words += &format!(" vlan_default_pvid {p}");
+                }
+                vec![format!("{ip} link set {} type bridge{words}", q(bridge.as_str()))]
+            }
+            Op::AddBridgeVlan { node, dev, vid, pvid, untagged, bridge_self } => {
+                let mut words = format!("dev {} vid {vid}", q(dev.as_str()));
+                for (word, on) in [("pvid", *pvid), ("untagged", *untagged), ("self", *bridge_self)] {
+                    if on {
+                        words += &format!(" {word}");
+                    }
+                }
+                vec![format!("{}bridge vlan add {words}", self.netns_exec(node))]
+            }
+            Op::DelBridgeVlan { node, dev, vid, bridge_self } => {
+                let own = if *bridge_self { " self" } else { "" };
+                vec![format!("{}bridge vlan del dev {} vid {vid}{own}", self.netns_exec(node), q(dev.as_str()))]
+            }
+            Op::SetWireguard { node, link, config } => {
+                // The key through a process substitution, as wg's own manual does it:
+                // never in a file, never on wg's command line.
+                let mut words = format!(
+                    "wg set {} private-key <(echo {})",
+                    q(link.as_str()),
+                    crate::model::wg_key_text(&config.private_key)
+                );
+                if let Some(port) = config.listen_port {
+                    words += &format!(" listen-port {port}");
+                }
+                for peer in &config.peers {
+                    words += &format!(" peer {}", crate::model::wg_key_text(&peer.public_key));
+                    if let Some(e) = peer.endpoint {
+                        words += &format!(" endpoint {e}");
+                    }
+                    if let Some(k) = peer.keepalive {
+                        words += &format!(" persistent-keepalive {k}");
+                    }
+                    let ips: Vec<String> = peer.allowed_ips.iter().map(|n| n.to_string()).collect();
+                    words +=
+                        &format!(" allowed-ips {}", if ips.is_empty() { "\"\"".to_string() } else { ips.join(",") });
+                }
+                vec![format!("{}{words}", self.netns_exec(node))]
             }
             Op::AddRule { rule, .. } => {
                 let family = if rule.v6 { " -6" } else { "" };

@@ -122,6 +122,16 @@ impl Lab {
             Op::SetBridgePort { node, port, opts } => {
                 self.netlink_op(op, self.node_of(node)?.set_bridge_port(port, opts))
             }
+            Op::SetBridge { node, bridge, opts } => self.netlink_op(op, self.node_of(node)?.set_bridge(bridge, opts)),
+            Op::AddBridgeVlan { node, dev, vid, pvid, untagged, bridge_self } => {
+                self.netlink_op(op, self.node_of(node)?.bridge_vlan(dev, *vid, Some((*pvid, *untagged)), *bridge_self))
+            }
+            Op::DelBridgeVlan { node, dev, vid, bridge_self } => {
+                self.netlink_op(op, self.node_of(node)?.bridge_vlan(dev, *vid, None, *bridge_self))
+            }
+            Op::SetWireguard { node, link, config } => {
+                self.netlink_op(op, self.node_of(node)?.set_wireguard(link, config))
+            }
             Op::DelRoute { node, dest, table } => {
                 self.netlink_op(op, self.node_of(node)?.delete_route(*dest, table.unwrap_or(crate::model::MAIN_TABLE)))
             }
@@ -244,6 +254,18 @@ impl Backend for Lab {
         self.flush()?;
         let n = self.node_of(node)?;
         self.netlink(node.as_str(), || format!("bridge fdb show br {bridge}"), n.fdb(bridge))
+    }
+
+    fn bridge_vlans(&self, node: &NodeName) -> Result<Vec<crate::model::BridgeVlan>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.netlink(node.as_str(), || "bridge vlan show".into(), n.bridge_vlans())
+    }
+
+    fn wireguard(&self, node: &NodeName, link: &crate::names::LinkName) -> Result<crate::model::WgState> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.netlink(node.as_str(), || format!("wg show {link}"), n.wireguard(link))
     }
 
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {

@@ -2,18 +2,20 @@
 //! attributes any link has (mtu, MAC address, txqueuelen, alias): one request each,
 //! as `ip link add NAME [link PARENT] type KIND ... mtu M address MAC` sends.
 
-use rtnetlink::packet_route::link::{InfoData, InfoMacVlan, InfoVlan, InfoVxlan, MacVlanMode as NlMacvlanMode};
+use rtnetlink::packet_route::link::{
+    BondMode as NlBondMode, InfoBond, InfoData, InfoMacVlan, InfoVlan, InfoVxlan, MacVlanMode as NlMacvlanMode,
+};
 use std::net::IpAddr;
 
 use rtnetlink::packet_core::Nla;
 use rtnetlink::packet_route::link::LinkMessage;
-use rtnetlink::{LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan};
+use rtnetlink::{LinkBond, LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan, LinkWireguard};
 
 use crate::backend::kernel::link::{next_ifindex, stable_mac};
 
 use crate::backend::kernel::node::Node;
 use crate::error::{nl_to_io, Error, Result};
-use crate::model::{LinkAttrs, LinkDetails, LinkKind, LinkSpec, MacvlanMode};
+use crate::model::{BondMode, LinkAttrs, LinkDetails, LinkKind, LinkSpec, MacvlanMode};
 use crate::names::LinkName;
 
 fn with_attrs<T>(mut msg: LinkMessageBuilder<T>, attrs: &LinkAttrs) -> LinkMessageBuilder<T> {
@@ -59,7 +61,8 @@ impl Node {
             // listings are the same on every machine (see create_veth_with).
             let index = next_ifindex(1);
             let mut attrs = attrs.clone();
-            if attrs.mac.is_none() && !matches!(spec, LinkSpec::Vlan { .. }) {
+            // A WireGuard link carries IP, not Ethernet: it has no MAC address.
+            if attrs.mac.is_none() && !matches!(spec, LinkSpec::Vlan { .. } | LinkSpec::Wireguard) {
                 attrs.mac = Some(stable_mac(self.name.as_str(), name.as_str()));
             }
             let msg = Self::link_message(name, spec, parent, &attrs, index);
@@ -115,6 +118,12 @@ impl Node {
                 }
                 with_attrs(msg, attrs).index(index).build()
             }
+            LinkSpec::Bond(b) => with_attrs(LinkBond::new(name), attrs)
+                .mode(NlBondMode::from(b.mode.number()))
+                .miimon(b.miimon)
+                .index(index)
+                .build(),
+            LinkSpec::Wireguard => with_attrs(LinkWireguard::new(name), attrs).index(index).build(),
             // Made through /dev/net/tun (Lab::create_tuntap); create_link refuses it.
             LinkSpec::Tuntap { .. } => LinkMessage::default(),
         }
@@ -158,6 +167,19 @@ pub(super) fn details(data: &InfoData) -> Option<LinkDetails> {
             }
             _ => None,
         }),
+        InfoData::Bridge(infos) => Some(LinkDetails::Bridge(super::bridge::bridge_conf(infos))),
+        InfoData::Bond(infos) => {
+            let (mut mode, mut miimon, mut active) = (BondMode::BalanceRr, 0, None);
+            for info in infos {
+                match info {
+                    InfoBond::Mode(m) => mode = BondMode::from_number(u8::from(*m)).unwrap_or(mode),
+                    InfoBond::MiiMon(ms) => miimon = *ms,
+                    InfoBond::ActivePort(index) => active = Some(*index),
+                    _ => {}
+                }
+            }
+            Some(LinkDetails::Bond { mode, miimon, active })
+        }
         InfoData::Vxlan(infos) => {
             let (mut vni, mut dstport, mut remote, mut group) = (None, 0, None, None);
             for info in infos {
@@ -258,6 +280,8 @@ fn kind_op(kind: LinkKind) -> &'static str {
         LinkKind::Vlan => "creating VLAN link",
         LinkKind::Macvlan => "creating macvlan link",
         LinkKind::Vxlan => "creating VXLAN link",
+        LinkKind::Bond => "creating bond",
+        LinkKind::Wireguard => "creating WireGuard link",
         _ => "creating link",
     }
 }

@@ -348,7 +348,7 @@ impl Node {
         let msg = match bridge {
             Some(bridge) => {
                 let (index, kind) = self.link_index(bridge).await?;
-                if kind != LinkKind::Bridge {
+                if kind != LinkKind::Bridge && kind != LinkKind::Bond {
                     return Err(Error::kernel(
                         "attaching to",
                         self.name.as_str(),
@@ -362,7 +362,13 @@ impl Node {
         };
         match self.handle()?.link().set(msg.build()).execute().await {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.link_error("setting master of", name, e).await),
+            Err(e) => match self.link_error("setting master of", name, e).await {
+                // The bonding driver takes only a port that is down (and opens it itself).
+                Error::Kernel { source, .. } if source.raw_os_error() == Some(libc::EPERM) => {
+                    Err(bond_port_up(&self.name, name))
+                }
+                other => Err(other),
+            },
         }
     }
 
@@ -376,6 +382,23 @@ impl Node {
             .await
             .map_err(|e| Error::kernel("deleting", self.name.as_str(), name.as_str(), nl_to_io(e)))
     }
+}
+
+/// A bond refused a port that is up, as the kernel words it, with what to do.
+pub(crate) fn bond_port_up(node: &crate::names::NodeName, port: &LinkName) -> Error {
+    let mut err = Error::kernel(
+        "setting master of",
+        node.as_str(),
+        port.as_str(),
+        std::io::Error::from_raw_os_error(libc::EPERM),
+    );
+    if let Error::Kernel { help, .. } = &mut err {
+        *help = Some(format!(
+            "a bond takes only a port that is down (\"Device can not be enslaved while up\"): \
+             down(node, \"{port}\") first; the bond brings it up itself"
+        ));
+    }
+    err
 }
 
 thread_local! {

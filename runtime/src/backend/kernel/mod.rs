@@ -19,6 +19,7 @@ use exec::{CommandLine, ExecOutput};
 
 pub mod addr;
 mod backend;
+mod bridge;
 mod etc;
 pub mod exec;
 mod features;
@@ -36,6 +37,7 @@ pub mod sandbox;
 mod services;
 pub mod sockets;
 pub mod sysctl;
+mod wireguard;
 
 pub use services::{Server, ServerKind};
 

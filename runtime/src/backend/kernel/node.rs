@@ -127,6 +127,14 @@ impl Node {
         Ok(handle)
     }
 
+    /// Runs `f` inside this node's network namespace, back home after.
+    pub(super) fn enter_home<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let Some(pool) = &self.pool else {
+            return Err(Error::io("entering", std::io::Error::other(format!("{} is not netlab's", self.name))));
+        };
+        self.enter(&pool.home, f)
+    }
+
     /// The namespace handle, unless the node was deleted.
     pub fn ns(&self) -> Result<std::cell::Ref<'_, File>> {
         std::cell::Ref::filter_map(self.ns.borrow(), |ns| ns.as_ref()).map_err(|_| Error::NoSuchNode {

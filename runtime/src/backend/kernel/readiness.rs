@@ -113,7 +113,9 @@ impl Lab {
             let links = links?;
             let op = || "sysctl net.ipv4.neigh.LINK.retrans_time_ms".to_string();
             super::answered(limit, node.name.as_str(), op, self.tune_neighbours(node, &links)).await?;
-            if links.iter().any(|l| l.kind == LinkKind::Bridge) {
+            // A bond's state follows its ports, which another node can take down (a
+            // veth's peer): looked at like a bridge's, every time.
+            if links.iter().any(|l| matches!(l.kind, LinkKind::Bridge | LinkKind::Bond)) {
                 self.record_bridge(node);
             }
             if !ready(&links) {
@@ -193,7 +195,25 @@ fn links_ready(links: &[LinkState]) -> bool {
             return false;
         }
     }
-    true
+    links.iter().filter(|l| l.kind == LinkKind::Bond && l.admin_up).all(|bond| bond_settled(bond, links))
+}
+
+/// A bond notices its ports' carrier every miimon: until then it may keep an
+/// active port that has failed (and drop what arrives on the one that took over),
+/// or lack carrier with a live port. Settled when its carrier is its ports' and
+/// the active port (active-backup) is a live one, if any is.
+fn bond_settled(bond: &LinkState, links: &[LinkState]) -> bool {
+    let Some(crate::model::LinkDetails::Bond { mode, miimon, active }) = &bond.details else { return true };
+    if *miimon == 0 {
+        return true; // it never looks: nothing to wait for
+    }
+    let live: Vec<u32> =
+        links.iter().filter(|l| l.master == Some(bond.index) && l.admin_up && l.carrier).map(|l| l.index).collect();
+    let has_live = !live.is_empty();
+    if bond.carrier != has_live || (bond.carrier && bond.oper != OperState::Up) {
+        return false;
+    }
+    *mode != crate::model::BondMode::ActiveBackup || live.is_empty() || active.is_some_and(|a| live.contains(&a))
 }
 
 /// Link events of one node, from a multicast netlink socket opened inside it.

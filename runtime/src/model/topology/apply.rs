@@ -33,6 +33,12 @@ impl Topology {
     /// kernel would leave it (unchanged, except where the kernel backend's own two
     /// steps fail at the second: a move whose rename clashes).
     pub fn apply(&mut self, op: &Op) -> Result<()> {
+        let applied = self.apply_op(op);
+        self.reselect_bonds();
+        applied
+    }
+
+    fn apply_op(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::AddNode { node } => self.add_node(node),
             Op::DelNode { node } => self.del_node(node),
@@ -67,6 +73,12 @@ impl Topology {
                 Ok(())
             }
             Op::SetBridgePort { node, port, opts } => self.node_mut(node.as_str())?.set_bridge_port(port, opts),
+            Op::SetBridge { node, bridge, opts } => self.set_bridge(node, bridge, opts),
+            Op::AddBridgeVlan { node, dev, vid, pvid, untagged, .. } => {
+                self.bridge_vlan(node, dev, *vid, Some((*pvid, *untagged)))
+            }
+            Op::DelBridgeVlan { node, dev, vid, .. } => self.bridge_vlan(node, dev, *vid, None),
+            Op::SetWireguard { node, link, config } => self.set_wireguard(node, link, config),
             Op::DelRoute { node, dest, table } => {
                 self.node_mut(node.as_str())?.del_route(*dest, table.unwrap_or(MAIN_TABLE))
             }
@@ -203,7 +215,9 @@ impl Topology {
         }
         let index = self.take_index(1);
         let n = self.node_mut(node.as_str())?;
-        let bridge = n.new_link(index, name, LinkKind::Bridge, None);
+        let mut bridge = n.new_link(index, name, LinkKind::Bridge, None);
+        // The bridge's own port joins its default VLAN as it registers.
+        bridge.extra.vlans = vec![(bridge.extra.bridge.default_pvid, true, true)];
         n.insert_link(bridge);
         Ok(())
     }
@@ -312,6 +326,8 @@ impl Topology {
             LinkKind::Vlan => "creating VLAN link",
             LinkKind::Macvlan => "creating macvlan link",
             LinkKind::Vxlan => "creating VXLAN link",
+            LinkKind::Bond => "creating bond",
+            LinkKind::Wireguard => "creating WireGuard link",
             _ => "creating dummy link",
         };
         if n.link_named(name).is_some() {
@@ -360,7 +376,7 @@ impl Topology {
                     return Err(kernel_with_help(op, node.as_str(), name.to_string(), libc::EEXIST, help));
                 }
             }
-            LinkSpec::Dummy | LinkSpec::Tuntap { .. } => {}
+            LinkSpec::Dummy | LinkSpec::Tuntap { .. } | LinkSpec::Bond(_) | LinkSpec::Wireguard => {}
         }
         let mtu = match (spec, &parent) {
             (LinkSpec::Vxlan(v), Some(dev)) => {
@@ -368,6 +384,8 @@ impl Topology {
                 dev.mtu.saturating_sub(if v6 { 70 } else { 50 })
             }
             (LinkSpec::Vxlan(_), None) | (LinkSpec::Dummy, _) => 1500,
+            // Room for WireGuard's 80 bytes over IPv6 on a 1500-byte path.
+            (LinkSpec::Wireguard, _) => 1420,
             (_, Some(p)) => p.mtu,
             (_, None) => 1500,
         };
@@ -377,6 +395,11 @@ impl Topology {
         link.spec = Some(spec.clone());
         if matches!(spec, LinkSpec::Vlan { .. }) {
             link.mac = parent.as_ref().map(|p| p.mac).unwrap_or(link.mac);
+        }
+        if matches!(spec, LinkSpec::Wireguard) {
+            // IP only: no MAC address, no queue.
+            link.mac = [0; 6];
+            link.txqueuelen = 1000;
         }
         if matches!(spec, LinkSpec::Tuntap { tap: false }) {
             // A TUN device carries IP, not Ethernet: no MAC address, a queue of 500.
@@ -450,6 +473,7 @@ impl NodeState {
             txqueuelen: 1000,
             alias: None,
             port_opts: Default::default(),
+            extra: Default::default(),
             index,
             name: name.clone(),
             kind,
@@ -477,6 +501,12 @@ impl NodeState {
             }
         }
         self.neighbours.retain(|e| e.link_index != index);
+        let ports: Vec<u32> = self.links.iter().filter(|p| p.master == Some(index)).map(|p| p.index).collect();
+        for port in ports {
+            // Released as by `ip link set PORT nomaster` (a bridge's VLANs, a bond's
+            // address and open state go).
+            self.joined(port, Some(index), None);
+        }
         self.links.retain(|l| l.index != index);
         for port in self.links.iter_mut().filter(|p| p.master == Some(index)) {
             port.master = None;
@@ -541,7 +571,7 @@ impl NodeState {
         let bridge = match master {
             Some(name) => {
                 let b = self.link(name)?;
-                if b.kind != LinkKind::Bridge {
+                if !matches!(b.kind, LinkKind::Bridge | LinkKind::Bond) {
                     let why = io::Error::other(format!("{name} is not a bridge (kind {})", b.kind));
                     return Err(Error::kernel("attaching to", &node, name.as_str(), why));
                 }
@@ -559,17 +589,26 @@ impl NodeState {
                 LinkKind::Loopback => {
                     return Err(Error::kernel("setting master of", &node, link.as_str(), errno(libc::EINVAL)))
                 }
+                _ if port.admin_up
+                    && bridge.and_then(|b| self.by_index(b)).is_some_and(|b| b.kind == LinkKind::Bond) =>
+                {
+                    return Err(crate::backend::kernel::link::bond_port_up(&self.name, link));
+                }
                 _ => {}
             }
         }
         let index = port.index;
         let l = self.by_index_mut(index).expect("link exists");
+        let old = l.master;
         if l.master != bridge {
             // A new port starts with the kernel's defaults: learning and flooding, not isolated.
             let on = bridge.map(|_| true);
             l.port_opts = crate::model::BridgePortOpts { learning: on, flood: on, isolated: bridge.map(|_| false) };
         }
         l.master = bridge;
+        if old != bridge {
+            self.joined(index, old, bridge);
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! shown, link-local addresses) is computed when asked, like the kernel reports it.
 
 mod apply;
+mod kinds;
 mod lint;
 mod query;
 #[cfg(test)]
@@ -88,6 +89,25 @@ pub struct Link {
     /// As a bridge port: learning, flood, isolated (the kernel's defaults on
     /// attaching: on, on, off).
     pub port_opts: crate::model::BridgePortOpts,
+    /// What only some kinds have: a bridge's settings and VLANs, a bond's ports.
+    pub extra: LinkExtra,
+}
+
+/// The kind-specific state of a link (kinds.rs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkExtra {
+    /// A bridge's own settings (`ip -d link`).
+    pub bridge: crate::model::BridgeConf,
+    /// A bridge's or a bridge port's VLANs (`bridge vlan show`): vid, pvid, untagged,
+    /// by vid.
+    pub vlans: Vec<(u16, bool, bool)>,
+    /// A bond's ports, in the order they were enslaved, and the active one.
+    pub bond_ports: Vec<u32>,
+    pub bond_active: Option<u32>,
+    /// A bond port's own MAC address, which the bond replaced with its own.
+    pub mac_before_bond: Option<[u8; 6]>,
+    /// A WireGuard link's keys and peers.
+    pub wireguard: Option<crate::model::WgConfig>,
 }
 
 /// One route of the main table.
@@ -222,6 +242,7 @@ impl NodeState {
             txqueuelen: 1000,
             alias: None,
             port_opts: Default::default(),
+            extra: Default::default(),
         };
         NodeState {
             name,

@@ -32,6 +32,10 @@ impl Topology {
             LinkKind::Bridge => {
                 link.admin_up && node.links.iter().any(|p| p.master == Some(link.index) && self.forwarding(node, p))
             }
+            // A bond has carrier while one of its ports has.
+            LinkKind::Bond => {
+                link.admin_up && node.links.iter().any(|p| p.master == Some(link.index) && self.carrier(node, p))
+            }
             _ => link.admin_up,
         }
     }
@@ -53,21 +57,23 @@ impl Topology {
         let carrier = self.carrier(node, link);
         let oper = match (link.kind, link.admin_up, carrier) {
             (_, false, _) => OperState::Down,
-            (LinkKind::Loopback, true, _) => OperState::Unknown,
+            // Neither has a lower layer to report on.
+            (LinkKind::Loopback | LinkKind::Wireguard, true, _) => OperState::Unknown,
             (_, true, true) => OperState::Up,
             // A veth's lower device is its peer (iflink differs from its own index);
             // a vlan's or macvlan's is its parent.
             (LinkKind::Veth | LinkKind::Vlan | LinkKind::Macvlan, true, false) => OperState::LowerLayerDown,
             (_, true, false) => OperState::Down,
         };
+        let bridge_port = link.master.and_then(|m| node.by_index(m)).is_some_and(|m| m.kind == LinkKind::Bridge);
         let port_state =
-            link.master.map(|_| if self.forwarding(node, link) { PortState::Forwarding } else { PortState::Disabled });
+            bridge_port.then(|| if self.forwarding(node, link) { PortState::Forwarding } else { PortState::Disabled });
         LinkState {
             index: link.index,
             name: link.name.to_string(),
             kind: link.kind,
-            // A TUN device has no link-layer address at all.
-            mac: if link.kind == LinkKind::Tun && link.mac == [0; 6] {
+            // A TUN device or a WireGuard link has no link-layer address at all.
+            mac: if matches!(link.kind, LinkKind::Tun | LinkKind::Wireguard) && link.mac == [0; 6] {
                 String::new()
             } else {
                 crate::backend::kernel::link::format_mac(&link.mac)
@@ -85,21 +91,30 @@ impl Topology {
             ipv6: link.ipv6,
             txqueuelen: link.txqueuelen,
             alias: link.alias.clone(),
-            port_opts: link.master.map(|_| link.port_opts.clone()),
-            details: link.spec.as_ref().and_then(|spec| match spec {
-                crate::model::LinkSpec::Vlan { id, .. } => Some(crate::model::LinkDetails::Vlan { id: *id }),
-                crate::model::LinkSpec::Macvlan { mode, .. } => {
-                    Some(crate::model::LinkDetails::Macvlan { mode: *mode })
-                }
-                crate::model::LinkSpec::Vxlan(v) => Some(crate::model::LinkDetails::Vxlan {
-                    vni: v.vni,
-                    dstport: v.dstport,
-                    remote: v.remote,
-                    group: v.group,
-                }),
-                crate::model::LinkSpec::Tuntap { tap } => Some(crate::model::LinkDetails::Tun { tap: *tap }),
-                crate::model::LinkSpec::Dummy => None,
-            }),
+            port_opts: bridge_port.then(|| link.port_opts.clone()),
+            details: if link.kind == LinkKind::Bridge {
+                Some(crate::model::LinkDetails::Bridge(link.extra.bridge))
+            } else {
+                link.spec.as_ref().and_then(|spec| match spec {
+                    crate::model::LinkSpec::Vlan { id, .. } => Some(crate::model::LinkDetails::Vlan { id: *id }),
+                    crate::model::LinkSpec::Macvlan { mode, .. } => {
+                        Some(crate::model::LinkDetails::Macvlan { mode: *mode })
+                    }
+                    crate::model::LinkSpec::Vxlan(v) => Some(crate::model::LinkDetails::Vxlan {
+                        vni: v.vni,
+                        dstport: v.dstport,
+                        remote: v.remote,
+                        group: v.group,
+                    }),
+                    crate::model::LinkSpec::Tuntap { tap } => Some(crate::model::LinkDetails::Tun { tap: *tap }),
+                    crate::model::LinkSpec::Bond(b) => Some(crate::model::LinkDetails::Bond {
+                        mode: b.mode,
+                        miimon: b.miimon,
+                        active: link.extra.bond_active,
+                    }),
+                    crate::model::LinkSpec::Dummy | crate::model::LinkSpec::Wireguard => None,
+                })
+            },
         }
     }
 

@@ -634,3 +634,98 @@ fn segments_join_veths_and_bridge_ports() {
         ]
     );
 }
+
+fn vlan_add(node: &str, dev: &str, vid: u16, pvid: bool, untagged: bool) -> Op {
+    Op::AddBridgeVlan { node: nn(node), dev: ln(dev), vid, pvid, untagged, bridge_self: false }
+}
+
+fn vlans(t: &Topology, node: &str) -> Vec<(String, u16, bool, bool)> {
+    let links = t.links(node).unwrap();
+    let name = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone()).unwrap_or_default();
+    t.bridge_vlans(node).unwrap().iter().map(|v| (name(v.link_index), v.vid, v.pvid, v.untagged)).collect()
+}
+
+/// As Debian's 6.1 kernel lists them (`bridge vlan show`): ports join with the
+/// default pvid; a new pvid takes the flag from the old one, which stays untagged;
+/// a new default pvid replaces the old one where it is still as the bridge set it.
+#[test]
+fn bridge_vlans_as_the_kernel_lists_them() {
+    let t = build(&[
+        node("sw"),
+        bridge("sw", "br0"),
+        veth("sw", "p1", "sw", "q1"),
+        veth("sw", "p2", "sw", "q2"),
+        master("sw", "p1", "br0"),
+        master("sw", "p2", "br0"),
+        vlan_add("sw", "p1", 10, true, true),
+        vlan_add("sw", "p2", 20, false, false),
+        Op::AddBridgeVlan { node: nn("sw"), dev: ln("br0"), vid: 30, pvid: false, untagged: false, bridge_self: true },
+        Op::SetBridge {
+            node: nn("sw"),
+            bridge: ln("br0"),
+            opts: crate::model::BridgeOpts { default_pvid: Some(5), ..Default::default() },
+        },
+    ]);
+    let s = |n: &str| n.to_string();
+    assert_eq!(
+        vlans(&t, "sw"),
+        [
+            (s("br0"), 5, true, true),
+            (s("br0"), 30, false, false),
+            (s("p1"), 1, false, true),
+            (s("p1"), 10, true, true),
+            (s("p2"), 5, true, true),
+            (s("p2"), 20, false, false),
+        ]
+    );
+    let mut t = t;
+    let e = fails(&mut t, Op::DelBridgeVlan { node: nn("sw"), dev: ln("q1"), vid: 1, bridge_self: false });
+    assert!(e.to_string().contains("neither a bridge nor a bridge's port"), "{e}");
+    t.apply(&Op::SetMaster { node: nn("sw"), link: ln("p1"), master: None }).unwrap();
+    assert!(vlans(&t, "sw").iter().all(|v| v.0 != "p1"), "a port leaving the bridge leaves its VLANs");
+}
+
+/// A bond takes only a port that is down and opens it itself; the ports take its
+/// MAC address; the first live port is active until it fails.
+#[test]
+fn a_bond_fails_over_to_its_next_live_port() {
+    let spec = crate::model::LinkSpec::Bond(crate::model::BondSpec {
+        mode: crate::model::BondMode::ActiveBackup,
+        miimon: 100,
+    });
+    let mut t = build(&[
+        node("a"),
+        node("b"),
+        veth("a", "eth0", "b", "eth0"),
+        veth("a", "eth1", "b", "eth1"),
+        up("b", "eth0"),
+        up("b", "eth1"),
+        Op::AddLink { node: nn("a"), name: ln("bond0"), spec, attrs: Default::default() },
+        master("a", "eth0", "bond0"),
+        master("a", "eth1", "bond0"),
+        up("a", "bond0"),
+    ]);
+    let bond = link(&t, "a", "bond0");
+    assert!(bond.carrier && bond.oper == OperState::Up, "{bond:?}");
+    assert_eq!(link(&t, "a", "eth0").mac, bond.mac, "the port took the bond's address");
+    assert!(link(&t, "a", "eth0").admin_up, "the bond opened its port");
+    let active = |t: &Topology| match link(t, "a", "bond0").details {
+        Some(crate::model::LinkDetails::Bond { active, .. }) => active,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(active(&t), Some(link(&t, "a", "eth0").index));
+    t.apply(&down("b", "eth0")).unwrap(); // the far end: eth0 loses its carrier
+    assert_eq!(active(&t), Some(link(&t, "a", "eth1").index));
+    t.apply(&up("b", "eth0")).unwrap();
+    assert_eq!(active(&t), Some(link(&t, "a", "eth1").index), "no primary: the active port stays");
+    t.apply(&down("b", "eth1")).unwrap();
+    t.apply(&down("b", "eth0")).unwrap();
+    assert_eq!(active(&t), None);
+    assert!(!link(&t, "a", "bond0").carrier);
+    // An up link is refused, as the kernel refuses it.
+    t.apply(&veth("a", "eth2", "b", "eth2")).unwrap();
+    t.apply(&up("a", "eth2")).unwrap();
+    let e = fails(&mut t, master("a", "eth2", "bond0"));
+    assert_eq!(errno(&e), Some(libc::EPERM), "{e}");
+    assert!(help(&e).contains("down(node, \"eth2\") first"), "{}", help(&e));
+}
