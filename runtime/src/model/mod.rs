@@ -3,6 +3,7 @@
 
 pub mod feature;
 pub mod firewall;
+pub mod impair;
 pub mod link;
 pub mod op;
 pub mod programs;
@@ -10,6 +11,7 @@ pub mod state;
 pub mod topology;
 
 pub use feature::Feature;
+pub use impair::{Impairment, QdiscParams, QdiscState};
 pub use link::{LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec};
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
 pub use programs::ops_of;

@@ -14,6 +14,7 @@
 pub mod curl;
 pub mod dns;
 pub mod http;
+pub mod throughput;
 
 pub use curl::{http_get, CurlError, HttpReply, LookupError, NameserverOutcome, NodeResolver};
 pub use dns::{start_dns, DnsServer};

@@ -61,7 +61,7 @@ impl Lab {
     pub fn ping(&self, node: &Node, dst: IpAddr, mode: PingMode, opts: &ping::PingOpts) -> Result<PingReport> {
         self.settle()?;
         let interval = match mode {
-            PingMode::UntilReply { .. } => Duration::from_millis(100),
+            PingMode::UntilReply { .. } | PingMode::Count { .. } => Duration::from_millis(100),
             PingMode::Watch { .. } => {
                 self.clear_probe_leftovers()?;
                 Duration::from_millis(10)

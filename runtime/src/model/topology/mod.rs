@@ -88,6 +88,8 @@ pub struct Link {
     /// As a bridge port: learning, flood, isolated (the kernel's defaults on
     /// attaching: on, on, off).
     pub port_opts: crate::model::BridgePortOpts,
+    /// The root qdisc impair() put on its egress (None: the kernel's default).
+    pub qdisc: Option<crate::model::Impairment>,
 }
 
 /// One route of the main table.
@@ -204,6 +206,7 @@ impl NodeState {
             txqueuelen: 1000,
             alias: None,
             port_opts: Default::default(),
+            qdisc: None,
         };
         NodeState {
             name,
