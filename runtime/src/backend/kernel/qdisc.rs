@@ -225,7 +225,8 @@ impl Node {
             Ok(()) => Ok(()),
             // "Specified qdisc kind is unknown": the kernel has no such qdisc.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EOPNOTSUPP)) => {
-                Err(Error::missing_feature(impairment.feature(), self.name.as_str(), link.as_str()))
+                let what = format!("a {} qdisc on {link}", impairment.kind());
+                Err(Error::missing_feature(impairment.feature(), self.name.as_str(), &what))
             }
             Err(e) => Err(Error::kernel("impairing", self.name.as_str(), link.as_str(), e)),
         }
