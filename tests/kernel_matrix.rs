@@ -200,11 +200,13 @@ fn a_failing_batch_under_another_kernel_reports_home() {
 fn labs_that_need_another_kernel_are_proven_under_it() {
     let Some(_release) = debian_kernel() else { return };
     let _turn = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let child =
-        netlab().current_dir(root()).args(["prove", "labs/more/vlan_trunk.rhai", "--kernel", "debian"]).spawn_output();
+    let child = netlab()
+        .current_dir(root())
+        .args(["prove", "labs/more/vlan_trunk.rhai", "labs/more/netem.rhai", "--kernel", "debian"])
+        .spawn_output();
     let (code, out, err) = decode(child.output);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("4 of 4 cases proven"), "{out}");
+    assert!(out.contains("9 of 9 cases proven in 2 labs"), "{out}");
     assert!(!out.contains('✗'), "{out}");
     assert!(vm_processes(child.pid).is_empty(), "left running: {:?}", vm_processes(child.pid));
 }

@@ -85,6 +85,8 @@ macro_rules! for_each_lab {
             more_overlay => "more/overlay.rhai",
             more_uplinks => "more/uplinks.rhai",
             more_vlan_trunk => "more/vlan_trunk.rhai",
+            more_netem => "more/netem.rhai",
+            more_tc_rate => "more/tc_rate.rhai",
             $($extra)*
         }
     };
