@@ -62,7 +62,10 @@ expect(!exec_in(a, "tc qdisc show dev eth0").stdout.contains("tbf"), "tc shows n
     let out = netlab().arg("plan").arg(&path).output().expect("netlab runs");
     let (code, planned, err) = common::decode(out);
     assert_eq!(code, 0, "{planned}\n{err}");
-    assert_eq!(printed(&planned).trim_start_matches(|c: char| !c.is_ascii_alphanumeric()), kernel.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()));
+    assert_eq!(
+        printed(&planned).trim_start_matches(|c: char| !c.is_ascii_alphanumeric()),
+        kernel.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+    );
     let _ = std::fs::remove_file(path);
 }
 
@@ -184,4 +187,51 @@ clear_impair(b, "eth0");
         assert!(script.contains(line), "expected {line:?} in\n{script}");
     }
     let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn the_export_leaves_the_same_qdiscs_as_the_run() {
+    use netlab_runtime::snapshot::{diff, Snapshot};
+    let dir = tempfile::Builder::new().prefix("netlab-impair-export-").tempdir().expect("temp dir");
+    let path = dir.path().join("lab.rhai");
+    // Odd numbers: tc computes the bucket's ticks and the queue from them as netlab does.
+    std::fs::write(
+        &path,
+        lab(r#"
+impair(a, "eth0", #{rate: "7777kbit", burst: 3333, latency: "40ms"});
+impair(b, "eth0", #{rate: "1gbit"});
+step("measured", || {
+    expect_throughput(a, "10.0.0.2", #{max: "8mbit", seconds: 0.5});
+    expect_rtt(a, "10.0.0.2", #{max: 100});
+});
+"#),
+    )
+    .unwrap();
+    let state = |name: &str| {
+        let text = std::fs::read_to_string(dir.path().join(name)).expect("a state file");
+        Snapshot::from_json(&text).expect("JSON")
+    };
+    let (code, out, err) = common::decode(
+        netlab().arg("run").arg(&path).arg("--state").arg(dir.path().join("run.json")).output().unwrap(),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, script, err) = common::decode(netlab().arg("export").arg(&path).output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    let sh = dir.path().join("lab.sh");
+    std::fs::write(&sh, script).unwrap();
+    let (code, out, err) = common::decode(
+        netlab()
+            .env("NETLAB_KEEP", "1")
+            .arg("sh")
+            .arg(&sh)
+            .arg("--state")
+            .arg(dir.path().join("sh.json"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("PASS") && !out.contains("FAIL"), "{out}");
+    let (run, exported) = (state("run.json"), state("sh.json"));
+    assert_eq!(run.nodes["a"].qdiscs.len(), 1, "{run:?}");
+    assert!(diff(&run, &exported).is_empty(), "{:?}", diff(&run, &exported));
 }

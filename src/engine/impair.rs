@@ -173,12 +173,15 @@ fn impairment_hint(ss: &Session, node: &NodeName) -> Option<String> {
 pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>>) {
     // impair(node, link, #{...}), clear_impair(node, link)
     let ss = s.clone();
-    engine.register_fn("impair", move |ctx: NativeCallContext, node: Dynamic, link: &str, opts: Map| -> RhaiResult<()> {
-        let node = ss.node(&ctx, &node)?;
-        let link = to_rhai(&ctx, LinkName::new(link))?;
-        let impairment = impairment(&ctx, &opts)?;
-        ss.apply(&ctx, Op::Impair { node, link, impairment }).map(|_| ())
-    });
+    engine.register_fn(
+        "impair",
+        move |ctx: NativeCallContext, node: Dynamic, link: &str, opts: Map| -> RhaiResult<()> {
+            let node = ss.node(&ctx, &node)?;
+            let link = to_rhai(&ctx, LinkName::new(link))?;
+            let impairment = impairment(&ctx, &opts)?;
+            ss.apply(&ctx, Op::Impair { node, link, impairment }).map(|_| ())
+        },
+    );
     let ss = s.clone();
     engine.register_fn("clear_impair", move |ctx: NativeCallContext, node: Dynamic, link: &str| -> RhaiResult<()> {
         let node = ss.node(&ctx, &node)?;
@@ -247,13 +250,22 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
     let throughput = move |ctx: NativeCallContext, node: Dynamic, ip: &str, opts: Map| -> RhaiResult<f64> {
         reject_unknown(&ctx, &opts, &["seconds", "port", "server"])?;
         let (node, dst, server, seconds) = measurement(&ctx, &ss, &node, ip, &opts)?;
-        let probe = Probe::Throughput { node: node.clone(), server: server.clone(), dst, seconds, check: false, min: None, max: None };
+        let probe = Probe::Throughput {
+            node: node.clone(),
+            server: server.clone(),
+            dst,
+            seconds,
+            check: false,
+            min: None,
+            max: None,
+        };
         ss.probe(&ctx, probe);
         let measured = to_rhai(&ctx, ss.backend().throughput(&node, &server, dst, Duration::from_secs_f64(seconds)))?;
         Ok(measured.map(|t| t.bits_per_second() / 1e6).unwrap_or(0.0))
     };
     let t = throughput.clone();
-    engine.register_fn("throughput", move |ctx: NativeCallContext, node: Dynamic, ip: &str| t(ctx, node, ip, Map::new()));
+    engine
+        .register_fn("throughput", move |ctx: NativeCallContext, node: Dynamic, ip: &str| t(ctx, node, ip, Map::new()));
     engine.register_fn("throughput", throughput);
 
     // expect_throughput(from, ip, #{min, max, seconds, port, server})
@@ -268,7 +280,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
                 "TCP from {node} to {dst}: {}",
                 netlab_runtime::render::ip::bounds_text(min.map(rate_text), max.map(rate_text))
             );
-            let probe = Probe::Throughput { node: node.clone(), server: server.clone(), dst, seconds, check: true, min, max };
+            let probe =
+                Probe::Throughput { node: node.clone(), server: server.clone(), dst, seconds, check: true, min, max };
             ss.probe(&ctx, probe);
             if !ss.evaluates() {
                 r.borrow_mut().check_planned(&title);

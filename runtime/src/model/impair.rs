@@ -107,7 +107,8 @@ impl Impairment {
 
     /// tbf's bucket: the lab's, or 10 ms at the rate and at least TBF_MIN_BURST.
     pub fn tbf_burst(&self) -> u32 {
-        self.burst.unwrap_or_else(|| (self.rate_bytes() / 100).clamp(u64::from(TBF_MIN_BURST), u64::from(u32::MAX)) as u32)
+        self.burst
+            .unwrap_or_else(|| (self.rate_bytes() / 100).clamp(u64::from(TBF_MIN_BURST), u64::from(u32::MAX)) as u32)
     }
 
     /// tbf's queue in bytes, from the latency, as tc computes it (`rate * latency +
@@ -351,9 +352,10 @@ fn ns_in_range(ns: f64, text: &str) -> Result<u64, String> {
 
 /// "1%", "0.5%", or a number: a percentage from 0 to 100.
 pub fn parse_percent(text: &str) -> Result<f64, String> {
-    let number = text.trim().strip_suffix('%').ok_or_else(|| {
-        format!("{text:?} is a percentage with its sign, \"1%\", or a number (1 is 1%)")
-    })?;
+    let number = text
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("{text:?} is a percentage with its sign, \"1%\", or a number (1 is 1%)"))?;
     let value: f64 = number.trim().parse().map_err(|_| format!("{text:?} is not a percentage (\"1%\")"))?;
     percent_in_range(value)
 }
@@ -393,9 +395,9 @@ pub const MAX_RATE: u64 = 1_000_000_000_000;
 /// "10mbit", "1.5gbit", "500kbit", "1MBps": bits per second (at least 8, a byte a second).
 pub fn parse_rate(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| {
-        format!("{text:?} needs its unit, as tc writes it: \"10mbit\", \"500kbit\", \"1gbit\"")
-    })?;
+    let split = t
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or_else(|| format!("{text:?} needs its unit, as tc writes it: \"10mbit\", \"500kbit\", \"1gbit\""))?;
     let (number, unit) = t.split_at(split);
     let unit = unit.to_ascii_lowercase();
     let scale = RATE_UNITS.iter().find(|(u, _)| *u == unit).map(|(_, s)| *s).ok_or_else(|| {

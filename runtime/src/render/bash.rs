@@ -515,14 +515,19 @@ impl Export {
             }
             Probe::Throughput { node, server, dst, seconds, check, min, max } => {
                 self.servers += 1;
-                let sink = if dst.is_ipv6() { format!("[::]:{}", dst.port()) } else { format!("0.0.0.0:{}", dst.port()) };
+                let sink =
+                    if dst.is_ipv6() { format!("[::]:{}", dst.port()) } else { format!("0.0.0.0:{}", dst.port()) };
                 let exec = self.r.program_exec(server);
                 self.line(format!("# netlab's TCP sink in {server}: the stand-in (standin.py) on {sink}"));
                 self.line(format!("{exec}python3 \"$STANDIN/standin.py\" sink {} {seconds} &", q(&sink)));
                 self.line("sink=$!");
                 let ss = self.r.netns_exec(server);
                 self.line(format!("wait_listening \"$sink\" t {} {}", dst.port(), ss.trim_end()).trim_end());
-                let send = format!("{}python3 \"$STANDIN/standin.py\" send {}", self.r.program_exec(node), q(&dst.to_string()));
+                let send = format!(
+                    "{}python3 \"$STANDIN/standin.py\" send {}",
+                    self.r.program_exec(node),
+                    q(&dst.to_string())
+                );
                 if *check {
                     let rate = |r: &u64| crate::model::impair::rate_text(*r);
                     let what = format!(

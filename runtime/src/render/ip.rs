@@ -434,7 +434,9 @@ impl Renderer {
             Op::Impair { node, link, impairment } => {
                 vec![format!("{} qdisc replace dev {} root {}", self.tc(node), q(link.as_str()), impairment.tc_args())]
             }
-            Op::ClearImpair { node, link } => vec![format!("{} qdisc del dev {} root", self.tc(node), q(link.as_str()))],
+            Op::ClearImpair { node, link } => {
+                vec![format!("{} qdisc del dev {} root", self.tc(node), q(link.as_str()))]
+            }
         }
     }
 
@@ -491,12 +493,19 @@ impl Renderer {
             )],
             Probe::Throughput { node, server, dst, seconds, check, min, max } => {
                 let mut out = vec![
-                    format!("{}iperf3 -s -1 -p {} &   # netlab's own TCP sink stands in for it", self.program_exec(server), dst.port()),
+                    format!(
+                        "{}iperf3 -s -1 -p {} &   # netlab's own TCP sink stands in for it",
+                        self.program_exec(server),
+                        dst.port()
+                    ),
                     format!("{}iperf3 -c {} -p {} -t {seconds}", self.program_exec(node), dst.ip(), dst.port()),
                 ];
                 if *check {
                     let rate = |r: &u64| crate::model::impair::rate_text(*r);
-                    out[1] += &format!("   # netlab checks: the rate received is {}", bounds_text(min.as_ref().map(rate), max.as_ref().map(rate)));
+                    out[1] += &format!(
+                        "   # netlab checks: the rate received is {}",
+                        bounds_text(min.as_ref().map(rate), max.as_ref().map(rate))
+                    );
                 }
                 out
             }

@@ -132,9 +132,7 @@ impl Lab {
                 };
                 return Ok(Applied::Server(started));
             }
-            Op::Impair { node, link, impairment } => {
-                self.netlink_op(op, self.node_of(node)?.impair(link, impairment))
-            }
+            Op::Impair { node, link, impairment } => self.netlink_op(op, self.node_of(node)?.impair(link, impairment)),
             Op::ClearImpair { node, link } => self.netlink_op(op, self.node_of(node)?.clear_impair(link)),
             Op::Exec { node, command } => {
                 let line = CommandLine::parse(command)?;
