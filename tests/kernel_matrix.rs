@@ -204,11 +204,11 @@ fn labs_that_need_another_kernel_are_proven_under_it() {
     let child = netlab()
         .current_dir(root())
         .args(["prove", "labs/more/vlan_trunk.rhai", "labs/more/vlan_bridge.rhai", "labs/more/bond.rhai"])
-        .args(["labs/more/wireguard.rhai", "--kernel", "debian"])
+        .args(["labs/more/wireguard.rhai", "labs/more/netem.rhai", "--kernel", "debian"])
         .spawn_output();
     let (code, out, err) = decode(child.output);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("15 of 15 cases proven in 4 labs"), "{out}");
+    assert!(out.contains("20 of 20 cases proven in 5 labs"), "{out}");
     assert!(!out.contains('✗'), "{out}");
     assert!(vm_processes(child.pid).is_empty(), "left running: {:?}", vm_processes(child.pid));
 }

@@ -31,6 +31,9 @@ pub enum PingMode {
     /// One hop of a traceroute: send every `interval` until the first reply or the
     /// first ICMP error (time exceeded, unreachable, ...), or until `timeout`.
     FirstAnswer { timeout: Duration },
+    /// Send `count` requests every `interval`, and wait up to `wait` after the last
+    /// for their replies (`ping -c COUNT -W WAIT`): what round trips take.
+    Count { count: u32, wait: Duration },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -46,6 +49,9 @@ pub struct PingReport {
     /// The machine's neighbour table refused entries while this probe ran
     /// ("neighbour table overflow"), so packets were dropped for that reason.
     pub neigh_table_full: bool,
+    /// Each answered request's round trip, in the order the replies came (a
+    /// duplicated reply counts once).
+    pub rtts: Vec<Duration>,
 }
 
 /// `ping -s SIZE -M do -t TTL -I SOURCE`: what a probe's requests look like.
@@ -275,16 +281,25 @@ where
     let (end, stop_at_first) = match mode {
         PingMode::UntilReply { timeout } | PingMode::FirstAnswer { timeout } => (start + timeout, true),
         PingMode::Watch { window } => (start + window, false),
+        PingMode::Count { count, wait } => (start + interval * count.saturating_sub(1) + wait, false),
     };
     let stop_at_error = matches!(mode, PingMode::FirstAnswer { .. });
+    let (max_sends, watching) = match mode {
+        PingMode::Count { count, .. } => (count, false),
+        PingMode::Watch { .. } => (u32::MAX, true),
+        PingMode::UntilReply { .. } | PingMode::FirstAnswer { .. } => (u32::MAX, false),
+    };
+    let mut sent_at: Vec<Instant> = Vec::new();
+    let mut answered: std::collections::HashSet<u16> = std::collections::HashSet::new();
     let mut report = PingReport::default();
     let mut next_send = start;
     let mut next_quiet_check = start;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
     loop {
         let now = Instant::now();
-        if now >= next_send && now < end {
+        if now >= next_send && now < end && report.sent < max_sends {
             let seq = report.sent as u16;
+            sent_at.push(Instant::now());
             match fd.get_ref().send_to(&echo_request(v6, seq, token, size), &target) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -305,7 +320,7 @@ where
             report.sent += 1;
             next_send += interval;
         }
-        let wake = next_send.min(end);
+        let wake = if report.sent < max_sends { next_send.min(end) } else { end };
         let ready = tokio::time::timeout_at(wake.into(), fd.ready(Interest::READABLE | Interest::ERROR)).await;
         if let Ok(guard) = ready {
             let mut guard = guard?;
@@ -315,9 +330,14 @@ where
                     Ok(n) => {
                         // SAFETY: recv initialised the first n bytes.
                         let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
-                        if parse_reply(v6, bytes, token).is_some() {
+                        if let Some(seq) = parse_reply(v6, bytes, token) {
                             report.received += 1;
                             report.first_reply.get_or_insert(start.elapsed());
+                            if let Some(at) = sent_at.get(usize::from(seq)) {
+                                if answered.insert(seq) {
+                                    report.rtts.push(at.elapsed());
+                                }
+                            }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -336,6 +356,9 @@ where
         if stop_at_error && report.reasons.iter().any(|r| *r != Reason::Silence) {
             break;
         }
+        if !watching && !stop_at_first && answered.len() as u32 >= max_sends {
+            break;
+        }
         // A watch can also end at the first ICMP error that says where the path ends:
         // a router without a route, a whole neighbour resolution that failed (the
         // kernel reports that only after its last ARP/ND probe), a reject rule. Nothing
@@ -348,7 +371,8 @@ where
         }
         if let Some((after, is_quiet)) = quiet.as_mut() {
             let now = Instant::now();
-            if !stop_at_first && now >= start + *after && now >= next_quiet_check {
+            // Only a watch: a counted ping waits for its replies, however late.
+            if watching && now >= start + *after && now >= next_quiet_check {
                 if is_quiet().await {
                     // The kernel marks a failed resolution before the ICMP error it
                     // sends itself has passed its loopback queue: give that a moment.

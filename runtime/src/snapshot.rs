@@ -69,6 +69,9 @@ pub struct NodeState {
     pub hosts: Option<String>,
     /// None when nft is not installed.
     pub firewall: Option<Firewall>,
+    /// `tc qdisc show`: the qdiscs configured (impair()), one line each.
+    #[serde(default)]
+    pub qdiscs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +272,7 @@ struct RawNode {
     hosts: Option<String>,
     hostname: String,
     firewall: Option<Firewall>,
+    qdiscs: Vec<String>,
 }
 
 async fn read_node(node: &Node, home: &File, sysctls: &[&str], deadline: Instant) -> Result<RawNode> {
@@ -310,6 +314,7 @@ async fn read_node(node: &Node, home: &File, sysctls: &[&str], deadline: Instant
         hosts: node_file(node.name.as_str(), host, "hosts"),
         hostname: hostname(node.name.as_str(), host)?,
         firewall: firewall(node).await?,
+        qdiscs: node.qdiscs().await?.iter().map(|q| q.describe()).collect(),
     })
 }
 
@@ -645,6 +650,7 @@ fn normalize(raw: &RawNode, peers: &[Option<String>]) -> NodeState {
         resolv_conf: raw.resolv_conf.clone(),
         hosts: raw.hosts.clone(),
         firewall: raw.firewall.clone(),
+        qdiscs: raw.qdiscs.clone(),
     }
 }
 
@@ -746,6 +752,7 @@ fn diff_node(out: &mut Vec<String>, node: &str, a: &NodeState, b: &NodeState) {
             out.push(format!("{node}: {file} {} vs {}", file_text(x), file_text(y)));
         }
     }
+    only_in(out, node, &a.qdiscs, &b.qdiscs);
     match (&a.firewall, &b.firewall) {
         (Some(x), Some(y)) => {
             for (tool, table, p, q) in [
@@ -861,6 +868,7 @@ mod tests {
                 nat6: vec![],
                 bridge_table: None,
             }),
+            qdiscs: vec![],
         }
     }
 

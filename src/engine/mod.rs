@@ -6,6 +6,7 @@ mod bridging;
 mod checks;
 pub mod diagnose;
 mod firewall;
+mod impair;
 pub mod limits;
 mod links;
 mod lint;
@@ -100,6 +101,7 @@ pub fn run(
         std::path::Path::new(src.path).parent().unwrap_or(std::path::Path::new("")),
     );
     services::register(&mut engine, &session, &reporter);
+    impair::register(&mut engine, &session, &reporter);
     // A lab that catches an error (`try { ... } catch (e) { print(e) }`) sees its text.
     engine.register_fn("to_string", |f: &mut values::Failure| f.to_string());
     engine.register_fn("to_debug", |f: &mut values::Failure| f.to_string());

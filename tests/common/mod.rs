@@ -91,6 +91,8 @@ macro_rules! for_each_lab {
             more_vlan_bridge => "more/vlan_bridge.rhai",
             more_vlan_trunk => "more/vlan_trunk.rhai",
             more_wireguard => "more/wireguard.rhai",
+            more_netem => "more/netem.rhai",
+            more_tc_rate => "more/tc_rate.rhai",
             $($extra)*
         }
     };

@@ -88,6 +88,9 @@ pub trait Backend {
     fn listening(&self, node: &NodeName) -> Result<Vec<Listening>>;
     fn iptables_rules(&self, node: &NodeName, table: IptTable) -> Result<Vec<String>>;
     fn nft_ruleset(&self, node: &NodeName) -> Result<String>;
+    /// `tc qdisc show`: the qdiscs configured in the node (the kernel's defaults,
+    /// with handle 0, left out).
+    fn qdiscs(&self, node: &NodeName) -> Result<Vec<crate::model::QdiscState>>;
 
     fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode, opts: &PingOpts) -> Result<PingReport>;
     /// Pings from many nodes at once; each report, and how often the neighbour tables were flushed.
@@ -125,6 +128,15 @@ pub trait Backend {
         name: &str,
         timeout: Duration,
     ) -> Result<std::result::Result<Vec<IpAddr>, LookupError>>;
+    /// TCP from `node` to `dst` for `duration`, received by netlab's sink started in
+    /// `server` (listening on dst's port) for the measurement and stopped after it.
+    fn throughput(
+        &self,
+        node: &NodeName,
+        server: &NodeName,
+        dst: SocketAddr,
+        duration: Duration,
+    ) -> Result<std::result::Result<crate::service::throughput::Throughput, CurlError>>;
     /// Before a negative probe: no leftovers of earlier unanswered probes.
     fn clear_probe_leftovers(&self) -> Result<()>;
     /// Runs a real program in the node.

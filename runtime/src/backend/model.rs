@@ -111,6 +111,22 @@ impl Backend for ModelBackend {
         self.topology().rules(node.as_str())
     }
 
+    fn qdiscs(&self, node: &NodeName) -> Result<Vec<crate::model::QdiscState>> {
+        self.topology().qdiscs(node.as_str())
+    }
+
+    fn throughput(
+        &self,
+        node: &NodeName,
+        server: &NodeName,
+        _dst: std::net::SocketAddr,
+        _duration: Duration,
+    ) -> Result<std::result::Result<crate::service::throughput::Throughput, CurlError>> {
+        self.require_node(node.as_str())?;
+        self.require_node(server.as_str())?;
+        Ok(Err(CurlError::Other(NOT_EVALUATED.into())))
+    }
+
     /// Neighbours are learned from traffic, and the model sends none: only those
     /// the lab added by hand.
     fn neighbours(&self, node: &NodeName) -> Result<Vec<Neighbour>> {

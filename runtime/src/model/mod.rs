@@ -3,6 +3,7 @@
 
 pub mod feature;
 pub mod firewall;
+pub mod impair;
 pub mod link;
 pub mod op;
 pub mod programs;
@@ -15,6 +16,7 @@ pub use link::{
     BondMode, BondSpec, BridgeConf, BridgeOpts, BridgeVlan, LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec, WgConfig,
     WgKey, WgPeer, WgPeerState, WgState,
 };
+pub use impair::{Impairment, QdiscParams, QdiscState};
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
 pub use programs::ops_of;
 pub use state::{

@@ -81,6 +81,10 @@ pub enum Op {
     /// A real program run in the node (`ip netns exec NODE CMD`): what it changes
     /// only the kernel knows.
     Exec { node: NodeName, command: String },
+    /// `tc qdisc replace dev LINK root netem ... | tbf ...`: the link's egress impaired.
+    Impair { node: NodeName, link: LinkName, impairment: super::impair::Impairment },
+    /// `tc qdisc del dev LINK root`: back to the kernel's default qdisc.
+    ClearImpair { node: NodeName, link: LinkName },
 }
 
 /// The per-node files `ip netns exec` puts in place of /etc's.
@@ -168,7 +172,9 @@ impl Op {
             | Op::WriteFile { node, .. }
             | Op::SetHostname { node, .. }
             | Op::StartServer { node, .. }
-            | Op::Exec { node, .. } => node,
+            | Op::Exec { node, .. }
+            | Op::Impair { node, .. }
+            | Op::ClearImpair { node, .. } => node,
         }
     }
 
@@ -215,6 +221,19 @@ pub enum Probe {
     /// `traceroute -n -I DST` from the node: `hops` the routers on the way, then DST
     /// (empty when only the result is used).
     Path { node: NodeName, dst: IpAddr, hops: Vec<IpAddr>, expect: Option<Expect> },
+    /// `ping -c COUNT DST`: the median round trip between `min` and `max` (ns).
+    Rtt { node: NodeName, dst: IpAddr, count: u32, min: Option<u64>, max: Option<u64> },
+    /// TCP sent from the node to `dst` for `seconds`, received by netlab's sink in
+    /// `server`; with `check`, the rate (bit/s) between `min` and `max`.
+    Throughput {
+        node: NodeName,
+        server: NodeName,
+        dst: SocketAddr,
+        seconds: f64,
+        check: bool,
+        min: Option<u64>,
+        max: Option<u64>,
+    },
 }
 
 impl Probe {
@@ -228,6 +247,8 @@ impl Probe {
             | Probe::Udp { expect, .. }
             | Probe::Resolve { expect, .. }
             | Probe::Path { expect, .. } => expect.is_some(),
+            Probe::Rtt { .. } => true,
+            Probe::Throughput { check, .. } => *check,
         }
     }
 }

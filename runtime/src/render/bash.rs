@@ -146,6 +146,39 @@ wait_listening() {
   done
 }
 
+# rtt_between WHAT MIN_MS MAX_MS CMD...: CMD, a ping, gets replies whose median
+# round trip (the lower middle one) is within MIN_MS..MAX_MS (empty: no bound).
+rtt_between() {
+  local what=$1 min=$2 max=$3 median
+  shift 3
+  median=$({ "$@" 2>&1 || true; } | sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' | sort -n |
+    awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}')
+  if [ -z "$median" ]; then
+    fail "$what: no reply"
+  elif awk -v m="$median" -v lo="$min" -v hi="$max" 'BEGIN {exit !((lo == "" || m >= lo + 0) && (hi == "" || m <= hi + 0))}'; then
+    pass "$what: median $median ms"
+  else
+    fail "$what: median $median ms"
+  fi
+}
+
+# rate_between WHAT MIN MAX CMD...: CMD, the stand-in's sender, prints the rate its
+# sink received in bit/s; within MIN..MAX (empty: no bound).
+rate_between() {
+  local what=$1 min=$2 max=$3 rate shown
+  shift 3
+  if ! rate=$("$@" 2>"$STANDIN/out"); then
+    fail "$what: $(tail -n1 "$STANDIN/out")"
+    return 0
+  fi
+  shown="$(awk -v r="$rate" 'BEGIN {printf "%.1f", r / 1e6}') Mbit/s"
+  if awk -v r="$rate" -v lo="$min" -v hi="$max" 'BEGIN {exit !((lo == "" || r >= lo + 0) && (hi == "" || r <= hi + 0))}'; then
+    pass "$what: $shown"
+  else
+    fail "$what: $shown"
+  fi
+}
+
 # bridged_traffic_meets_iptables [ip netns exec NODE]: whether br_netfilter hands the
 # node's bridged frames to iptables' FORWARD chain; if not, netlab's nft bridge table
 # stands in for the FORWARD rules, as netlab does.
@@ -360,6 +393,11 @@ impl Export {
                 self.undo(format!("umount {path}"));
             }
             Op::StartServer { node, server } => self.server(node, server),
+            Op::Impair { node, link, .. } if host(node) => {
+                let lines = self.r.op(op);
+                self.lines(lines);
+                self.undo(format!("tc qdisc del dev {} root", q(link.as_str())));
+            }
             Op::Exec { node, .. } => {
                 // netlab runs the program as `ip netns exec` does a node's: in a mount
                 // namespace of its own (exec.rs), also in the host, so what it mounts
@@ -521,6 +559,53 @@ impl Export {
                     &format!("{node} gets no echo from {addr}/udp"),
                     |_| command.clone(),
                 );
+            }
+            Probe::Rtt { node, dst, count, min, max } => {
+                let exec = self.r.program_exec(node);
+                let ms = |ns: &Option<u64>| ns.map(|n| format!("{}", n as f64 / 1e6)).unwrap_or_default();
+                let what = format!(
+                    "round trip from {node} to {dst}: {}",
+                    crate::render::ip::bounds_text(
+                        min.map(crate::model::impair::duration_text),
+                        max.map(crate::model::impair::duration_text)
+                    )
+                );
+                // Each reply waits up to twice the upper bound (at least 2 s).
+                let wait = max.map(|m| (m as f64 / 1e9 * 2.0).max(2.0)).unwrap_or(2.0);
+                self.line(format!(
+                    "rtt_between {} {} {} {exec}ping -c {count} -i 0.1 -W {wait} {dst}",
+                    q(&what),
+                    q(&ms(min)),
+                    q(&ms(max))
+                ));
+            }
+            Probe::Throughput { node, server, dst, seconds, check, min, max } => {
+                self.servers += 1;
+                let sink =
+                    if dst.is_ipv6() { format!("[::]:{}", dst.port()) } else { format!("0.0.0.0:{}", dst.port()) };
+                let exec = self.r.program_exec(server);
+                self.line(format!("# netlab's TCP sink in {server}: the stand-in (standin.py) on {sink}"));
+                self.line(format!("{exec}python3 \"$STANDIN/standin.py\" sink {} {seconds} &", q(&sink)));
+                self.line("sink=$!");
+                let ss = self.r.netns_exec(server);
+                self.line(format!("wait_listening \"$sink\" t {} {}", dst.port(), ss.trim_end()).trim_end());
+                let send = format!(
+                    "{}python3 \"$STANDIN/standin.py\" send {}",
+                    self.r.program_exec(node),
+                    q(&dst.to_string())
+                );
+                if *check {
+                    let rate = |r: &u64| crate::model::impair::rate_text(*r);
+                    let what = format!(
+                        "TCP from {node} to {dst}: {}",
+                        crate::render::ip::bounds_text(min.as_ref().map(rate), max.as_ref().map(rate))
+                    );
+                    let bound = |b: &Option<u64>| b.map(|v| v.to_string()).unwrap_or_default();
+                    self.line(format!("rate_between {} {} {} {send}", q(&what), q(&bound(min)), q(&bound(max))));
+                } else {
+                    self.line(format!("{send} || true"));
+                }
+                self.line("kill \"$sink\" 2>/dev/null; wait \"$sink\" 2>/dev/null || true");
             }
             Probe::Resolve { node, name, expect } => {
                 let exec = self.r.program_exec(node);

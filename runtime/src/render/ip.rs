@@ -509,6 +509,21 @@ impl Renderer {
                 }
             }],
             Op::Exec { node, command } => vec![format!("{}{}", self.program_exec(node), program_line(command))],
+            Op::Impair { node, link, impairment } => {
+                vec![format!("{} qdisc replace dev {} root {}", self.tc(node), q(link.as_str()), impairment.tc_args())]
+            }
+            Op::ClearImpair { node, link } => {
+                vec![format!("{} qdisc del dev {} root", self.tc(node), q(link.as_str()))]
+            }
+        }
+    }
+
+    /// `tc` in the node: `tc -n NODE` (the host: plain `tc`).
+    pub fn tc(&self, node: &NodeName) -> String {
+        if self.is_host(node) {
+            "tc".into()
+        } else {
+            format!("tc -n {}", q(node.as_str()))
         }
     }
 
@@ -553,7 +568,40 @@ impl Renderer {
                 vec![format!("{}getent hosts {}", self.program_exec(node), q(name))]
             }
             Probe::Path { node, dst, .. } => vec![format!("{}traceroute -n -I {dst}", self.program_exec(node))],
+            Probe::Rtt { node, dst, count, min, max } => vec![format!(
+                "{}ping -c {count} -i 0.1 {dst}   # netlab checks: the median round trip is {}",
+                self.program_exec(node),
+                bounds_text(min.map(crate::model::impair::duration_text), max.map(crate::model::impair::duration_text))
+            )],
+            Probe::Throughput { node, server, dst, seconds, check, min, max } => {
+                let mut out = vec![
+                    format!(
+                        "{}iperf3 -s -1 -p {} &   # netlab's own TCP sink stands in for it",
+                        self.program_exec(server),
+                        dst.port()
+                    ),
+                    format!("{}iperf3 -c {} -p {} -t {seconds}", self.program_exec(node), dst.ip(), dst.port()),
+                ];
+                if *check {
+                    let rate = |r: &u64| crate::model::impair::rate_text(*r);
+                    out[1] += &format!(
+                        "   # netlab checks: the rate received is {}",
+                        bounds_text(min.as_ref().map(rate), max.as_ref().map(rate))
+                    );
+                }
+                out
+            }
         }
+    }
+}
+
+/// "between A and B", "at least A", "at most B".
+pub fn bounds_text(min: Option<String>, max: Option<String>) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) => format!("between {a} and {b}"),
+        (Some(a), None) => format!("at least {a}"),
+        (None, Some(b)) => format!("at most {b}"),
+        (None, None) => "anything".into(),
     }
 }
 

@@ -6,16 +6,23 @@
   standin.py udp-echo ADDR               every datagram goes back to its sender
   standin.py udp-send ADDR               a datagram to ADDR; exit 0 once its echo is back
                                          (within 1 s), 1 when none came or ICMP refused it
+  standin.py sink ADDR SECONDS           netlab's TCP sink: counts what each connection
+                                         sends for SECONDS from its first read (not
+                                         counted), then answers "BYTES SECONDS"
+  standin.py send IP:PORT                sends to a sink as fast as the path takes it;
+                                         prints the rate the sink measured, in bit/s
 
 ADDR is IPv4:PORT or [IPv6]:PORT. An IPv6 socket is IPv6-only, as netlab binds it, so
 [::]:80 and 0.0.0.0:80 can both be served.
 """
 import http.server
 import ipaddress
+import select
 import socket
 import socketserver
 import struct
 import sys
+import time
 
 TTL = 60
 
@@ -172,6 +179,71 @@ def udp_send(addr):
     except OSError as e:  # refused (port unreachable), unreachable, or the timeout
         sys.exit(f"{addr}/udp: {e.strerror or e}")
     print(f"echo from {addr}/udp")
+def serve_sink(addr, seconds):
+    host, port = parse_addr(addr)
+    server = bound(host, port, socket.SOCK_STREAM)
+    server.listen(16)
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            try:
+                measure(conn, seconds)
+            except OSError:
+                pass  # the sender went away
+
+
+def measure(conn, seconds):
+    """What the receiver got, not what the sender wrote: from the first read (a token
+    bucket lets its burst through at once) for SECONDS."""
+    if not conn.recv(1 << 18):
+        return
+    start = time.monotonic()
+    end = start + seconds
+    count = 0
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        conn.settimeout(left)
+        try:
+            data = conn.recv(1 << 18)
+        except socket.timeout:
+            break
+        if not data:
+            break
+        count += len(data)
+    elapsed = min(time.monotonic() - start, seconds)
+    conn.settimeout(None)
+    conn.sendall(("%d %.9f\n" % (count, elapsed)).encode())
+    # Read on until the sender closes: closing with unread data would reset it.
+    while conn.recv(1 << 18):
+        pass
+
+
+def send(addr):
+    host, port = parse_addr(addr)
+    sock = socket.create_connection((host, port), timeout=5)
+    sock.setblocking(False)
+    chunk = bytes(1 << 17)
+    answer = b""
+    deadline = time.monotonic() + 60
+    while not answer.endswith(b"\n"):
+        if time.monotonic() > deadline:
+            sys.exit("no answer from the sink")
+        readable, writable, _ = select.select([sock], [sock], [], 1)
+        if readable:
+            data = sock.recv(100)
+            if not data:
+                sys.exit("the sink closed the connection")
+            answer += data
+        elif writable:
+            try:
+                sock.send(chunk)
+            except BlockingIOError:
+                pass
+    sock.close()
+    count, elapsed = answer.split()
+    print(round(int(count) * 8 / float(elapsed)))
 
 
 def main(argv):
@@ -185,6 +257,10 @@ def main(argv):
         serve_udp_echo(argv[2])
     elif len(argv) == 3 and argv[1] == "udp-send":
         udp_send(argv[2])
+    elif len(argv) == 4 and argv[1] == "sink":
+        serve_sink(argv[2], float(argv[3]))
+    elif len(argv) == 3 and argv[1] == "send":
+        send(argv[2])
     else:
         sys.exit(__doc__)
 

@@ -541,7 +541,7 @@ pub async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<Duration
 }
 
 /// The kernel's answer to connect(), as curl words it.
-fn connect_error(io: &std::io::Error, host: String, port: u16) -> Option<CurlError> {
+pub(crate) fn connect_error(io: &std::io::Error, host: String, port: u16) -> Option<CurlError> {
     let unreachable = |reason: Reason| CurlError::Unreachable { host: host.clone(), port, reason };
     Some(match io.kind() {
         std::io::ErrorKind::ConnectionRefused => CurlError::Refused { host: host.clone(), port },

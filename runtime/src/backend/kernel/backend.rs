@@ -149,6 +149,8 @@ impl Lab {
                 };
                 return Ok(Applied::Server(started));
             }
+            Op::Impair { node, link, impairment } => self.netlink_op(op, self.node_of(node)?.impair(link, impairment)),
+            Op::ClearImpair { node, link } => self.netlink_op(op, self.node_of(node)?.clear_impair(link)),
             Op::Exec { node, command } => {
                 let line = CommandLine::parse(command)?;
                 self.exec(&*self.node_of(node)?, &line, self.deadline(10.0)).map(|_| ())
@@ -303,6 +305,23 @@ impl Backend for Lab {
     fn nft_ruleset(&self, node: &NodeName) -> Result<String> {
         self.flush()?;
         Lab::nft_ruleset(self, &*self.node_of(node)?)
+    }
+
+    fn qdiscs(&self, node: &NodeName) -> Result<Vec<crate::model::QdiscState>> {
+        self.flush()?;
+        let n = self.node_of(node)?;
+        self.netlink(node.as_str(), || "tc qdisc show".into(), n.qdiscs())
+    }
+
+    fn throughput(
+        &self,
+        node: &NodeName,
+        server: &NodeName,
+        dst: std::net::SocketAddr,
+        duration: Duration,
+    ) -> Result<std::result::Result<crate::service::throughput::Throughput, CurlError>> {
+        self.flush()?;
+        Lab::throughput(self, &*self.node_of(node)?, &*self.node_of(server)?, dst, duration)
     }
 
     fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode, opts: &PingOpts) -> Result<PingReport> {

@@ -30,6 +30,7 @@ pub mod neigh;
 pub mod node;
 pub mod nsenter;
 mod probes;
+mod qdisc;
 pub(crate) mod readiness;
 pub mod route;
 pub mod rule;

@@ -61,7 +61,9 @@ impl Lab {
     pub fn ping(&self, node: &Node, dst: IpAddr, mode: PingMode, opts: &ping::PingOpts) -> Result<PingReport> {
         self.settle()?;
         let interval = match mode {
-            PingMode::UntilReply { .. } | PingMode::FirstAnswer { .. } => Duration::from_millis(100),
+            PingMode::UntilReply { .. } | PingMode::FirstAnswer { .. } | PingMode::Count { .. } => {
+                Duration::from_millis(100)
+            }
             PingMode::Watch { .. } => {
                 self.clear_probe_leftovers()?;
                 Duration::from_millis(10)

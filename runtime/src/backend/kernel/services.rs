@@ -193,6 +193,30 @@ impl Lab {
         Ok(done)
     }
 
+    /// TCP from `from` to `dst` for `duration`, counted by netlab's sink, bound in
+    /// `server` on dst's port (all of its addresses) for this measurement only.
+    pub fn throughput(
+        &self,
+        from: &Node,
+        server: &Node,
+        dst: SocketAddr,
+        duration: Duration,
+    ) -> Result<std::result::Result<service::throughput::Throughput, CurlError>> {
+        let any: IpAddr =
+            if dst.is_ipv6() { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+        let sink = SocketAddr::new(any, dst.port());
+        let listener = server
+            .enter(&self.home, || tcp_listener(sink))?
+            .map_err(|e| Self::bind_error(server, "netlab's TCP sink", sink, e))?;
+        let timeout = self.deadline(3.0);
+        let done =
+            self.probe_in(from, async move { service::throughput::measure(listener, dst, duration, timeout).await })?;
+        if done.is_err() {
+            self.note_unanswered();
+        }
+        Ok(done)
+    }
+
     /// Looks a name up as the node's programs would.
     pub fn resolve(
         &self,

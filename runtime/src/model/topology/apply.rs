@@ -109,6 +109,21 @@ impl Topology {
                 Ok(())
             }
             Op::StartServer { node, server } => self.node_mut(node.as_str())?.start_server(server),
+            Op::Impair { node, link, impairment } => {
+                let n = self.node_mut(node.as_str())?;
+                let index = n.link(link)?.index;
+                n.by_index_mut(index).expect("link exists").qdisc = Some(impairment.clone());
+                Ok(())
+            }
+            Op::ClearImpair { node, link } => {
+                let n = self.node_mut(node.as_str())?;
+                let index = n.link(link)?.index;
+                let l = n.by_index_mut(index).expect("link exists");
+                if l.qdisc.take().is_none() {
+                    return Err(crate::model::impair::nothing_to_clear(node.as_str(), link.as_str()));
+                }
+                Ok(())
+            }
             Op::Exec { node, command } => {
                 self.node_mut(node.as_str())?.execs.push(command.clone());
                 self.run_leniently(&programs::parse(node, command));
@@ -244,7 +259,8 @@ impl Topology {
         let ipv6 = target.new_links_ipv6();
         let from = self.node_mut(node.as_str())?;
         from.remove_link(l.index);
-        let moved = Link { admin_up: false, master: None, addrs: Vec::new(), ipv6, ..l };
+        // Leaving its namespace, a link loses its qdiscs (dev_shutdown), as it comes down.
+        let moved = Link { admin_up: false, master: None, addrs: Vec::new(), ipv6, qdisc: None, ..l };
         self.node_mut(to.as_str())?.insert_link(moved.clone());
         self.repoint_peer(&moved, to);
         if new_name != link {
@@ -474,6 +490,7 @@ impl NodeState {
             alias: None,
             port_opts: Default::default(),
             extra: Default::default(),
+            qdisc: None,
             index,
             name: name.clone(),
             kind,

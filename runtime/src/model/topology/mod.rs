@@ -91,6 +91,8 @@ pub struct Link {
     pub port_opts: crate::model::BridgePortOpts,
     /// What only some kinds have: a bridge's settings and VLANs, a bond's ports.
     pub extra: LinkExtra,
+    /// The root qdisc impair() put on its egress (None: the kernel's default).
+    pub qdisc: Option<crate::model::Impairment>,
 }
 
 /// The kind-specific state of a link (kinds.rs).
@@ -243,6 +245,7 @@ impl NodeState {
             alias: None,
             port_opts: Default::default(),
             extra: Default::default(),
+            qdisc: None,
         };
         NodeState {
             name,

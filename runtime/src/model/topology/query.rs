@@ -237,6 +237,12 @@ impl Topology {
         Ok(all.into_iter().map(|(_, _, r)| r).collect())
     }
 
+    /// `tc qdisc show`: the qdiscs impair() put on the node's links.
+    pub fn qdiscs(&self, node: &str) -> Result<Vec<crate::model::QdiscState>> {
+        let n = self.node(node)?;
+        Ok(n.links.iter().filter_map(|l| l.qdisc.as_ref().map(|q| q.state(l.name.as_str()))).collect())
+    }
+
     /// `ip rule` and `ip -6 rule`.
     pub fn rules(&self, node: &str) -> Result<Vec<RuleState>> {
         Ok(self.node(node)?.rule_list())
