@@ -11,12 +11,12 @@ pub mod state;
 pub mod topology;
 
 pub use feature::Feature;
+pub use impair::{Impairment, QdiscParams, QdiscState};
 pub use link::{parse_wg_key, wg_key_text, wg_lab_key, wg_public_key};
 pub use link::{
     BondMode, BondSpec, BridgeConf, BridgeOpts, BridgeVlan, LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec, WgConfig,
     WgKey, WgPeer, WgPeerState, WgState,
 };
-pub use impair::{Impairment, QdiscParams, QdiscState};
 pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
 pub use programs::ops_of;
 pub use state::{

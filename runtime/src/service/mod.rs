@@ -14,8 +14,8 @@
 pub mod curl;
 pub mod dns;
 pub mod http;
-pub mod udp;
 pub mod throughput;
+pub mod udp;
 
 pub use curl::{http_get, CurlError, HttpReply, LookupError, NameserverOutcome, NodeResolver};
 pub use dns::{start_dns, DnsServer};
