@@ -203,9 +203,9 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         let positive = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
             check_options(&ctx, &opts, &["timeout", "size", "df", "ttl", "source"])?;
             let node = ss.node(&ctx, &node)?;
-            let ip = to_rhai(&ctx, parse_ip(dst))?;
+            let (ip, zone) = ping_dst(&ctx, dst)?;
             let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
-            let ping_opts = ping_opts(&ctx, &opts, ip)?;
+            let ping_opts = PingOpts { zone, ..ping_opts(&ctx, &opts, ip)? };
             let title = format!("{node} pings {dst}{}", netlab_runtime::render::ip::ping_args(&ping_opts));
             ss.probe(
                 &ctx,
@@ -244,11 +244,11 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         let negative = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
             check_options(&ctx, &opts, &["window", "error", "size", "df", "ttl", "source"])?;
             let node = ss.node(&ctx, &node)?;
-            let ip = to_rhai(&ctx, parse_ip(dst))?;
+            let (ip, zone) = ping_dst(&ctx, dst)?;
             let window = ss.window(&ctx, seconds(&ctx, &opts, "window", NEGATIVE_PING_WINDOW)?)?;
             // The reason the tutorial shows, e.g. "unreachable" (Network is unreachable).
             let wanted = wanted_reason(&ctx, &opts)?;
-            let ping_opts = ping_opts(&ctx, &opts, ip)?;
+            let ping_opts = PingOpts { zone, ..ping_opts(&ctx, &opts, ip)? };
             let title = format!("{node} cannot ping {dst}{}", netlab_runtime::render::ip::ping_args(&ping_opts));
             ss.probe(
                 &ctx,
@@ -501,6 +501,29 @@ fn register_exec(engine: &mut Engine, s: &Rc<Session>) {
     engine.register_fn("sh", sh);
 }
 
+/// A ping's destination: an address, or an IPv6 link-local one with its link
+/// (`fe80::1%eth0`, as ping takes it). A link-local address without its link is
+/// the lab's mistake: every link of the node has fe80::/64.
+fn ping_dst(ctx: &NativeCallContext, dst: &str) -> RhaiResult<(std::net::IpAddr, Option<netlab_runtime::LinkName>)> {
+    let (addr, zone) = match dst.split_once('%') {
+        Some((addr, zone)) => (addr, Some(to_rhai(ctx, netlab_runtime::LinkName::new(zone))?)),
+        None => (dst, None),
+    };
+    let ip = to_rhai(ctx, parse_ip(addr))?;
+    let link_local = matches!(ip, std::net::IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+    match (&zone, link_local) {
+        (Some(z), false) => Err(super::values::runtime_error(
+            ctx,
+            format!("%{z} names the link of an IPv6 link-local address (fe80::...%{z}); {ip} is not one"),
+        )),
+        (None, true) => Err(super::values::runtime_error(
+            ctx,
+            format!("{ip} is link-local: every link has fe80::/64, so say which one, e.g. \"{ip}%eth0\""),
+        )),
+        _ => Ok((ip, zone)),
+    }
+}
+
 /// ping's -s, -M do, -t and -I from an options map.
 fn ping_opts(ctx: &NativeCallContext, opts: &Map, dst: std::net::IpAddr) -> RhaiResult<PingOpts> {
     let int = |key: &str, range: std::ops::RangeInclusive<i64>| -> RhaiResult<Option<i64>> {
@@ -539,6 +562,7 @@ fn ping_opts(ctx: &NativeCallContext, opts: &Map, dst: std::net::IpAddr) -> Rhai
         },
         ttl: int("ttl", 1..=255)?.map(|n| n as u8),
         source,
+        zone: None,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod api;
 mod checks;
 pub mod diagnose;
 mod firewall;
+mod ipv6;
 pub mod limits;
 mod links;
 mod lint;
@@ -85,6 +86,7 @@ pub fn run(
     engine.set_module_resolver(stdlib::StdlibResolver::new(std::path::Path::new(src.path)));
     net::register(&mut engine, &session);
     links::register(&mut engine, &session);
+    ipv6::register(&mut engine, &session);
     routing::register(&mut engine, &session);
     neigh::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);

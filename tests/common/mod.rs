@@ -85,6 +85,7 @@ macro_rules! for_each_lab {
             more_overlay => "more/overlay.rhai",
             more_uplinks => "more/uplinks.rhai",
             more_vlan_trunk => "more/vlan_trunk.rhai",
+            more_ipv6_router => "more/ipv6_router.rhai",
             $($extra)*
         }
     };

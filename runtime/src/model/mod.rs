@@ -11,10 +11,10 @@ pub mod topology;
 
 pub use feature::Feature;
 pub use link::{LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec};
-pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
+pub use op::{Entry, EtcFile, Expect, Op, Probe, RouterAdvert, ServerSpec};
 pub use programs::ops_of;
 pub use state::{
-    AddrState, BridgePortOpts, FdbEntry, FdbState, LinkDetails, LinkKind, LinkState, NeighState, Neighbour, NextHop,
-    OperState, PortState, RouteKind, RouteOpts, RouteState, RuleSpec, RuleState, Scope, MAIN_TABLE,
+    AddrFlags, AddrState, BridgePortOpts, FdbEntry, FdbState, LinkDetails, LinkKind, LinkState, NeighState, Neighbour,
+    NextHop, OperState, PortState, RouteKind, RouteOpts, RouteState, RuleSpec, RuleState, Scope, MAIN_TABLE,
 };
 pub use topology::{Link, Lint, LintKind, NodeState, Route, Topology};

@@ -70,6 +70,29 @@ pub enum Op {
     /// A real program run in the node (`ip netns exec NODE CMD`): what it changes
     /// only the kernel knows.
     Exec { node: NodeName, command: String },
+    /// Router advertisements on LINK (what radvd sends): netlab's own sender, for
+    /// SLAAC on the hosts of the link.
+    Advertise { node: NodeName, link: LinkName, ra: RouterAdvert },
+}
+
+/// What a router advertises on a link (RFC 4861 4.2, the prefix option of 4.6.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterAdvert {
+    /// Prefixes for SLAAC (on-link and autonomous), each a /64.
+    pub prefixes: Vec<IpNet>,
+    /// The router offers itself as the default router (router lifetime 1800 s).
+    pub default_route: bool,
+}
+
+impl RouterAdvert {
+    /// The router lifetime it announces: 0 means "not a default router".
+    pub fn router_lifetime(&self) -> u16 {
+        if self.default_route {
+            1800
+        } else {
+            0
+        }
+    }
 }
 
 /// The per-node files `ip netns exec` puts in place of /etc's.
@@ -150,6 +173,7 @@ impl Op {
             | Op::WriteFile { node, .. }
             | Op::SetHostname { node, .. }
             | Op::StartServer { node, .. }
+            | Op::Advertise { node, .. }
             | Op::Exec { node, .. } => node,
         }
     }

@@ -14,10 +14,12 @@
 pub mod curl;
 pub mod dns;
 pub mod http;
+pub mod ra;
 
 pub use curl::{http_get, CurlError, HttpReply, LookupError, NameserverOutcome, NodeResolver};
 pub use dns::{start_dns, DnsServer};
 pub use http::{start_http, HttpServer, SeenRequest};
+pub use ra::{advert_socket, start_ra, RaSender};
 
 /// Why a built-in server could not be started.
 #[derive(Debug, thiserror::Error)]
