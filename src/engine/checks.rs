@@ -77,6 +77,22 @@ fn ping_hint(ss: &Session, node: &NodeName, report: &PingReport) -> Option<Strin
     if !no_carrier.is_empty() {
         return Some(format!("in {node}: {}", no_carrier.join(", ")));
     }
+    // An IPv6 address whose duplicate address detection failed is never used.
+    let addrs = ss.backend().addresses(node).ok()?;
+    let failed: Vec<String> = addrs
+        .iter()
+        .filter(|a| a.flags.dadfailed)
+        .map(|a| {
+            let dev = links.iter().find(|l| l.index == a.link_index).map_or("?", |l| l.name.as_str());
+            format!(
+                "{} on {dev} failed duplicate address detection (dadfailed): another node on the link has it",
+                a.cidr
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Some(format!("in {node}: {}", failed.join(", ")));
+    }
     None
 }
 

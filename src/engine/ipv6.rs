@@ -29,7 +29,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
         ss.apply(&ctx, Op::SetSysctl { node, key, value: "0".into() }).map(|_| ())
     });
 
-    // advertise(router, "eth1", "2001:db8:1::/64" | [prefixes], #{default: true})
+    // advertise(router, "eth1", "2001:db8:1::/64" | [prefixes], #{default_route: true})
+    // (`default` is a Rhai keyword: a map cannot have it as a key).
     let ss = s.clone();
     let advertise = move |ctx: NativeCallContext,
                           node: Dynamic,
@@ -37,7 +38,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
                           prefixes: Dynamic,
                           opts: Map|
           -> RhaiResult<()> {
-        reject_unknown(&ctx, &opts, &["default"])?;
+        reject_unknown(&ctx, &opts, &["default_route"])?;
         let node = ss.node(&ctx, &node)?;
         let link = to_rhai(&ctx, LinkName::new(link))?;
         let texts: Vec<Dynamic> = match prefixes.clone().into_typed_array::<Dynamic>() {
@@ -59,9 +60,9 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
             }
             list.push(prefix);
         }
-        let default_route = match opts.get("default") {
+        let default_route = match opts.get("default_route") {
             None => true,
-            Some(v) => v.as_bool().map_err(|_| type_error(&ctx, "true or false for default", v))?,
+            Some(v) => v.as_bool().map_err(|_| type_error(&ctx, "true or false for default_route", v))?,
         };
         let ra = RouterAdvert { prefixes: list, default_route };
         ss.apply(&ctx, Op::Advertise { node, link, ra }).map(|_| ())

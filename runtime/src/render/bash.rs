@@ -232,6 +232,16 @@ impl Export {
                 if let Some(link) = in_host {
                     self.undo(format!("ip link del {}", q(link.as_str())));
                 }
+                // netlab's stable MACs, so the addresses made from them (IPv6
+                // link-local, SLAAC) are the lab's.
+                for (n, l) in [(node, name), (peer_node, peer)] {
+                    let mac = crate::backend::kernel::link::format_mac(&crate::backend::kernel::link::stable_mac(
+                        n.as_str(),
+                        l.as_str(),
+                    ));
+                    let ip = self.r.ip(n);
+                    self.line(format!("{ip} link set {} address {mac}", q(l.as_str())));
+                }
             }
             Op::AddBridge { node, name } | Op::AddLink { node, name, .. } => {
                 let lines = self.r.op(op);

@@ -134,9 +134,11 @@ impl Topology {
         let mut all = Vec::new();
         for v6 in [false, true] {
             for l in &n.links {
+                // The kernel lists a link's newest global address first.
                 let slaac = if v6 { self.slaac(n, l).addresses } else { Vec::new() };
-                for cidr in slaac {
-                    let flags = AddrFlags { dynamic: true, ..Default::default() };
+                for cidr in slaac.into_iter().rev() {
+                    let failed = self.duplicate_on_segment(n, l, cidr);
+                    let flags = AddrFlags { dynamic: true, dadfailed: failed, tentative: failed, ..Default::default() };
                     all.push(AddrState { link_index: l.index, cidr, broadcast: None, flags });
                 }
                 let own = l.addrs.iter().copied().filter(|a| a.addr().is_ipv6() == v6);
@@ -147,11 +149,24 @@ impl Topology {
                     all.push(AddrState { link_index: l.index, cidr, broadcast: broadcast(l, cidr), flags });
                 }
                 if let Some(cidr) = self.link_local(n, l).filter(|_| v6) {
-                    all.push(AddrState { link_index: l.index, cidr, broadcast: None, flags: AddrFlags::default() });
+                    let failed = self.duplicate_on_segment(n, l, cidr);
+                    let flags = AddrFlags { dadfailed: failed, tentative: failed, ..Default::default() };
+                    all.push(AddrState { link_index: l.index, cidr, broadcast: None, flags });
                 }
             }
         }
         Ok(all)
+    }
+
+    /// Whether duplicate address detection of an address the kernel makes (link-local,
+    /// SLAAC) fails: another link of its segment holds it, added by the lab (without
+    /// DAD, so it answers at once). Two kernel-made duplicates race: the model does
+    /// not guess the winner.
+    fn duplicate_on_segment(&self, node: &NodeState, link: &Link, cidr: IpNet) -> bool {
+        self.segment(node, link)
+            .into_iter()
+            .filter(|(_, l)| !std::ptr::eq(*l, link))
+            .any(|(_, l)| l.ipv6 && l.addrs.iter().any(|a| a.addr() == cidr.addr()))
     }
 
     /// The links on the same Ethernet segment as `link` (itself included) that
@@ -277,8 +292,11 @@ impl Topology {
                     linkdown: false,
                     onlink: false,
                 };
+                // The kernel marks an advertised prefix's route proto kernel (with an
+                // expiry); only the default router's is proto ra.
                 for prefix in &slaac.prefixes {
-                    all.push((true, 256, ra_route(Some(*prefix), None, 256)));
+                    let route = RouteState { proto: "kernel".to_string(), ..ra_route(Some(*prefix), None, 256) };
+                    all.push((true, 256, route));
                 }
                 if let Some(router) = slaac.default_via {
                     all.push((true, 1024, ra_route(None, Some(router), 1024)));
@@ -301,10 +319,12 @@ impl Topology {
                 }
             }
         }
+        // IPv4's default route comes first, IPv6's last (the kernel walks its fib6 tree).
         all.sort_by_key(|(v6, metric, r)| {
             let unspecified = if *v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
             let dest = r.destination.map_or(unspecified, |d| d.addr());
-            (*v6, dest, Reverse(r.destination.map_or(0, |d| d.prefix_len())), *metric)
+            let v6_default = *v6 && r.destination.is_none();
+            (*v6, v6_default, dest, Reverse(r.destination.map_or(0, |d| d.prefix_len())), *metric)
         });
         Ok(all.into_iter().map(|(_, _, r)| r).collect())
     }
