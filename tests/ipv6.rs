@@ -33,6 +33,7 @@ fn same_in_kernel_and_model(name: &str, lab: &str) -> String {
 
 const LIST: &str = r#"
 fn show(n) {
+    for l in links(n) { print(`IP6 ${n} link ${l.name} ipv6 ${l.ipv6}`); }
     for a in addrs(n) { if a.ip.contains(":") { print(`IP6 ${n} addr ${a.dev} ${a.cidr} ${a.flags}`); } }
     for r in routes(n) { if `${r.dst}${r.via}`.contains(":") { print(`IP6 ${n} route ${r.dst} via ${r.via} dev ${r.dev} proto ${r.proto} metric ${r.metric}`); } }
 }
@@ -65,6 +66,9 @@ expect_no_ping(a, `${ll}%z`, #{error: "host-unreachable"});
         assert!(kernel.iter().any(|l| l.starts_with(want)), "{want} in\n{out}");
     }
     assert!(!kernel.iter().any(|l| l.starts_with("IP6 c addr w")), "c's IPv6 stays off:\n{out}");
+    assert!(
+        kernel.iter().any(|l| l == "IP6 c link w ipv6 false") && kernel.iter().any(|l| l == "IP6 b link y ipv6 true")
+    );
     assert!(out.contains("Destination Host Unreachable"), "{out}");
 }
 

@@ -84,12 +84,20 @@ impl Lab {
             }
             Op::MoveLink { node, link, to, new_name } => {
                 let (from, to) = (self.node_of(node)?, self.node_of(to)?);
+                // A sender's socket stays in its node: the link it sent on leaves.
+                if self.advertising() && from.name != to.name {
+                    if let Ok(state) = self.netlink_op(op, from.link(link)) {
+                        self.stop_advertising(node.as_str(), Some(state.index));
+                    }
+                }
                 self.netlink_op(op, from.move_link(link, &to, new_name))
             }
             Op::DelLink { node, link } => {
                 let n = self.node_of(node)?;
-                if let Ok(state) = self.netlink_op(op, n.link(link)) {
-                    self.stop_advertising(node.as_str(), Some(state.index));
+                if self.advertising() {
+                    if let Ok(state) = self.netlink_op(op, n.link(link)) {
+                        self.stop_advertising(node.as_str(), Some(state.index));
+                    }
                 }
                 self.netlink_op(op, n.delete_link(link))
             }

@@ -122,6 +122,11 @@ impl Lab {
         Ok(())
     }
 
+    /// Whether netlab sends router advertisements anywhere in the lab.
+    pub(super) fn advertising(&self) -> bool {
+        !self.adverts.borrow().is_empty()
+    }
+
     /// The senders of a node that goes stop (their sockets would keep its
     /// namespace alive); so do those of a link that goes.
     pub(super) fn stop_advertising(&self, node: &str, ifindex: Option<u32>) {
@@ -171,45 +176,56 @@ impl Lab {
             }
             seen.push((node.clone(), links, addrs));
         }
-        let adverts = self.adverts.borrow();
+        // What each sender advertises, copied: the checks below wait on the kernel.
+        let adverts: Vec<(usize, String, u32, RouterAdvert)> = self
+            .adverts
+            .borrow()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i, a.node.clone(), a.ifindex, a.ra.clone()))
+            .collect();
         let mut pending = false;
-        for advert in adverts.iter() {
-            let Some((_, router_links, router_addrs)) = seen.iter().find(|(n, _, _)| n.name.as_str() == advert.node)
-            else {
+        for (i, router, ifindex, ra) in &adverts {
+            let Some((_, router_links, router_addrs)) = seen.iter().find(|(n, _, _)| n.name.as_str() == router) else {
                 continue;
             };
-            let Some(router_link) = router_links.iter().find(|l| l.index == advert.ifindex) else { continue };
+            let Some(router_link) = router_links.iter().find(|l| l.index == *ifindex) else { continue };
             if !(router_link.admin_up && router_link.carrier && router_link.ipv6) {
                 continue;
             }
-            let usable_ll = |a: &&AddrState| a.link_index == advert.ifindex && is_link_local(a.cidr.addr());
+            let usable_ll = |a: &&AddrState| a.link_index == *ifindex && is_link_local(a.cidr.addr());
             let Some(router_ll) = router_addrs.iter().find(usable_ll) else { continue };
             if router_ll.flags.dadfailed {
                 continue; // no advertisement can leave without a source address
             }
-            let router = advert.node.as_str();
             for (node, link) in segment(&seen, router, router_link) {
-                if !self.configured(node, link, &seen, advert, router_ll.cidr.addr()).await? {
+                if !self.configured(node, link, &seen, ra, router_ll.cidr.addr()).await? {
                     pending = true;
-                    let due = advert.kicked.get().is_none_or(|t| t.elapsed() >= KICK_EVERY);
-                    if due {
-                        advert.sender.kick();
-                        advert.kicked.set(Some(Instant::now()));
-                    }
+                    self.kick(*i);
                 }
             }
         }
         Ok(pending)
     }
 
-    /// Whether `link` of `node` has what `advert` gives it (nothing, when it does
-    /// not take router advertisements).
+    /// Asks sender `i` for one more advertisement, at most every KICK_EVERY.
+    fn kick(&self, i: usize) {
+        let adverts = self.adverts.borrow();
+        let Some(advert) = adverts.get(i) else { return };
+        if advert.kicked.get().is_none_or(|t| t.elapsed() >= KICK_EVERY) {
+            advert.sender.kick();
+            advert.kicked.set(Some(Instant::now()));
+        }
+    }
+
+    /// Whether `link` of `node` has what `ra` gives it (nothing, when it does not
+    /// take router advertisements).
     async fn configured(
         &self,
         node: &Rc<Node>,
         link: &LinkState,
         seen: &[(Rc<Node>, Vec<LinkState>, Vec<AddrState>)],
-        advert: &Advertiser,
+        ra: &RouterAdvert,
         router: IpAddr,
     ) -> Result<bool> {
         if !link.ipv6 || !link.carrier || link.kind == LinkKind::Loopback {
@@ -231,14 +247,14 @@ impl Lab {
         let Some(mac) = parse_mac(&link.mac) else { return Ok(true) };
         let addrs = seen.iter().find(|(n, _, _)| Rc::ptr_eq(n, node)).map(|(_, _, a)| a.as_slice()).unwrap_or(&[]);
         if conf("autoconf", 1)? != 0 {
-            for prefix in advert.ra.prefixes.iter().filter(|p| p.prefix_len() == 64) {
+            for prefix in ra.prefixes.iter().filter(|p| p.prefix_len() == 64) {
                 let want = slaac_address(*prefix, mac);
                 if !addrs.iter().any(|a| a.link_index == link.index && a.cidr.addr() == want) {
                     return Ok(false);
                 }
             }
         }
-        if advert.ra.default_route && conf("accept_ra_defrtr", 1)? != 0 {
+        if ra.default_route && conf("accept_ra_defrtr", 1)? != 0 {
             let routes: Vec<RouteState> =
                 answered(self.netlink_limit(), node.name.as_str(), || "ip -6 route".into(), node.routes()).await?;
             let has_default = routes
