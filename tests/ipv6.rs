@@ -107,16 +107,20 @@ expect_ping(b, `${ll}%y`, #{timeout: 0.3});
     assert_eq!(listed(&text), kernel, "the model lists what the kernel has:\n{text}");
 }
 
+// h and k on the router's bridge; s is a host whose own bridge joins it: its bridge
+// takes the advertisements, its port does not (a port's frames go to its bridge).
 const ROUTER: &str = r#"
-let r = netns("r"); let h = netns("h"); let k = netns("k");
+let r = netns("r"); let h = netns("h"); let k = netns("k"); let s = netns("s");
 bridge(r, "br0");
-veth(r, "p1", h, "eth0"); veth(r, "p2", k, "eth0");
-master(r, "p1", "br0"); master(r, "p2", "br0");
-ipv6(h); ipv6(k);
+veth(r, "p1", h, "eth0"); veth(r, "p2", k, "eth0"); veth(r, "p3", s, "up");
+master(r, "p1", "br0"); master(r, "p2", "br0"); master(r, "p3", "br0");
+ipv6(h); ipv6(k); ipv6(s);
+bridge(s, "br1");
+master(s, "up", "br1");
 addr(r, "br0", "2001:db8:5::1/64");
 advertise(r, "br0", ["2001:db8:5::/64", "2001:db8:6::/64"]);
-for l in ["br0", "p1", "p2"] { up(r, l); }
-up(h, "eth0"); up(k, "eth0");
+for l in ["br0", "p1", "p2", "p3"] { up(r, l); }
+up(h, "eth0"); up(k, "eth0"); up(s, "up"); up(s, "br1");
 "#;
 
 #[test]
@@ -124,7 +128,7 @@ fn slaac_through_a_bridge_is_what_the_model_says() {
     let lab = format!(
         "{LIST}{ROUTER}{}",
         r#"
-for n in [r, h, k] { show(n); }
+for n in [r, h, k, s] { show(n); }
 let kip = addrs(k).filter(|a| a.ip.starts_with("2001:db8:6:"))[0].ip;
 expect_ping(h, kip);
 expect_ping(h, "2001:db8:5::1");
@@ -138,10 +142,13 @@ expect_ping(h, "2001:db8:5::1");
         "IP6 k addr eth0 2001:db8:6:0:",
         "IP6 h route 2001:db8:5::/64 via  dev eth0 proto kernel metric 256",
         "IP6 h route default via fe80::",
+        "IP6 s addr br1 2001:db8:6:0:",
+        "IP6 s route default via fe80::",
     ] {
         assert!(kernel.iter().any(|l| l.starts_with(want)), "{want} in\n{out}");
     }
     assert!(kernel.iter().any(|l| l.starts_with("IP6 h addr eth0 2001:db8:5:0:") && l.ends_with("[\"dynamic\"]")));
+    assert!(!kernel.iter().any(|l| l.starts_with("IP6 s addr up 2001:")), "a bridge port takes no address:\n{out}");
 }
 
 #[test]

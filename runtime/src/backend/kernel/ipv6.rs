@@ -2,17 +2,14 @@
 //! advertisement sender, and the readiness wait for what the kernel configures by
 //! itself (duplicate address detection, SLAAC).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-use ipnet::IpNet;
 
 use super::{answered, Lab, NEIGH_RETRANS_MS};
 use crate::backend::kernel::node::Node;
 use crate::backend::kernel::sysctl;
 use crate::error::{Error, Result};
-use crate::model::topology::eui64;
 use crate::model::{AddrState, LinkKind, LinkState, PortState, RouteState, RouterAdvert};
 use crate::names::LinkName;
 use crate::service::{self, RaSender};
@@ -122,6 +119,25 @@ impl Lab {
         Ok(())
     }
 
+    /// A program that turns IPv6 on or adds an IPv6 address (`sysctl -w
+    /// net.ipv6.conf.eth0.disable_ipv6=0`, `ip -6 addr add`, as the model reads its
+    /// command line): from now on the readiness wait covers DAD, which such an
+    /// address goes through unless the program said `nodad`.
+    pub(super) fn note_ipv6_in_program(&self, node: &Node, cmd: &super::exec::CommandLine) {
+        if self.ipv6_used.get() {
+            return;
+        }
+        let text = cmd.shell.clone().unwrap_or_else(|| cmd.argv.join(" "));
+        let uses_ipv6 = crate::model::ops_of(&node.name, &text).iter().any(|op| match op {
+            crate::model::Op::AddAddr { cidr, .. } => cidr.addr().is_ipv6(),
+            crate::model::Op::SetSysctl { key, value, .. } => key.contains("disable_ipv6") && value.trim() == "0",
+            _ => false,
+        });
+        if uses_ipv6 {
+            self.ipv6_used.set(true);
+        }
+    }
+
     /// Whether netlab sends router advertisements anywhere in the lab.
     pub(super) fn advertising(&self) -> bool {
         !self.adverts.borrow().is_empty()
@@ -228,7 +244,8 @@ impl Lab {
         ra: &RouterAdvert,
         router: IpAddr,
     ) -> Result<bool> {
-        if !link.ipv6 || !link.carrier || link.kind == LinkKind::Loopback {
+        // A bridge port's frames go to its bridge: its own IPv6 never sees them.
+        if !link.ipv6 || !link.carrier || link.kind == LinkKind::Loopback || link.master.is_some() {
             return Ok(true);
         }
         let conf = |key: &str, default: i64| -> Result<i64> {
@@ -244,12 +261,14 @@ impl Lab {
         if !accept {
             return Ok(true);
         }
-        let Some(mac) = parse_mac(&link.mac) else { return Ok(true) };
         let addrs = seen.iter().find(|(n, _, _)| Rc::ptr_eq(n, node)).map(|(_, _, a)| a.as_slice()).unwrap_or(&[]);
         if conf("autoconf", 1)? != 0 {
+            // Any address of the prefix: the EUI-64 one, or what addr_gen_mode makes.
             for prefix in ra.prefixes.iter().filter(|p| p.prefix_len() == 64) {
-                let want = slaac_address(*prefix, mac);
-                if !addrs.iter().any(|a| a.link_index == link.index && a.cidr.addr() == want) {
+                if !addrs
+                    .iter()
+                    .any(|a| a.link_index == link.index && a.flags.dynamic && prefix.contains(&a.cidr.addr()))
+                {
                     return Ok(false);
                 }
             }
@@ -311,16 +330,6 @@ fn segment<'a>(
 
 fn is_link_local(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
-}
-
-/// The address SLAAC makes from a /64 and a MAC (EUI-64, addr_gen_mode 0).
-fn slaac_address(prefix: IpNet, mac: [u8; 6]) -> IpAddr {
-    let mut bytes = match prefix.trunc().addr() {
-        IpAddr::V6(a) => a.octets(),
-        IpAddr::V4(_) => [0; 16],
-    };
-    bytes[8..].copy_from_slice(&eui64(&mac));
-    IpAddr::V6(Ipv6Addr::from(bytes))
 }
 
 fn parse_mac(text: &str) -> Option<[u8; 6]> {

@@ -340,6 +340,7 @@ impl Lab {
     /// Runs a program inside `node` (see exec.rs).
     pub fn exec(&self, node: &Node, cmd: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
         self.settle()?;
+        self.note_ipv6_in_program(node, cmd);
         let binds = self.bind_mounts(node);
         let out = self.rt.block_on(interrupt::unless_interrupted(exec::exec_in(node, cmd, &binds, None, timeout)));
         // A program may have changed links or routes behind our back, and probed

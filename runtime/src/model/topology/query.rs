@@ -205,7 +205,9 @@ impl Topology {
     pub fn slaac(&self, node: &NodeState, link: &Link) -> Slaac {
         let mut out = Slaac::default();
         let (accept, autoconf) = node.takes_ra(&link.name);
-        if !link.ipv6 || !accept || link.kind == LinkKind::Loopback || !self.carrier(node, link) {
+        // A bridge port's frames go to its bridge: its own IPv6 never sees them.
+        let port = link.master.is_some();
+        if !link.ipv6 || !accept || port || link.kind == LinkKind::Loopback || !self.carrier(node, link) {
             return out;
         }
         for (rn, rl) in self.segment(node, link) {
