@@ -208,6 +208,11 @@ fn scoped_pings_name_their_link_and_mistakes_are_the_labs() {
         assert_eq!(code, 2, "{call}:\n{out}\n{err}");
         assert!(err.to_lowercase().contains(says), "{call}: {says:?} in\n{err}");
     }
+    // IPv6 off on the link (netlab's default): the failed check says how to turn it on.
+    let off = "let a = netns(\"a\");\nveth(a, \"x\", \"y\");\nup(a, \"x\"); up(a, \"y\");\nexpect_ping(a, \"fe80::1%x\", #{timeout: 0.2});\n";
+    let (code, out, err) = run_text("scoped_off.rhai", off);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("IPv6 is off on x in a") && err.contains("ipv6(a, \"x\")"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scoped.rhai");
     std::fs::write(

@@ -47,6 +47,18 @@ fn seen(report: &PingReport) -> String {
 }
 
 /// Why a ping likely failed, from the node's real state.
+/// A link-local ping over a link whose IPv6 is off (netlab's default for new links).
+fn zone_hint(ss: &Session, node: &NodeName, opts: &PingOpts) -> Option<String> {
+    let zone = opts.zone.as_ref()?;
+    let links = ss.backend().links(node, None).ok()?;
+    let link = links.iter().find(|l| l.name == zone.as_str())?;
+    (!link.ipv6).then(|| {
+        format!(
+            "IPv6 is off on {zone} in {node} (netlab keeps it off on new links): ipv6({node}, \"{zone}\") turns it on"
+        )
+    })
+}
+
 fn ping_hint(ss: &Session, node: &NodeName, report: &PingReport) -> Option<String> {
     if report.neigh_table_full {
         return Some(format!(
@@ -244,7 +256,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
                         fmt_duration(report.elapsed),
                         seen(&report)
                     );
-                    Err(fail_check(&ctx, &r, title, detail, ping_hint(&ss, &node, &report)))
+                    let hint = zone_hint(&ss, &node, &ping_opts).or_else(|| ping_hint(&ss, &node, &report));
+                    Err(fail_check(&ctx, &r, title, detail, hint))
                 }
             }
         };
