@@ -66,6 +66,8 @@ pub struct PingOpts {
     pub ttl: Option<u8>,
     /// The source address (ping -I ADDRESS).
     pub source: Option<IpAddr>,
+    /// The link a link-local destination is on (`ping fe80::1%eth0`).
+    pub zone: Option<crate::names::LinkName>,
 }
 
 /// ping's default data size.
@@ -255,14 +257,16 @@ fn parse_reply(v6: bool, buf: &[u8], token: u64) -> Option<u16> {
 }
 
 pub async fn ping(sock: Socket, dst: IpAddr, mode: PingMode, interval: Duration, size: u16) -> io::Result<PingReport> {
-    ping_until_quiet(sock, dst, mode, interval, size, None::<(Duration, fn() -> std::future::Ready<bool>)>).await
+    ping_until_quiet(sock, dst, 0, mode, interval, size, None::<(Duration, fn() -> std::future::Ready<bool>)>).await
 }
 
 /// Like `ping`; a watch also ends, after `quiet.0` has passed, once `quiet.1` says
-/// nothing can still arrive (asked every 10 ms).
+/// nothing can still arrive (asked every 10 ms). `scope_id` is the ifindex of the
+/// link an IPv6 link-local `dst` is on (`fe80::1%eth0`), else 0.
 pub async fn ping_until_quiet<Q, F>(
     sock: Socket,
     dst: IpAddr,
+    scope_id: u32,
     mode: PingMode,
     interval: Duration,
     size: u16,
@@ -273,7 +277,10 @@ where
     F: std::future::Future<Output = bool>,
 {
     let v6 = dst.is_ipv6();
-    let target = SockAddr::from(SocketAddr::new(dst, 0));
+    let target = match dst {
+        IpAddr::V6(a) => SockAddr::from(std::net::SocketAddrV6::new(a, 0, 0, scope_id)),
+        IpAddr::V4(_) => SockAddr::from(SocketAddr::new(dst, 0)),
+    };
     // SAFETY: we own the socket and it stays open as long as the AsyncFd holds it.
     let fd = unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)?;
     let token = token();

@@ -617,7 +617,7 @@ fn normalize(raw: &RawNode, peers: &[Option<String>]) -> NodeState {
         .into_iter()
         .map(|r| Route {
             dst: r.state.destination.map(|d| d.to_string()).unwrap_or_else(|| "default".into()),
-            via: r.state.gateway.map(|g| g.to_string()),
+            via: r.state.gateway.map(gateway_text),
             dev: r.state.device_index.map(dev),
             scope: r.state.scope.as_str().to_string(),
             metric: r.metric,
@@ -669,6 +669,15 @@ fn cidr_text(cidr: IpNet, mac: &str) -> String {
         }
     }
     cidr.to_string()
+}
+
+/// A gateway as text; a link-local one made from a MAC (a router advertisement's
+/// source) is "fe80::mac", since the MACs of veths and bridges are random.
+fn gateway_text(gw: IpAddr) -> String {
+    match gw {
+        IpAddr::V6(ip) if ip.segments()[0] == 0xfe80 && ip.octets()[11..13] == [0xff, 0xfe] => "fe80::mac".into(),
+        _ => gw.to_string(),
+    }
 }
 
 /// The modified EUI-64 interface id of a MAC ("aa:bb:cc:dd:ee:ff").

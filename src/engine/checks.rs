@@ -47,6 +47,18 @@ fn seen(report: &PingReport) -> String {
 }
 
 /// Why a ping likely failed, from the node's real state.
+/// A link-local ping over a link whose IPv6 is off (netlab's default for new links).
+fn zone_hint(ss: &Session, node: &NodeName, opts: &PingOpts) -> Option<String> {
+    let zone = opts.zone.as_ref()?;
+    let links = ss.backend().links(node, None).ok()?;
+    let link = links.iter().find(|l| l.name == zone.as_str())?;
+    (!link.ipv6).then(|| {
+        format!(
+            "IPv6 is off on {zone} in {node} (netlab keeps it off on new links): ipv6({node}, \"{zone}\") turns it on"
+        )
+    })
+}
+
 fn ping_hint(ss: &Session, node: &NodeName, report: &PingReport) -> Option<String> {
     if report.neigh_table_full {
         return Some(format!(
@@ -76,6 +88,22 @@ fn ping_hint(ss: &Session, node: &NodeName, report: &PingReport) -> Option<Strin
         .collect();
     if !no_carrier.is_empty() {
         return Some(format!("in {node}: {}", no_carrier.join(", ")));
+    }
+    // An IPv6 address whose duplicate address detection failed is never used.
+    let addrs = ss.backend().addresses(node).ok()?;
+    let failed: Vec<String> = addrs
+        .iter()
+        .filter(|a| a.flags.dadfailed)
+        .map(|a| {
+            let dev = links.iter().find(|l| l.index == a.link_index).map_or("?", |l| l.name.as_str());
+            format!(
+                "{} on {dev} failed duplicate address detection (dadfailed): another node on the link has it",
+                a.cidr
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Some(format!("in {node}: {}", failed.join(", ")));
     }
     None
 }
@@ -203,9 +231,9 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         let positive = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
             check_options(&ctx, &opts, &["timeout", "size", "df", "ttl", "source"])?;
             let node = ss.node(&ctx, &node)?;
-            let ip = to_rhai(&ctx, parse_ip(dst))?;
+            let (ip, zone) = ping_dst(&ctx, dst)?;
             let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 3.0)?);
-            let ping_opts = ping_opts(&ctx, &opts, ip)?;
+            let ping_opts = PingOpts { zone, ..ping_opts(&ctx, &opts, ip)? };
             let title = format!("{node} pings {dst}{}", netlab_runtime::render::ip::ping_args(&ping_opts));
             ss.probe(
                 &ctx,
@@ -228,7 +256,8 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
                         fmt_duration(report.elapsed),
                         seen(&report)
                     );
-                    Err(fail_check(&ctx, &r, title, detail, ping_hint(&ss, &node, &report)))
+                    let hint = zone_hint(&ss, &node, &ping_opts).or_else(|| ping_hint(&ss, &node, &report));
+                    Err(fail_check(&ctx, &r, title, detail, hint))
                 }
             }
         };
@@ -244,11 +273,11 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
         let negative = move |ctx: NativeCallContext, node: Dynamic, dst: &str, opts: Map| -> RhaiResult<()> {
             check_options(&ctx, &opts, &["window", "error", "size", "df", "ttl", "source"])?;
             let node = ss.node(&ctx, &node)?;
-            let ip = to_rhai(&ctx, parse_ip(dst))?;
+            let (ip, zone) = ping_dst(&ctx, dst)?;
             let window = ss.window(&ctx, seconds(&ctx, &opts, "window", NEGATIVE_PING_WINDOW)?)?;
             // The reason the tutorial shows, e.g. "unreachable" (Network is unreachable).
             let wanted = wanted_reason(&ctx, &opts)?;
-            let ping_opts = ping_opts(&ctx, &opts, ip)?;
+            let ping_opts = PingOpts { zone, ..ping_opts(&ctx, &opts, ip)? };
             let title = format!("{node} cannot ping {dst}{}", netlab_runtime::render::ip::ping_args(&ping_opts));
             ss.probe(
                 &ctx,
@@ -501,6 +530,29 @@ fn register_exec(engine: &mut Engine, s: &Rc<Session>) {
     engine.register_fn("sh", sh);
 }
 
+/// A ping's destination: an address, or an IPv6 link-local one with its link
+/// (`fe80::1%eth0`, as ping takes it). A link-local address without its link is
+/// the lab's mistake: every link of the node has fe80::/64.
+fn ping_dst(ctx: &NativeCallContext, dst: &str) -> RhaiResult<(std::net::IpAddr, Option<netlab_runtime::LinkName>)> {
+    let (addr, zone) = match dst.split_once('%') {
+        Some((addr, zone)) => (addr, Some(to_rhai(ctx, netlab_runtime::LinkName::new(zone))?)),
+        None => (dst, None),
+    };
+    let ip = to_rhai(ctx, parse_ip(addr))?;
+    let link_local = matches!(ip, std::net::IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+    match (&zone, link_local) {
+        (Some(z), false) => Err(super::values::runtime_error(
+            ctx,
+            format!("%{z} names the link of an IPv6 link-local address (fe80::...%{z}); {ip} is not one"),
+        )),
+        (None, true) => Err(super::values::runtime_error(
+            ctx,
+            format!("{ip} is link-local: every link has fe80::/64, so say which one, e.g. \"{ip}%eth0\""),
+        )),
+        _ => Ok((ip, zone)),
+    }
+}
+
 /// ping's -s, -M do, -t and -I from an options map.
 fn ping_opts(ctx: &NativeCallContext, opts: &Map, dst: std::net::IpAddr) -> RhaiResult<PingOpts> {
     let int = |key: &str, range: std::ops::RangeInclusive<i64>| -> RhaiResult<Option<i64>> {
@@ -539,6 +591,7 @@ fn ping_opts(ctx: &NativeCallContext, opts: &Map, dst: std::net::IpAddr) -> Rhai
         },
         ttl: int("ttl", 1..=255)?.map(|n| n as u8),
         source,
+        zone: None,
     })
 }
 

@@ -7,6 +7,7 @@ mod checks;
 pub mod diagnose;
 mod firewall;
 mod impair;
+mod ipv6;
 pub mod limits;
 mod links;
 mod lint;
@@ -91,6 +92,7 @@ pub fn run(
     links::register(&mut engine, &session);
     bridging::register(&mut engine, &session);
     wireguard::register(&mut engine, &session);
+    ipv6::register(&mut engine, &session);
     routing::register(&mut engine, &session);
     neigh::register(&mut engine, &session);
     checks::register(&mut engine, &session, &reporter);

@@ -205,6 +205,8 @@ fn register_queries(engine: &mut Engine, s: &Rc<Session>) {
                     "broadcast".into(),
                     a.broadcast.map(|b| Dynamic::from(b.to_string())).unwrap_or(Dynamic::UNIT),
                 );
+                let flags: rhai::Array = a.flags.names().into_iter().map(Dynamic::from).collect();
+                m.insert("flags".into(), flags.into());
                 Dynamic::from_map(m)
             })
             .collect())

@@ -81,6 +81,9 @@ pub fn link_map(link: &LinkState, links: &[LinkState]) -> Map {
     m.insert("port_state".into(), link.port_state.map(|p| Dynamic::from(p.as_str())).unwrap_or(Dynamic::UNIT));
     m.insert("txqueuelen".into(), (link.txqueuelen as i64).into());
     m.insert("alias".into(), link.alias.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    // IPv6 on for the link (its disable_ipv6 is 0): netlab keeps it off on new links
+    // until the lab uses IPv6.
+    m.insert("ipv6".into(), link.ipv6.into());
     // A vlan's or macvlan's parent (IFLA_LINK), by name when it is in the same node.
     let parent = match link.kind {
         LinkKind::Vlan | LinkKind::Macvlan => {

@@ -93,6 +93,7 @@ macro_rules! for_each_lab {
             more_wireguard => "more/wireguard.rhai",
             more_netem => "more/netem.rhai",
             more_tc_rate => "more/tc_rate.rhai",
+            more_ipv6_router => "more/ipv6_router.rhai",
             $($extra)*
         }
     };

@@ -68,10 +68,16 @@ impl Backend for ModelBackend {
 
     fn apply(&self, op: &Op) -> Result<Applied> {
         let mut topology = self.topology.borrow_mut();
-        if let Op::AddAddr { node, link, cidr } = op {
-            // As the kernel backend does for addr(): IPv6 on for the link first (nodes
-            // keep it off on new links). A missing link is left to the op's own error.
-            if cidr.addr().is_ipv6() && topology.links(node.as_str())?.iter().any(|l| l.name == link.as_str()) {
+        let ipv6_on = match op {
+            Op::AddAddr { node, link, cidr } if cidr.addr().is_ipv6() => Some((node, link)),
+            Op::Advertise { node, link, .. } => Some((node, link)),
+            _ => None,
+        };
+        if let Some((node, link)) = ipv6_on {
+            // As the kernel backend does for addr() and advertise(): IPv6 on for the
+            // link first (nodes keep it off on new links). A missing link is left to
+            // the op's own error.
+            if topology.links(node.as_str())?.iter().any(|l| l.name == link.as_str()) {
                 let key = format!("net/ipv6/conf/{link}/disable_ipv6");
                 topology.apply(&Op::SetSysctl { node: node.clone(), key, value: "0".into() })?;
             }

@@ -17,10 +17,11 @@ pub use link::{
     BondMode, BondSpec, BridgeConf, BridgeOpts, BridgeVlan, LinkAttrs, LinkSpec, MacvlanMode, VxlanSpec, WgConfig,
     WgKey, WgPeer, WgPeerState, WgState,
 };
-pub use op::{Entry, EtcFile, Expect, Op, Probe, ServerSpec};
+pub use op::{Entry, EtcFile, Expect, Op, Probe, RouterAdvert, ServerSpec};
 pub use programs::ops_of;
 pub use state::{
-    AddrState, BridgePortOpts, FdbEntry, FdbState, HopState, LinkDetails, LinkKind, LinkState, NeighState, Neighbour,
-    NextHop, OperState, PathHop, PortState, RouteKind, RouteOpts, RouteState, RuleSpec, RuleState, Scope, MAIN_TABLE,
+    AddrFlags, AddrState, BridgePortOpts, FdbEntry, FdbState, HopState, LinkDetails, LinkKind, LinkState, NeighState,
+    Neighbour, NextHop, OperState, PathHop, PortState, RouteKind, RouteOpts, RouteState, RuleSpec, RuleState, Scope,
+    MAIN_TABLE,
 };
 pub use topology::{Link, Lint, LintKind, NodeState, Route, Topology};

@@ -85,6 +85,29 @@ pub enum Op {
     Impair { node: NodeName, link: LinkName, impairment: super::impair::Impairment },
     /// `tc qdisc del dev LINK root`: back to the kernel's default qdisc.
     ClearImpair { node: NodeName, link: LinkName },
+    /// Router advertisements on LINK (what radvd sends): netlab's own sender, for
+    /// SLAAC on the hosts of the link.
+    Advertise { node: NodeName, link: LinkName, ra: RouterAdvert },
+}
+
+/// What a router advertises on a link (RFC 4861 4.2, the prefix option of 4.6.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterAdvert {
+    /// Prefixes for SLAAC (on-link and autonomous), each a /64.
+    pub prefixes: Vec<IpNet>,
+    /// The router offers itself as the default router (router lifetime 1800 s).
+    pub default_route: bool,
+}
+
+impl RouterAdvert {
+    /// The router lifetime it announces: 0 means "not a default router".
+    pub fn router_lifetime(&self) -> u16 {
+        if self.default_route {
+            1800
+        } else {
+            0
+        }
+    }
 }
 
 /// The per-node files `ip netns exec` puts in place of /etc's.
@@ -174,7 +197,8 @@ impl Op {
             | Op::StartServer { node, .. }
             | Op::Exec { node, .. }
             | Op::Impair { node, .. }
-            | Op::ClearImpair { node, .. } => node,
+            | Op::ClearImpair { node, .. }
+            | Op::Advertise { node, .. } => node,
         }
     }
 

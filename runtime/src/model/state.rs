@@ -193,6 +193,33 @@ pub struct AddrState {
     pub link_index: u32,
     pub cidr: IpNet,
     pub broadcast: Option<IpAddr>,
+    /// What `ip addr` prints after the scope, as far as netlab reports it.
+    pub flags: AddrFlags,
+}
+
+/// The address flags `ip addr` shows that a lab may claim something about: how the
+/// address came (`dynamic`: from a router advertisement, with a lifetime) and where
+/// duplicate address detection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddrFlags {
+    /// Not permanent: it has a lifetime (SLAAC).
+    pub dynamic: bool,
+    /// Added without duplicate address detection (netlab's `addr()` for IPv6).
+    pub nodad: bool,
+    /// Duplicate address detection found the address in use on the link.
+    pub dadfailed: bool,
+    /// Duplicate address detection has not finished (or failed): not usable.
+    pub tentative: bool,
+}
+
+impl AddrFlags {
+    /// The names in the order `ip addr` prints them.
+    pub fn names(&self) -> Vec<&'static str> {
+        [(self.dynamic, "dynamic"), (self.nodad, "nodad"), (self.dadfailed, "dadfailed"), (self.tentative, "tentative")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
 }
 
 /// One route as `ip route` shows it.

@@ -302,6 +302,16 @@ impl Export {
                 if let Some(link) = in_host {
                     self.undo(format!("ip link del {}", q(link.as_str())));
                 }
+                // netlab's stable MACs, so the addresses made from them (IPv6
+                // link-local, SLAAC) are the lab's.
+                for (n, l) in [(node, name), (peer_node, peer)] {
+                    let mac = crate::backend::kernel::link::format_mac(&crate::backend::kernel::link::stable_mac(
+                        n.as_str(),
+                        l.as_str(),
+                    ));
+                    let ip = self.r.ip(n);
+                    self.line(format!("{ip} link set {} address {mac}", q(l.as_str())));
+                }
             }
             Op::AddBridge { node, name } | Op::AddLink { node, name, .. } => {
                 let lines = self.r.op(op);
@@ -398,6 +408,25 @@ impl Export {
                 self.lines(lines);
                 self.undo(format!("tc qdisc del dev {} root", q(link.as_str())));
             }
+            Op::Advertise { node, link, ra } => {
+                self.servers += 1;
+                let key = format!("net/ipv6/conf/{link}/disable_ipv6");
+                let sysctl = self.r.op(&Op::SetSysctl { node: node.clone(), key, value: "0".into() });
+                self.lines(sysctl);
+                self.line(format!(
+                    "# netlab's router advertisements on {link} in {node}: the stand-in (standin.py) sends what radvd would"
+                ));
+                let mut what = format!("ra {}", q(link.as_str()));
+                for prefix in &ra.prefixes {
+                    let _ = write!(what, " {}", prefix.trunc());
+                }
+                if ra.default_route {
+                    what += " default";
+                }
+                let exec = self.r.program_exec(node);
+                self.line(format!("{exec}python3 \"$STANDIN/standin.py\" {what} &"));
+                self.line("SERVERS+=(\"$!\")");
+            }
             Op::Exec { node, .. } => {
                 // netlab runs the program as `ip netns exec` does a node's: in a mount
                 // namespace of its own (exec.rs), also in the host, so what it mounts
@@ -463,8 +492,9 @@ impl Export {
         match probe {
             Probe::Ping { node, dst, expect, opts } => {
                 let exec = self.r.program_exec(node) + "ping" + &crate::render::ip::ping_args(opts);
+                let dst = format!("{dst}{}", crate::render::ip::zone(opts));
                 self.check(*expect, &format!("{node} pings {dst}"), &format!("{node} cannot ping {dst}"), |e| {
-                    ping_command(&exec, *dst, e)
+                    ping_command(&exec, &dst, e)
                 });
             }
             Probe::PingAll { nodes, dst, expect } => {
@@ -495,13 +525,13 @@ impl Export {
                 let exec = "ip netns exec \"$n\" ping";
                 let body = match expect {
                     Some(Expect::Answer) => {
-                        format!("answers \"$n pings {dst}\" {}", ping_command(exec, *dst, Some(Expect::Answer)))
+                        format!("answers \"$n pings {dst}\" {}", ping_command(exec, dst, Some(Expect::Answer)))
                     }
                     Some(Expect::NoAnswer) => format!(
                         "no_answer \"$n cannot ping {dst}\" {}",
-                        ping_command(exec, *dst, Some(Expect::NoAnswer))
+                        ping_command(exec, dst, Some(Expect::NoAnswer))
                     ),
-                    None => format!("{} || true", ping_command(exec, *dst, None)),
+                    None => format!("{} || true", ping_command(exec, dst, None)),
                 };
                 self.line(format!("for n in {}; do\n  {body}\ndone", names.join(" ")));
             }
@@ -639,8 +669,8 @@ impl Export {
         s += "# the same checks. Run it as root where namespaces, links and firewall rules may be\n";
         s += "# made (they are real); it takes back what it made when it ends, unless NETLAB_KEEP=1.\n";
         s += "#\n# Where it differs from `netlab run`:\n";
-        s += "# - netlab's built-in HTTP, DNS and UDP echo servers are a python3 stand-in (standin.py\n";
-        s += "#   below), which also sends the UDP probes;\n";
+        s += "# - netlab's built-in HTTP, DNS and UDP echo servers and its router advertisements are\n";
+        s += "#   a python3 stand-in (standin.py below), which also sends the UDP probes;\n";
         s += "# - checks on values the lab computed (expect, expect_eq) stay netlab's: they appear\n";
         s += "#   as \"# netlab checks: ...\" comments;\n";
         s += "# - the host is this machine's namespace: netlab's own host starts with\n";
@@ -669,7 +699,7 @@ impl Export {
 /// The ping of a check: one request retried by `answers`, or a short burst that must
 /// go unanswered.
 /// `ping` (with its options: `exec` ends with them) for a check.
-fn ping_command(exec: &str, dst: std::net::IpAddr, expect: Option<Expect>) -> String {
+fn ping_command(exec: &str, dst: &dyn std::fmt::Display, expect: Option<Expect>) -> String {
     match expect {
         Some(Expect::NoAnswer) => format!("{exec} -c3 -i0.01 -W0.1 {dst}"),
         _ => format!("{exec} -c1 -W1 {dst}"),

@@ -35,6 +35,23 @@ pub fn ping_args(opts: &crate::ping::PingOpts) -> String {
     out
 }
 
+/// `%eth0` after a link-local destination (empty: none).
+pub fn zone(opts: &crate::ping::PingOpts) -> String {
+    opts.zone.as_ref().map(|z| format!("%{z}")).unwrap_or_default()
+}
+
+/// radvd's configuration for what netlab advertises on a link (one line).
+pub fn radvd_conf(link: &str, ra: &crate::model::RouterAdvert) -> String {
+    let mut conf = format!(
+        "interface {link} {{ AdvSendAdvert on; MinRtrAdvInterval 3; MaxRtrAdvInterval 4; AdvDefaultLifetime {};",
+        ra.router_lifetime()
+    );
+    for prefix in &ra.prefixes {
+        conf += &format!(" prefix {} {{ AdvOnLink on; AdvAutonomous on; }};", prefix.trunc());
+    }
+    conf + " };"
+}
+
 /// ` mtu 1450 address 02:... txqueuelen 100 alias 'to the office'` (empty: none set).
 fn attr_args(attrs: &LinkAttrs) -> String {
     let mut out = String::new();
@@ -515,6 +532,16 @@ impl Renderer {
             Op::ClearImpair { node, link } => {
                 vec![format!("{} qdisc del dev {} root", self.tc(node), q(link.as_str()))]
             }
+            Op::Advertise { node, link, ra } => {
+                // What a reader runs for netlab's own sender: radvd, with its config.
+                let key = format!("net/ipv6/conf/{link}/disable_ipv6");
+                let file = format!("radvd-{node}-{link}");
+                vec![
+                    self.sysctl(node, &key, "0"),
+                    format!("echo {} > {file}.conf", q(&radvd_conf(link.as_str(), ra))),
+                    format!("{}radvd -n -C {file}.conf -p {file}.pid &", self.program_exec(node)),
+                ]
+            }
         }
     }
 
@@ -540,7 +567,7 @@ impl Renderer {
     pub fn probe(&self, probe: &Probe) -> Vec<String> {
         match probe {
             Probe::Ping { node, dst, opts, .. } => {
-                vec![format!("{}ping -c1{} {dst}", self.program_exec(node), ping_args(opts))]
+                vec![format!("{}ping -c1{} {dst}{}", self.program_exec(node), ping_args(opts), zone(opts))]
             }
             Probe::PingAll { nodes, dst, .. } => {
                 let (plain, own): (Vec<&NodeName>, Vec<&NodeName>) =

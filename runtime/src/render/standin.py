@@ -11,6 +11,10 @@
                                          counted), then answers "BYTES SECONDS"
   standin.py send IP:PORT                sends to a sink as fast as the path takes it;
                                          prints the rate the sink measured, in bit/s
+  standin.py ra LINK PREFIX... [default]  router advertisements on LINK, as radvd sends them:
+                                         each PREFIX on-link and autonomous (SLAAC), the
+                                         router a default router with "default"; repeated
+                                         every 0.2 s and answering router solicitations
 
 ADDR is IPv4:PORT or [IPv6]:PORT. An IPv6 socket is IPv6-only, as netlab binds it, so
 [::]:80 and 0.0.0.0:80 can both be served.
@@ -179,6 +183,8 @@ def udp_send(addr):
     except OSError as e:  # refused (port unreachable), unreachable, or the timeout
         sys.exit(f"{addr}/udp: {e.strerror or e}")
     print(f"echo from {addr}/udp")
+
+
 def serve_sink(addr, seconds):
     host, port = parse_addr(addr)
     server = bound(host, port, socket.SOCK_STREAM)
@@ -246,6 +252,40 @@ def send(addr):
     print(round(int(count) * 8 / float(elapsed)))
 
 
+def serve_ra(link, args):
+    default = "default" in args
+    prefixes = [ipaddress.IPv6Network(a, strict=False) for a in args if a != "default"]
+    ifindex = socket.if_nametoindex(link)
+    with open("/sys/class/net/%s/address" % link) as f:
+        mac = bytes(int(h, 16) for h in f.read().strip().split(":"))
+    packet = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800 if default else 0, 0, 0)
+    packet += bytes([1, 1]) + mac
+    for p in prefixes:
+        packet += struct.pack("!BBBBIII", 3, 4, p.prefixlen, 0xC0, 86400, 14400, 0) + p.network_address.packed
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+    group = socket.inet_pton(socket.AF_INET6, "ff02::2") + struct.pack("@I", ifindex)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+    # linux/icmpv6.h ICMPV6_FILTER: a bit set blocks that type; only solicitations pass.
+    blocked = [0xFFFFFFFF] * 8
+    blocked[133 >> 5] &= ~(1 << (133 & 31))
+    sock.setsockopt(socket.IPPROTO_ICMPV6, 1, struct.pack("@8I", *blocked))
+    sock.settimeout(0.2)
+    while True:
+        try:
+            sock.sendto(packet, ("ff02::1", 0, 0, ifindex))
+        except OSError:
+            pass  # the link-local source is still tentative: the next round
+        try:
+            sock.recv(1500)
+        except socket.timeout:
+            pass
+
+
 def main(argv):
     if len(argv) >= 5 and argv[1] == "http":
         with open(argv[4], "rb") as f:
@@ -261,6 +301,8 @@ def main(argv):
         serve_sink(argv[2], float(argv[3]))
     elif len(argv) == 3 and argv[1] == "send":
         send(argv[2])
+    elif len(argv) >= 4 and argv[1] == "ra":
+        serve_ra(argv[2], argv[3:])
     else:
         sys.exit(__doc__)
 

@@ -14,12 +14,14 @@
 pub mod curl;
 pub mod dns;
 pub mod http;
+pub mod ra;
 pub mod throughput;
 pub mod udp;
 
 pub use curl::{http_get, CurlError, HttpReply, LookupError, NameserverOutcome, NodeResolver};
 pub use dns::{start_dns, DnsServer};
 pub use http::{start_http, HttpServer, SeenRequest};
+pub use ra::{advert_socket, start_ra, RaSender};
 pub use udp::{start_udp_echo, udp_exchange, UdpEchoServer, UdpError};
 
 /// Why a built-in server could not be started.

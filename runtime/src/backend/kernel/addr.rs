@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::AddressFamily;
 
 use crate::backend::kernel::node::Node;
@@ -123,11 +123,14 @@ fn addr_state(msg: &AddressMessage) -> Option<AddrState> {
     let mut local = None;
     let mut address = None;
     let mut broadcast = None;
+    // IFA_FLAGS (32 bits) supersedes the header's 8 when present.
+    let mut bits = u32::from(msg.header.flags.bits());
     for attr in &msg.attributes {
         match attr {
             AddressAttribute::Local(a) => local = Some(*a),
             AddressAttribute::Address(a) => address = Some(*a),
             AddressAttribute::Broadcast(b) => broadcast = Some(IpAddr::V4(*b)),
+            AddressAttribute::Flags(f) => bits = f.bits(),
             _ => {}
         }
     }
@@ -137,7 +140,14 @@ fn addr_state(msg: &AddressMessage) -> Option<AddrState> {
         _ => address?,
     };
     let cidr = IpNet::new(ip, msg.header.prefix_len).ok()?;
-    Some(AddrState { link_index: msg.header.index, cidr, broadcast })
+    let has = |f: AddressFlags| bits & f.bits() != 0;
+    let flags = crate::model::AddrFlags {
+        dynamic: !has(AddressFlags::Permanent),
+        nodad: has(AddressFlags::Nodad),
+        dadfailed: has(AddressFlags::Dadfailed),
+        tentative: has(AddressFlags::Tentative),
+    };
+    Some(AddrState { link_index: msg.header.index, cidr, broadcast, flags })
 }
 
 #[cfg(test)]

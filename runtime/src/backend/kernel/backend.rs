@@ -90,9 +90,24 @@ impl Lab {
             }
             Op::MoveLink { node, link, to, new_name } => {
                 let (from, to) = (self.node_of(node)?, self.node_of(to)?);
+                // A sender's socket stays in its node: the link it sent on leaves.
+                if self.advertising() && from.name != to.name {
+                    if let Ok(state) = self.netlink_op(op, from.link(link)) {
+                        self.stop_advertising(node.as_str(), Some(state.index));
+                    }
+                }
                 self.netlink_op(op, from.move_link(link, &to, new_name))
             }
-            Op::DelLink { node, link } => self.netlink_op(op, self.node_of(node)?.delete_link(link)),
+            Op::DelLink { node, link } => {
+                let n = self.node_of(node)?;
+                if self.advertising() {
+                    if let Ok(state) = self.netlink_op(op, n.link(link)) {
+                        self.stop_advertising(node.as_str(), Some(state.index));
+                    }
+                }
+                self.netlink_op(op, n.delete_link(link))
+            }
+            Op::Advertise { node, link, ra } => self.start_advertising(&*self.node_of(node)?, link, ra),
             Op::AddAddr { node, link, cidr } => {
                 let n = self.node_of(node)?;
                 if cidr.addr().is_ipv6() {
@@ -209,7 +224,8 @@ impl Backend for Lab {
             self.touched.borrow_mut().insert(node.to_string());
         }
         self.mark_changed();
-        created.map_err(|e| crate::Error::Held { origin: held.origin, source: Box::new(e) })
+        created.map_err(|e| crate::Error::Held { origin: held.origin, source: Box::new(e) })?;
+        self.tune_ipv6_links(&[&held.node, &held.peer_node])
     }
 
     fn node_names(&self) -> Vec<NodeName> {
@@ -450,6 +466,9 @@ impl Lab {
         let applied = applied?;
         for node in op.touched_links() {
             self.touched.borrow_mut().insert(node.to_string());
+        }
+        if !matches!(op, Op::SetUp { .. } | Op::DelLink { .. } | Op::DelNode { .. }) {
+            self.tune_ipv6_links(&op.touched_links())?;
         }
         if let Op::AddBridge { node, .. } = op {
             self.bridge_nodes.borrow_mut().insert(node.to_string());

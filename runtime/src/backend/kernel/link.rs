@@ -232,13 +232,19 @@ impl Node {
             // name PEER` (the kernel registers the peer first), so listings are in the
             // tutorials' order (veth1@veth0 before veth0@veth1).
             let index = next_ifindex(2);
-            let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.as_str()).index(index);
+            // Stable MACs (the model's), so the EUI-64 link-local and SLAAC addresses
+            // of a lab are the same in every run and in its plan.
+            let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(peer.as_str())
+                .index(index)
+                .address(stable_mac(peer_node.name.as_str(), peer.as_str()).to_vec());
             if !std::ptr::eq(self, peer_node) {
                 peer_msg = peer_msg.setns_by_fd(peer_node.ns()?.as_raw_fd());
             }
             let mut msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
                 .name(name.as_str())
                 .index(index + 1)
+                .address(stable_mac(self.name.as_str(), name.as_str()).to_vec())
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())));
             if let Some(master) = master {
                 msg = msg.controller(master);

@@ -24,6 +24,7 @@ mod etc;
 pub mod exec;
 mod features;
 mod firewall;
+pub mod ipv6;
 mod kinds;
 pub mod link;
 pub mod neigh;
@@ -86,6 +87,10 @@ pub struct Lab {
     unanswered: Cell<bool>,
     /// Links whose neighbour timing netlab has set: (node, ifindex, name).
     tuned: RefCell<std::collections::HashSet<(String, u32, String, bool)>>,
+    /// netlab's router advertisement senders (ipv6.rs); they stop with the lab.
+    adverts: RefCell<Vec<ipv6::Advertiser>>,
+    /// The lab turned IPv6 on somewhere: readiness waits look at DAD and SLAAC.
+    ipv6_used: Cell<bool>,
     /// Kernel features probed so far (see features.rs): each is probed once.
     features: RefCell<std::collections::HashMap<crate::model::Feature, bool>>,
     pub options: LabOptions,
@@ -152,6 +157,8 @@ impl Lab {
             servers: Default::default(),
             tuned: Default::default(),
             features: Default::default(),
+            adverts: Default::default(),
+            ipv6_used: Cell::new(false),
             unanswered: Cell::new(false),
             options,
         })
@@ -167,6 +174,7 @@ impl Lab {
     /// process exit would do the same; doing it here lets the run time it.
     pub fn teardown(&self) {
         self.servers.borrow_mut().clear();
+        self.adverts.borrow_mut().clear();
         for name in self.nodes.borrow().keys().filter(|n| n.as_str() != HOST) {
             let _ = remove_netns_name(name);
         }
@@ -270,6 +278,7 @@ impl Lab {
             self.netlink(node.name.as_str(), || format!("ip link del {veth}"), node.delete_link(veth))?;
         }
         remove_netns_name(node.name.as_str())?;
+        self.stop_advertising(node.name.as_str(), None);
         etc::unpublish_uts(node.name.as_str());
         self.nodes.borrow_mut().remove(node.name.as_str());
         let name = node.name.to_string();
@@ -305,6 +314,12 @@ impl Lab {
     /// Writes a net.* sysctl inside `node`.
     pub fn set_sysctl(&self, node: &Node, key: &str, value: &str) -> Result<()> {
         sysctl::path_for_write(key)?;
+        let rel = crate::model::topology::sysctl_path(key);
+        if let ["net", "ipv6", "conf", dev, "disable_ipv6"] = rel.split('/').collect::<Vec<_>>().as_slice() {
+            if value.trim() == "0" {
+                self.ipv6_fast_start(node, dev)?;
+            }
+        }
         node.enter(&self.home, || sysctl::write_current(key, value))?.map_err(|e| {
             if let Some(missing) = missing_module(key, &e) {
                 return missing;
@@ -328,6 +343,7 @@ impl Lab {
     /// Runs a program inside `node` (see exec.rs).
     pub fn exec(&self, node: &Node, cmd: &CommandLine, timeout: Duration) -> Result<ExecOutput> {
         self.settle()?;
+        self.note_ipv6_in_program(node, cmd);
         let binds = self.bind_mounts(node);
         let out = self.rt.block_on(interrupt::unless_interrupted(exec::exec_in(node, cmd, &binds, None, timeout)));
         // A program may have changed links or routes behind our back, and probed

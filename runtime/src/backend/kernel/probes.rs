@@ -69,6 +69,10 @@ impl Lab {
                 Duration::from_millis(10)
             }
         };
+        let scope_id = match &opts.zone {
+            Some(link) => self.netlink(node.name.as_str(), || format!("ip link show {link}"), node.link_index(link))?.0,
+            None => 0,
+        };
         let sock = node
             .enter(&self.home, || ping::icmp_socket(dst, opts))?
             .map_err(|e| Error::kernel("opening an ICMP socket", node.name.as_str(), "", e))?;
@@ -84,6 +88,7 @@ impl Lab {
             .block_on(interrupt::unless_interrupted(ping::ping_until_quiet(
                 sock,
                 dst,
+                scope_id,
                 mode,
                 interval,
                 size,

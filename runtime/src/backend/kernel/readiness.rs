@@ -30,7 +30,8 @@ impl Lab {
                 .filter(|n| bridges.contains(n.name.as_str()) || touched.contains(n.name.as_str()))
                 .collect()
         };
-        self.wait_links(nodes, links_ready, 5.0)?;
+        self.wait_links(nodes.clone(), links_ready, 5.0)?;
+        self.settle_ipv6(nodes)?;
         // A probe made before this change may have left entries that the kernel
         // would only retry later: the network changed, so start afresh.
         self.clear_probe_leftovers()?;
@@ -132,7 +133,7 @@ impl Lab {
     /// the kernel's next retry up to a second later, and a negative probe's short
     /// window covers a full resolution (ucast_solicit + mcast_solicit = 6 probes,
     /// 60 ms, then FAILED).
-    async fn tune_neighbours(&self, node: &Node, links: &[LinkState]) -> Result<()> {
+    pub(super) async fn tune_neighbours(&self, node: &Node, links: &[LinkState]) -> Result<()> {
         let fresh: Vec<&LinkState> = {
             let tuned = self.tuned.borrow();
             links

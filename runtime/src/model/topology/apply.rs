@@ -124,6 +124,7 @@ impl Topology {
                 }
                 Ok(())
             }
+            Op::Advertise { node, link, ra } => self.node_mut(node.as_str())?.advertise(link, ra),
             Op::Exec { node, command } => {
                 self.node_mut(node.as_str())?.execs.push(command.clone());
                 self.run_leniently(&programs::parse(node, command));
@@ -504,8 +505,22 @@ impl NodeState {
         }
     }
 
+    /// netlab's router advertisements on a link (one sender per link), which turns
+    /// IPv6 on for it first (see ModelBackend::apply).
+    fn advertise(&mut self, link: &LinkName, ra: &crate::model::RouterAdvert) -> Result<()> {
+        let index = self.link(link)?.index;
+        if self.adverts.iter().any(|(i, _)| *i == index) {
+            let help =
+                format!("{} already advertises on {link}; one advertise() per link, with every prefix", self.name);
+            return Err(kernel_with_help("advertising on", self.name.as_str(), link.to_string(), libc::EEXIST, help));
+        }
+        self.adverts.push((index, ra.clone()));
+        Ok(())
+    }
+
     /// The link leaves the node: its routes go, its ports are released.
     fn remove_link(&mut self, index: u32) {
+        self.adverts.retain(|(i, _)| *i != index);
         self.routes.retain(|r| r.dev != index);
         // A link that goes takes an IPv4 multipath route with it; IPv6 keeps the
         // other paths (one left is an ordinary route again).

@@ -22,6 +22,7 @@ use crate::model::firewall::FirewallChange;
 use crate::names::{LinkName, NodeName};
 
 pub use lint::{Lint, LintKind};
+pub use query::{eui64, Slaac};
 
 /// The node netlab starts with: the sandbox's own namespace.
 pub const HOST: &str = "host";
@@ -60,6 +61,8 @@ pub struct NodeState {
     /// Neighbour entries added by hand (`ip neigh add`); learned ones need traffic,
     /// which the model does not send.
     pub neighbours: Vec<crate::model::Neighbour>,
+    /// Router advertisements netlab sends from this node: (link index, what).
+    pub adverts: Vec<(u32, crate::model::RouterAdvert)>,
 }
 
 /// One link as the lab made it; carrier and operstate are derived (query.rs).
@@ -260,6 +263,7 @@ impl NodeState {
             rules: Vec::new(),
             deleted_default_rules: Vec::new(),
             neighbours: Vec::new(),
+            adverts: Vec::new(),
         }
     }
 
@@ -300,9 +304,43 @@ impl NodeState {
         self.sysctls.iter().rev().find(|(k, _)| sysctl_path(k) == path).map(|(_, v)| v.as_str())
     }
 
-    /// Whether links made now start with IPv6 off (netlab sets the default to 1).
+    /// Whether links made now start with IPv6 off (netlab sets the default to 1;
+    /// writing `all` sets `default` too, as the kernel does).
     fn new_links_ipv6(&self) -> bool {
-        self.sysctl_set("net.ipv6.conf.default.disable_ipv6").map(|v| v.trim() == "0").unwrap_or(false)
+        let keys = ["net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6"];
+        self.latest_sysctl(&keys).map(|v| v.trim() == "0").unwrap_or(false)
+    }
+
+    /// The value last set for any of `keys` (compared as paths).
+    pub fn latest_sysctl(&self, keys: &[&str]) -> Option<&str> {
+        let paths: Vec<String> = keys.iter().map(|k| sysctl_path(k)).collect();
+        self.sysctls.iter().rev().find(|(k, _)| paths.contains(&sysctl_path(k))).map(|(_, v)| v.as_str())
+    }
+
+    /// An IPv6 setting of a link as the kernel keeps it: the link's own value, else
+    /// the `default` one it was made with (`all` too for `forwarding`, which the
+    /// kernel copies to every link), else the kernel's default.
+    pub fn ipv6_conf(&self, link: &LinkName, key: &str, kernel_default: i64) -> i64 {
+        let own = format!("net/ipv6/conf/{link}/{key}");
+        let dflt = format!("net/ipv6/conf/default/{key}");
+        let all = format!("net/ipv6/conf/all/{key}");
+        let value = if key == "forwarding" {
+            self.latest_sysctl(&[&own, &all]).or_else(|| self.sysctl_set(&dflt))
+        } else {
+            self.sysctl_set(&own).or_else(|| self.sysctl_set(&dflt))
+        };
+        value.and_then(|v| v.trim().parse().ok()).unwrap_or(kernel_default)
+    }
+
+    /// Whether the link takes router advertisements (`accept_ra` 1 on a host, not a
+    /// router, or 2) and configures addresses from them (`autoconf`).
+    pub fn takes_ra(&self, link: &LinkName) -> (bool, bool) {
+        let accept = match self.ipv6_conf(link, "accept_ra", 1) {
+            2 => true,
+            1 => self.ipv6_conf(link, "forwarding", 0) == 0,
+            _ => false,
+        };
+        (accept, accept && self.ipv6_conf(link, "autoconf", 1) != 0)
     }
 }
 

@@ -13,7 +13,8 @@ use crate::backend::kernel::sockets::Listening;
 use crate::error::{Error, Result};
 use crate::model::op::EtcFile;
 use crate::model::state::{
-    AddrState, HopState, LinkKind, LinkState, OperState, PortState, RouteKind, RouteState, RuleState, Scope, MAIN_TABLE,
+    AddrFlags, AddrState, HopState, LinkKind, LinkState, OperState, PortState, RouteKind, RouteState, RuleState, Scope,
+    MAIN_TABLE,
 };
 
 impl Topology {
@@ -135,28 +136,124 @@ impl Topology {
         if !link.ipv6 || link.kind == LinkKind::Loopback || !self.carrier(node, link) {
             return None;
         }
-        let m = link.mac;
-        let iid = [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]];
         let mut bytes = [0u8; 16];
         bytes[..2].copy_from_slice(&[0xfe, 0x80]);
-        bytes[8..].copy_from_slice(&iid);
+        bytes[8..].copy_from_slice(&eui64(&link.mac));
         IpNet::new(IpAddr::V6(Ipv6Addr::from(bytes)), 64).ok()
     }
 
-    /// Every address, in the kernel's dump order: IPv4 of all links, then IPv6.
+    /// Every address, in the kernel's dump order: IPv4 of all links, then IPv6 (per
+    /// link: global ones, those from router advertisements first, then link-local).
     pub fn addresses(&self, node: &str) -> Result<Vec<AddrState>> {
         let n = self.node(node)?;
         let mut all = Vec::new();
         for v6 in [false, true] {
             for l in &n.links {
+                // The kernel lists a link's newest global address first.
+                let slaac = if v6 { self.slaac(n, l).addresses } else { Vec::new() };
+                for cidr in slaac.into_iter().rev() {
+                    let failed = self.duplicate_on_segment(n, l, cidr);
+                    let flags = AddrFlags { dynamic: true, dadfailed: failed, tentative: failed, ..Default::default() };
+                    all.push(AddrState { link_index: l.index, cidr, broadcast: None, flags });
+                }
                 let own = l.addrs.iter().copied().filter(|a| a.addr().is_ipv6() == v6);
-                let local = if v6 { self.link_local(n, l) } else { None };
-                for cidr in own.chain(local) {
-                    all.push(AddrState { link_index: l.index, cidr, broadcast: broadcast(l, cidr) });
+                for cidr in own {
+                    // netlab adds IPv6 addresses without DAD; lo's ::1 is the kernel's.
+                    let nodad = v6 && l.kind != LinkKind::Loopback;
+                    let flags = AddrFlags { nodad, ..Default::default() };
+                    all.push(AddrState { link_index: l.index, cidr, broadcast: broadcast(l, cidr), flags });
+                }
+                if let Some(cidr) = self.link_local(n, l).filter(|_| v6) {
+                    let failed = self.duplicate_on_segment(n, l, cidr);
+                    let flags = AddrFlags { dadfailed: failed, tentative: failed, ..Default::default() };
+                    all.push(AddrState { link_index: l.index, cidr, broadcast: None, flags });
                 }
             }
         }
         Ok(all)
+    }
+
+    /// Whether duplicate address detection of an address the kernel makes (link-local,
+    /// SLAAC) fails: another link of its segment holds it, added by the lab (without
+    /// DAD, so it answers at once). Two kernel-made duplicates race: the model does
+    /// not guess the winner.
+    fn duplicate_on_segment(&self, node: &NodeState, link: &Link, cidr: IpNet) -> bool {
+        self.segment(node, link)
+            .into_iter()
+            .filter(|(_, l)| !std::ptr::eq(*l, link))
+            .any(|(_, l)| l.ipv6 && l.addrs.iter().any(|a| a.addr() == cidr.addr()))
+    }
+
+    /// The links on the same Ethernet segment as `link` (itself included) that
+    /// pass frames now: a veth's peer, a bridge and its forwarding ports.
+    fn segment<'a>(&'a self, node: &'a NodeState, link: &'a Link) -> Vec<(&'a NodeState, &'a Link)> {
+        let mut seen: Vec<(&NodeState, &Link)> = vec![(node, link)];
+        let mut at = 0;
+        while at < seen.len() {
+            let (n, l) = seen[at];
+            at += 1;
+            let mut next: Vec<(&NodeState, &Link)> = Vec::new();
+            if l.kind == LinkKind::Veth && self.carrier(n, l) {
+                next.extend(self.peer_of(l).filter(|(pn, p)| self.carrier(pn, p)));
+            }
+            if let Some(bridge) = l.master.and_then(|m| n.by_index(m)).filter(|_| self.forwarding(n, l)) {
+                next.push((n, bridge));
+            }
+            if l.kind == LinkKind::Bridge && l.admin_up {
+                next.extend(
+                    n.links.iter().filter(|p| p.master == Some(l.index) && self.forwarding(n, p)).map(|p| (n, p)),
+                );
+            }
+            for (pn, p) in next {
+                if !seen.iter().any(|(sn, sl)| sn.name == pn.name && sl.index == p.index) {
+                    seen.push((pn, p));
+                }
+            }
+        }
+        seen
+    }
+
+    /// What router advertisements netlab sends on the link's segment give the link
+    /// (SLAAC, RFC 4862): an address per prefix from the EUI-64 of its MAC
+    /// (addr_gen_mode 0), the prefix's route and a default route via the router's
+    /// link-local address, as the kernel does with `accept_ra` and `autoconf`.
+    pub fn slaac(&self, node: &NodeState, link: &Link) -> Slaac {
+        let mut out = Slaac::default();
+        let (accept, autoconf) = node.takes_ra(&link.name);
+        // A bridge port's frames go to its bridge: its own IPv6 never sees them.
+        let port = link.master.is_some();
+        if !link.ipv6 || !accept || port || link.kind == LinkKind::Loopback || !self.carrier(node, link) {
+            return out;
+        }
+        for (rn, rl) in self.segment(node, link) {
+            if std::ptr::eq(rl, link) {
+                continue;
+            }
+            // An advertisement's source is the router's link-local address.
+            let Some(router) = self.link_local(rn, rl) else { continue };
+            for (_, ra) in rn.adverts.iter().filter(|(i, _)| *i == rl.index) {
+                for prefix in &ra.prefixes {
+                    if autoconf && prefix.prefix_len() == 64 {
+                        let mut bytes = match prefix.addr() {
+                            IpAddr::V6(a) => a.octets(),
+                            IpAddr::V4(_) => continue,
+                        };
+                        bytes[8..].copy_from_slice(&eui64(&link.mac));
+                        let cidr = IpNet::new(IpAddr::V6(Ipv6Addr::from(bytes)), 64).expect("a /64");
+                        if !out.addresses.contains(&cidr) {
+                            out.addresses.push(cidr);
+                        }
+                    }
+                    if !out.prefixes.contains(&prefix.trunc()) {
+                        out.prefixes.push(prefix.trunc());
+                    }
+                }
+                if ra.default_route && out.default_via.is_none() {
+                    out.default_via = Some(router.addr());
+                }
+            }
+        }
+        out
     }
 
     /// The main table as `ip route` and `ip -6 route` list it: IPv4 first, by
@@ -210,6 +307,30 @@ impl Topology {
             .collect();
         if table == MAIN_TABLE {
             for l in &n.links {
+                let slaac = self.slaac(n, l);
+                let ra_route = |destination: Option<IpNet>, gateway: Option<IpAddr>, metric: u32| RouteState {
+                    destination,
+                    gateway,
+                    device_index: Some(l.index),
+                    scope: Scope::Universe,
+                    table: MAIN_TABLE,
+                    kind: RouteKind::Unicast,
+                    metric: Some(metric),
+                    proto: "ra".to_string(),
+                    src: None,
+                    linkdown: false,
+                    onlink: false,
+                    nexthops: Vec::new(),
+                };
+                // The kernel marks an advertised prefix's route proto kernel (with an
+                // expiry); only the default router's is proto ra.
+                for prefix in &slaac.prefixes {
+                    let route = RouteState { proto: "kernel".to_string(), ..ra_route(Some(*prefix), None, 256) };
+                    all.push((true, 256, route));
+                }
+                if let Some(router) = slaac.default_via {
+                    all.push((true, 1024, ra_route(None, Some(router), 1024)));
+                }
                 if let Some(local) = self.link_local(n, l) {
                     let state = RouteState {
                         destination: Some(local.trunc()),
@@ -229,10 +350,12 @@ impl Topology {
                 }
             }
         }
+        // IPv4's default route comes first, IPv6's last (the kernel walks its fib6 tree).
         all.sort_by_key(|(v6, metric, r)| {
             let unspecified = if *v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
             let dest = r.destination.map_or(unspecified, |d| d.addr());
-            (*v6, dest, Reverse(r.destination.map_or(0, |d| d.prefix_len())), *metric)
+            let v6_default = *v6 && r.destination.is_none();
+            (*v6, v6_default, dest, Reverse(r.destination.map_or(0, |d| d.prefix_len())), *metric)
         });
         Ok(all.into_iter().map(|(_, _, r)| r).collect())
     }
@@ -271,7 +394,9 @@ impl Topology {
         let ip_forward = || n.sysctl_set("net.ipv4.ip_forward").unwrap_or("0").trim().to_string();
         let known = match parts.as_slice() {
             ["net", "ipv4", "ip_forward"] | ["net", "ipv4", "conf", _, "forwarding"] => Some(ip_forward()),
-            ["net", "ipv6", "conf", "default", "disable_ipv6"] => Some("1".to_string()),
+            ["net", "ipv6", "conf", "default", "disable_ipv6"] => {
+                Some(n.latest_sysctl(&["net.ipv6.conf.all.disable_ipv6"]).unwrap_or("1").trim().to_string())
+            }
             ["net", "ipv6", "conf", "all", "disable_ipv6"] => Some("0".to_string()),
             // A new namespace's own default: netlab pings over raw sockets (ping.rs).
             ["net", "ipv4", "ping_group_range"] => Some("1\t0".to_string()),
@@ -307,6 +432,21 @@ impl Topology {
         all.sort_by_key(|l| (l.proto, l.local.port(), l.local.ip()));
         Ok(all)
     }
+}
+
+/// What router advertisements give a link (see Topology::slaac).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slaac {
+    pub addresses: Vec<IpNet>,
+    /// On-link prefixes: a route each (`proto ra`).
+    pub prefixes: Vec<IpNet>,
+    /// The advertising router's link-local address, for the default route.
+    pub default_via: Option<IpAddr>,
+}
+
+/// The modified EUI-64 interface identifier of a MAC (RFC 4291 appendix A).
+pub fn eui64(m: &[u8; 6]) -> [u8; 8] {
+    [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]
 }
 
 /// What the kernel backend's `ip addr add` sets: a broadcast for IPv4 prefixes

@@ -729,3 +729,63 @@ fn a_bond_fails_over_to_its_next_live_port() {
     assert_eq!(errno(&e), Some(libc::EPERM), "{e}");
     assert!(help(&e).contains("down(node, \"eth2\") first"), "{}", help(&e));
 }
+
+fn advertise(node: &str, link: &str, prefix: &str) -> Op {
+    let ra = crate::model::RouterAdvert { prefixes: vec![net(prefix)], default_route: true };
+    Op::Advertise { node: nn(node), link: ln(link), ra }
+}
+
+#[test]
+fn slaac_gives_a_host_an_address_and_a_default_route_via_the_routers_link_local() {
+    let mut t = build(&[
+        node("r"),
+        node("h"),
+        veth("h", "eth0", "r", "eth1"),
+        sysctl("h", "net.ipv6.conf.all.disable_ipv6", "0"),
+        sysctl("r", "net.ipv6.conf.eth1.disable_ipv6", "0"),
+        advertise("r", "eth1", "2001:db8:1::/64"),
+        up("h", "eth0"),
+    ]);
+    let slaac = |t: &Topology| -> Vec<String> {
+        t.addresses("h").unwrap().iter().filter(|a| a.flags.dynamic).map(|a| a.cidr.to_string()).collect()
+    };
+    assert!(slaac(&t).is_empty(), "no carrier yet");
+    t.apply(&up("r", "eth1")).unwrap();
+    let eui = eui64(&crate::backend::kernel::link::stable_mac("h", "eth0"));
+    let mut want = [0u8; 16];
+    want[..8].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0]);
+    want[8..].copy_from_slice(&eui);
+    assert_eq!(slaac(&t), [format!("{}/64", std::net::Ipv6Addr::from(want))]);
+    let r = t.node("r").unwrap();
+    let router = t.link_local(r, r.link(&ln("eth1")).unwrap()).unwrap().addr();
+    let routes = t.routes("h").unwrap();
+    let default = routes.iter().find(|x| x.destination.is_none()).expect("a default route");
+    assert_eq!((default.gateway, default.proto.as_str(), default.metric), (Some(router), "ra", Some(1024)));
+    assert!(routes.iter().any(|x| x.destination == Some(net("2001:db8:1::/64")) && x.proto == "kernel"));
+    // A router (forwarding on) takes no advertisements; accept_ra 2 does.
+    t.apply(&sysctl("h", "net.ipv6.conf.all.forwarding", "1")).unwrap();
+    assert!(slaac(&t).is_empty());
+    t.apply(&sysctl("h", "net.ipv6.conf.eth0.accept_ra", "2")).unwrap();
+    assert_eq!(slaac(&t).len(), 1);
+    // One sender per link.
+    assert_eq!(errno(&fails(&mut t, advertise("r", "eth1", "2001:db8:2::/64"))), Some(libc::EEXIST));
+}
+
+#[test]
+fn a_link_local_address_the_lab_gave_another_node_fails_dad() {
+    let mut t = build(&[
+        node("a"),
+        node("b"),
+        veth("a", "x", "b", "y"),
+        sysctl("b", "net.ipv6.conf.all.disable_ipv6", "0"),
+        sysctl("a", "net.ipv6.conf.x.disable_ipv6", "0"),
+        up("a", "x"),
+        up("b", "y"),
+    ]);
+    let b = t.node("b").unwrap();
+    let ll = t.link_local(b, b.link(&ln("y")).unwrap()).unwrap();
+    let flags = |t: &Topology| t.addresses("b").unwrap().iter().find(|a| a.cidr == ll).unwrap().flags.names();
+    assert!(flags(&t).is_empty());
+    t.apply(&addr("a", "x", &ll.to_string())).unwrap();
+    assert_eq!(flags(&t), ["dadfailed", "tentative"]);
+}
