@@ -116,18 +116,18 @@ fn verdict(job: &Job, code: i32, stdout: &str, origin: &[usize]) -> Result<Strin
 
 /// The folder a lab's cases run in: one per lab folder, holding a link to each file
 /// beside the lab, so that what the lab reads by a relative path (`nft_file(n,
-/// "office.nft")`, `import "helpers"`) is there for its cases too.
+/// "office.nft")`, `import "helpers"`) is there for its cases too. Made (once) the
+/// first time it is asked for; ask before the cases run in parallel.
 fn case_dir(dir: &Path, lab: &Path) -> Result<std::path::PathBuf, String> {
     let folder = lab.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let folder = folder.canonicalize().map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
     let name: String =
         folder.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let cases = dir.join(name);
-    match std::fs::create_dir(&cases) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(cases),
-        Err(e) => return Err(format!("cannot make {}: {e}", cases.display())),
+    if cases.is_dir() {
+        return Ok(cases);
     }
+    std::fs::create_dir(&cases).map_err(|e| format!("cannot make {}: {e}", cases.display()))?;
     let entries = std::fs::read_dir(&folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
     for entry in entries.flatten() {
         let link = cases.join(entry.file_name());
@@ -217,6 +217,13 @@ pub fn prove(args: &ProveArgs) -> i32 {
             return 3;
         }
     };
+    // Each lab folder's case folder, with its links, before the cases run in parallel.
+    for job in &jobs {
+        if let Err(e) = case_dir(dir.path(), job.lab) {
+            eprintln!("netlab: {e}");
+            return 3;
+        }
+    }
     let started = Instant::now();
     let workers = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let next = AtomicUsize::new(0);
