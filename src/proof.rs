@@ -102,11 +102,12 @@ fn markers(line: &str) -> Result<Markers, String> {
     Ok(m)
 }
 
-/// Whether the code calls a check, and whether it is a negative one.
+/// Whether the code calls a check (expect..., or wait_until, which fails like one
+/// when its condition never holds), and whether it is a negative one.
 fn check_kind(code: &str) -> Option<bool> {
     if code.contains("expect_no_") {
         Some(true)
-    } else if code.contains("expect") {
+    } else if code.contains("expect") || code.contains("wait_until(") {
         Some(false)
     } else {
         None

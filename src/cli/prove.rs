@@ -114,10 +114,11 @@ fn verdict(job: &Job, code: i32, stdout: &str, origin: &[usize]) -> Result<Strin
     }
 }
 
-/// The folder a lab's cases run in: one per lab folder, holding a link to each file
+/// The folder a lab's cases run in: one per lab folder, holding a copy of what is
 /// beside the lab, so that what the lab reads by a relative path (`nft_file(n,
-/// "office.nft")`, `import "helpers"`) is there for its cases too. Made (once) the
-/// first time it is asked for; ask before the cases run in parallel.
+/// "office.nft")`, `import "helpers"`) is there for its cases too. Copies, not links:
+/// the sandbox shows a lab its own folder, and a link's target elsewhere (under
+/// /tmp, say) may not be visible in it. Made once, before the cases run in parallel.
 fn case_dir(dir: &Path, lab: &Path) -> Result<std::path::PathBuf, String> {
     let folder = lab.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let folder = folder.canonicalize().map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
@@ -127,17 +128,35 @@ fn case_dir(dir: &Path, lab: &Path) -> Result<std::path::PathBuf, String> {
     if cases.is_dir() {
         return Ok(cases);
     }
-    std::fs::create_dir(&cases).map_err(|e| format!("cannot make {}: {e}", cases.display()))?;
-    let entries = std::fs::read_dir(&folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+    let mut budget = CASE_COPY_LIMIT;
+    copy_folder(&folder, &cases, &mut budget)?;
+    Ok(cases)
+}
+
+/// What a lab's folder may hold for its cases to get a copy of it.
+const CASE_COPY_LIMIT: u64 = 64 << 20;
+
+fn copy_folder(from: &Path, to: &Path, budget: &mut u64) -> Result<(), String> {
+    std::fs::create_dir(to).map_err(|e| format!("cannot make {}: {e}", to.display()))?;
+    let entries = std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
     for entry in entries.flatten() {
-        let link = cases.join(entry.file_name());
-        match std::os::unix::fs::symlink(entry.path(), &link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot link {}: {e}", link.display())),
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        // Through links, as the lab itself would read them.
+        let Ok(meta) = std::fs::metadata(&source) else { continue };
+        if meta.is_dir() {
+            copy_folder(&source, &target, budget)?;
+        } else if meta.is_file() {
+            *budget = budget.checked_sub(meta.len()).ok_or_else(|| {
+                format!(
+                    "{} holds more than {} MiB beside the lab: netlab prove copies a lab's folder for its cases",
+                    from.display(),
+                    CASE_COPY_LIMIT >> 20
+                )
+            })?;
+            std::fs::copy(&source, &target).map_err(|e| format!("cannot copy {}: {e}", source.display()))?;
         }
     }
-    Ok(cases)
+    Ok(())
 }
 
 fn run_case(exe: &Path, dir: &Path, index: usize, job: &Job, slow_factor: f64) -> Result<String, String> {
