@@ -136,6 +136,10 @@ pub async fn exec_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("NETLAB_NODE", node.name.as_str())
+        // A process group of its own: a terminal's Ctrl-C reaches netlab, which stops
+        // the lab as interrupted (and the program with it), not the program alone,
+        // which would let the lab go on as if the program had just ended.
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(dir) = WORKDIR.get() {
         command.current_dir(dir);
