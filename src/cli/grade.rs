@@ -155,6 +155,10 @@ pub fn grade(args: &GradeArgs) -> i32 {
     }
     let printed = match args.format {
         GradeFormat::Human => {
+            println!("Exercise: {}", exercise.title);
+            if let Some(summary) = &exercise.summary {
+                println!("  {summary}");
+            }
             print!("{}", table(&tasks, &records));
             println!(
                 "graded {} solution{} of {} in {}",
@@ -165,9 +169,7 @@ pub fn grade(args: &GradeArgs) -> i32 {
             );
             Ok(())
         }
-        GradeFormat::Json => serde_json::to_string_pretty(&records)
-            .map(|j| println!("{j}"))
-            .map_err(|e| e.to_string()),
+        GradeFormat::Json => serde_json::to_string_pretty(&records).map(|j| println!("{j}")).map_err(|e| e.to_string()),
         GradeFormat::Csv => write_csv(&tasks, &records).map_err(|e| e.to_string()),
     };
     if let Err(e) = printed {
@@ -175,8 +177,7 @@ pub fn grade(args: &GradeArgs) -> i32 {
         return 3;
     }
     // Nothing could be graded because of what the machine lacks (no sandbox).
-    if records.iter().all(|r| r.outcome == "error" && r.message.as_deref().is_some_and(|m| m.contains("exit code 3")))
-    {
+    if records.iter().all(|r| r.outcome == "error" && r.message.as_deref().is_some_and(|m| m.contains("exit code 3"))) {
         return 3;
     }
     0
@@ -323,14 +324,12 @@ async fn grade_one(
             solution_exit: g.solution_exit,
             message: None,
         },
-        (Some(code), None) => failed(
-            format!("netlab run ended with exit code {} before grading: {text}", code.unwrap_or(128)),
-            started,
-        ),
-        (None, _) => failed(
-            format!("not graded within {} (killed with its sandbox): {text}", fmt_duration(allowance)),
-            started,
-        ),
+        (Some(code), None) => {
+            failed(format!("netlab run ended with exit code {} before grading: {text}", code.unwrap_or(128)), started)
+        }
+        (None, _) => {
+            failed(format!("not graded within {} (killed with its sandbox): {text}", fmt_duration(allowance)), started)
+        }
     }
 }
 
@@ -380,7 +379,8 @@ fn table(tasks: &[TaskInfo], records: &[Record]) -> String {
 /// One row per student: name, points, outcome, duration, then each task's points.
 fn write_csv(tasks: &[TaskInfo], records: &[Record]) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-    let mut header = vec!["name".to_string(), "points".into(), "max_points".into(), "outcome".into(), "duration_s".into()];
+    let mut header =
+        vec!["name".to_string(), "points".into(), "max_points".into(), "outcome".into(), "duration_s".into()];
     header.extend(tasks.iter().map(|t| t.title.clone()));
     w.write_record(&header)?;
     for r in records {

@@ -184,7 +184,8 @@ pub fn run(args: &RunArgs) -> i32 {
             let grade = outcome.grade.as_ref().expect("a grade");
             show_grade(&rep, grade);
             let passed = grade.tasks.iter().filter(|t| t.passed).count();
-            let score = format!("{}/{} points, {passed} of {} tasks", grade.points, grade.max_points, grade.tasks.len());
+            let score =
+                format!("{}/{} points, {passed} of {} tasks", grade.points, grade.max_points, grade.tasks.len());
             rep.summary(&name, "GRADED", Some(&score));
             if let Some(mut file) = grade_file {
                 let json = serde_json::to_string(grade).unwrap_or_default();

@@ -149,28 +149,25 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
     engine.register_fn("exercise", move |ctx: NativeCallContext, title: &str, opts: Map| mark(&ctx, title, &opts));
 
     let (ex, r, _ss) = (ex.clone(), rep.clone(), s.clone());
-    engine.register_fn(
-        "task",
-        move |ctx: NativeCallContext, title: &str, opts: Map, body: FnPtr| -> RhaiResult<()> {
-            reject_unknown(&ctx, &opts, &["points", "hints"])?;
-            let (points, hints) = (points(&ctx, &opts)?, hints(&ctx, &opts)?);
-            if r.borrow().current_step().is_some() {
-                return Err(runtime_error(&ctx, "task() registers a task: call it at the top level, not in a step".into()));
-            }
-            let mut ex = ex.borrow_mut();
-            let Some(ex) = ex.as_mut() else {
-                return Err(runtime_error(
-                    &ctx,
-                    "task() belongs to an exercise: start the file with exercise(\"Title\", #{summary: \"...\"})".into(),
-                ));
-            };
-            if title.trim().is_empty() || ex.tasks.iter().any(|t| t.title == title) {
-                return Err(runtime_error(&ctx, format!("each task needs a title of its own (got {title:?} again)")));
-            }
-            ex.tasks.push(Task { title: title.to_string(), points, hints, body, line: line(&ctx) });
-            Ok(())
-        },
-    );
+    engine.register_fn("task", move |ctx: NativeCallContext, title: &str, opts: Map, body: FnPtr| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["points", "hints"])?;
+        let (points, hints) = (points(&ctx, &opts)?, hints(&ctx, &opts)?);
+        if r.borrow().current_step().is_some() {
+            return Err(runtime_error(&ctx, "task() registers a task: call it at the top level, not in a step".into()));
+        }
+        let mut ex = ex.borrow_mut();
+        let Some(ex) = ex.as_mut() else {
+            return Err(runtime_error(
+                &ctx,
+                "task() belongs to an exercise: start the file with exercise(\"Title\", #{summary: \"...\"})".into(),
+            ));
+        };
+        if title.trim().is_empty() || ex.tasks.iter().any(|t| t.title == title) {
+            return Err(runtime_error(&ctx, format!("each task needs a title of its own (got {title:?} again)")));
+        }
+        ex.tasks.push(Task { title: title.to_string(), points, hints, body, line: line(&ctx) });
+        Ok(())
+    });
 }
 
 /// Runs the solution (if any), then checks every task against the current state.
@@ -206,7 +203,10 @@ pub fn grade(
                         solution.timeout.as_secs_f64()
                     ));
                 } else {
-                    r.print(&format!("(exit code {})", run.code.map_or("none: killed by a signal".into(), |c| c.to_string())));
+                    r.print(&format!(
+                        "(exit code {})",
+                        run.code.map_or("none: killed by a signal".into(), |c| c.to_string())
+                    ));
                 }
                 grade.solution_exit = run.code;
                 grade.solution_timed_out = run.timed_out;

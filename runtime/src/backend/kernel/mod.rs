@@ -323,8 +323,7 @@ impl Lab {
         let path = std::path::Path::new(self::sandbox::NETNS_DIR).join(name);
         let Ok(ns) = File::open(&path) else { return Ok(None) };
         // Anything else under /run/netns (a plain file) is no namespace.
-        const NSFS_MAGIC: i64 = 0x6e73_6673;
-        let is_netns = nix::sys::statfs::fstatfs(&ns).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC);
+        let is_netns = nix::sys::statfs::fstatfs(&ns).is_ok_and(|s| s.filesystem_type().0 == libc::NSFS_MAGIC);
         if !is_netns {
             return Ok(None);
         }
