@@ -367,7 +367,8 @@ fn table(tasks: &[TaskInfo], records: &[Record]) -> String {
             }
             _ => String::new(),
         };
-        out += &format!("  {hint}\n");
+        out += format!("  {hint}").trim_end();
+        out += "\n";
     }
     out += "tasks:\n";
     for (i, t) in tasks.iter().enumerate() {
