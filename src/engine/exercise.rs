@@ -312,6 +312,9 @@ fn run_solution(ss: &Session, solution: &Solution) -> Result<SolutionRun, Error>
                 std::thread::sleep(Duration::from_millis(10));
             }
             Ok(None) => {
+                // timeout(1) leads the script's process group: all of it goes.
+                // SAFETY: kill(2) on the group of a child we have not reaped yet.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
