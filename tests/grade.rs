@@ -95,8 +95,11 @@ fn csv_and_table() {
 #[test]
 fn a_solution_that_never_ends_is_stopped_and_graded_as_it_stands() {
     let dir = scratch("timeout");
-    // It makes the namespace, then hangs (with a child of its own).
-    std::fs::write(dir.join("sleeper.sh"), "ip netns add container4\nsleep 1000 &\nsleep 1000\n").expect("write");
+    // It makes the namespace, writes outside the sandbox's /tmp, then hangs (with a
+    // child of its own).
+    let outside = root().join("target").join(format!("grade-escape-{}", std::process::id()));
+    let script = format!("ip netns add container4\necho x > {}\nsleep 1000 &\nsleep 1000\n", outside.display());
+    std::fs::write(dir.join("sleeper.sh"), script).expect("write");
     let before = machine_state();
     let started = std::time::Instant::now();
     let (code, out, err) = grade(&dir, &["--format", "json", "--timeout", "2"]);
@@ -114,6 +117,7 @@ fn a_solution_that_never_ends_is_stopped_and_graded_as_it_stands() {
     assert!(first["message"].as_str().expect("message").contains("container4 has a veth"), "{first}");
     assert!(first["hint"].as_str().expect("hint").starts_with("ip netns add container4"), "{first}");
     assert_eq!(before, machine_state(), "the stopped solution left something behind");
+    assert!(!outside.exists(), "the solution wrote {} on the machine", outside.display());
 }
 
 #[test]
