@@ -211,6 +211,11 @@ impl Reporter {
         }
     }
 
+    /// A line as it is, outside any step (an exercise's score).
+    pub fn print_plain(&self, text: &str) {
+        self.emit(text);
+    }
+
     /// The closing line: "PASS path: 2 steps, 5 checks in 0.61 s".
     pub fn summary(&self, path: &str, verdict: &str, reason: Option<&str>) {
         let steps = self.steps.len();

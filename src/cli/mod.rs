@@ -1,5 +1,6 @@
 //! Command line: `netlab run`, `check`, `plan`, `graph`, `export`, `test`, `prove`, `functions`.
 
+mod grade;
 mod model;
 mod prove;
 mod run;
@@ -67,6 +68,17 @@ pub struct RunArgs {
     /// Also write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// For an exercise: run this bash script (a student's solution) in the lab's host
+    /// after the starting state, stdin closed, then grade every task.
+    #[arg(long, value_name = "SCRIPT")]
+    pub solution: Option<PathBuf>,
+    /// Stop the solution (and every process it started) after this many seconds; the
+    /// tasks are then graded as they stand.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = test::parse_timeout)]
+    pub solution_timeout: f64,
+    /// Write the exercise's grade (JSON) to FILE (for `netlab grade`).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub grade_json: Option<PathBuf>,
     /// Append the run's events (JSON lines) to FILE as they happen (for `netlab test`).
     #[arg(long, value_name = "FILE", hide = true)]
     pub events: Option<PathBuf>,
@@ -133,6 +145,9 @@ enum Command {
     Export(ModelArgs),
     /// Run many labs in parallel, each in its own sandbox.
     Test(test::TestArgs),
+    /// Grade students' solutions (bash scripts) of an exercise, each in its own
+    /// sandbox: points, tasks passed, the next hint; as a table, JSON or CSV.
+    Grade(grade::GradeArgs),
     /// Show that every check of a lab can fail: run it with each `// break:` tag
     /// removed and each `// fix:` applied early.
     Prove(prove::ProveArgs),
@@ -188,6 +203,7 @@ pub fn main() -> i32 {
         Command::Graph { lab, format } => model::graph(&lab, format),
         Command::Export(args) => model::export(&args),
         Command::Test(args) => test::test(&args),
+        Command::Grade(args) => grade::grade(&args),
         Command::Prove(args) => prove::prove(&args),
         Command::Sh(args) => sh::sh(&args),
         Command::Functions { markdown } => {

@@ -17,8 +17,8 @@ use crate::engine::session::{Explain, RunOptions};
 use crate::engine::{self, Outcome};
 
 /// A lab run against the model.
-struct ModelRun {
-    outcome: Outcome,
+pub(super) struct ModelRun {
+    pub(super) outcome: Outcome,
     backend: Rc<ModelBackend>,
     text: String,
     name: String,
@@ -26,7 +26,7 @@ struct ModelRun {
 
 /// Compiles and runs the lab against a fresh model; a mistake is reported and
 /// becomes the exit code.
-fn run_model(path: &std::path::Path, set: &[String], options: &RunOptions) -> Result<ModelRun, i32> {
+pub(super) fn run_model(path: &std::path::Path, set: &[String], options: &RunOptions) -> Result<ModelRun, i32> {
     let settings = parse_settings(set)?;
     let text = read_lab(path)?;
     let name = path.display().to_string();
@@ -59,7 +59,7 @@ pub(super) fn step_titles(path: &std::path::Path, set: &[String]) -> Vec<String>
     report.steps.into_iter().filter(|s| s.number > 0).map(|s| s.title).collect()
 }
 
-fn quiet() -> RunOptions {
+pub(super) fn quiet() -> RunOptions {
     RunOptions { silent: true, ..RunOptions::default() }
 }
 

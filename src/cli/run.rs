@@ -40,6 +40,10 @@ pub(super) fn parse_settings(set: &[String]) -> Result<Vec<(String, Dynamic)>, i
 
 pub fn run(args: &RunArgs) -> i32 {
     if let Some(kernel) = &args.kernel {
+        if args.solution.is_some() || args.grade_json.is_some() {
+            eprintln!("netlab: --solution cannot be combined with --kernel: grade on this machine's kernel");
+            return 2;
+        }
         return super::vm::run_lab(args, kernel);
     }
     let started = Instant::now();
@@ -61,6 +65,21 @@ pub fn run(args: &RunArgs) -> i32 {
     let junit = match args.junit.as_deref().map(crate::results::JunitFile::create).transpose() {
         Ok(j) => j,
         Err(c) => return c,
+    };
+    // Read and opened before the sandbox, whose file system may not show them.
+    let solution = match args.solution.as_deref().map(|p| read_solution(p, args.solution_timeout)).transpose() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let grade_file = match &args.grade_json {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("netlab: --grade-json {}: {e}", path.display());
+                return 2;
+            }
+        },
+        None => None,
     };
     let name = args.lab.display().to_string();
     // A lab that ends before it runs is still reported (`--format`, `--junit`, `--events`).
@@ -144,8 +163,14 @@ pub fn run(args: &RunArgs) -> i32 {
         to_stderr: args.format != Format::Human,
         transcript: args.format != Format::Human || args.junit.is_some(),
         events,
+        solution,
     };
     let outcome = engine::run(lab.clone(), &options, &src, &ast, &settings);
+    if args.solution.is_some() && outcome.exercise.is_none() && outcome.diagnostic.is_none() {
+        eprintln!("netlab: --solution: {name} is not an exercise (it calls no exercise())");
+        lab.teardown();
+        return 2;
+    }
     let mut rep = outcome.reporter.borrow_mut();
     let code = match outcome.diagnostic {
         None if outcome.skipped.is_some() => {
@@ -154,6 +179,26 @@ pub fn run(args: &RunArgs) -> i32 {
             let ending = ending(Outcome::Skipped, 0, None, rep.events.elapsed());
             rep.events.emit(Event::End(ending));
             0
+        }
+        None if outcome.grade.is_some() => {
+            let grade = outcome.grade.as_ref().expect("a grade");
+            show_grade(&rep, grade);
+            let passed = grade.tasks.iter().filter(|t| t.passed).count();
+            let score =
+                format!("{}/{} points, {passed} of {} tasks", grade.points, grade.max_points, grade.tasks.len());
+            rep.summary(&name, "GRADED", Some(&score));
+            if let Some(mut file) = grade_file {
+                let json = serde_json::to_string(grade).unwrap_or_default();
+                if let Err(e) = std::io::Write::write_all(&mut file, json.as_bytes()) {
+                    eprintln!("netlab: cannot write the grade: {e}");
+                }
+            }
+            // A task that went wrong is the exercise's mistake.
+            let code = if grade.tasks.iter().any(|t| t.error) { 2 } else { 0 };
+            let outcome = if code == 0 { Outcome::Passed } else { Outcome::Error };
+            let ending = ending(outcome, code, None, rep.events.elapsed());
+            rep.events.emit(Event::End(ending));
+            code
         }
         None => {
             rep.summary(&name, "PASS", None);
@@ -289,5 +334,34 @@ fn keep_shell(lab: &Lab) {
     command.env("PS1", "(netlab) # ");
     if let Some(Err(e)) = super::run_program(lab, command) {
         eprintln!("netlab: cannot start {shell}: {e}");
+    }
+}
+
+/// The most a solution script may hold (it is passed to bash as an argument).
+const MAX_SOLUTION: usize = 100 * 1024;
+
+/// A solution script, read before the sandbox is entered.
+fn read_solution(path: &Path, timeout: f64) -> Result<crate::engine::exercise::Solution, i32> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("netlab: --solution {}: {e}", path.display());
+        2
+    })?;
+    if text.len() > MAX_SOLUTION || text.contains('\0') {
+        eprintln!("netlab: --solution {}: not a shell script of at most {} KiB", path.display(), MAX_SOLUTION / 1024);
+        return Err(2);
+    }
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "solution".into());
+    Ok(crate::engine::exercise::Solution { name, text, timeout: std::time::Duration::from_secs_f64(timeout) })
+}
+
+/// The score under the steps: a line per task, the hint of each failed one.
+fn show_grade(rep: &crate::report::Reporter, grade: &crate::engine::exercise::Grade) {
+    rep.print_plain(&format!("Score: {}/{} points", grade.points, grade.max_points));
+    for (i, t) in grade.tasks.iter().enumerate() {
+        let mark = if t.passed { "✓" } else { "✗" };
+        rep.print_plain(&format!("  {mark} {}. {} ({}/{})", i + 1, t.title, t.points, t.max_points));
+        if let Some(h) = &t.hint {
+            rep.print_plain(&format!("      hint: {h}"));
+        }
     }
 }

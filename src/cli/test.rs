@@ -80,7 +80,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     Ok((k, n))
 }
 
-fn parse_timeout(s: &str) -> Result<f64, String> {
+pub(super) fn parse_timeout(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if t.is_finite() && t > 0.0 && t <= 7.0 * 86400.0 => Ok(t),
         _ => Err(format!("expected a number of seconds, more than 0 and at most a week (got {s:?})")),

@@ -14,6 +14,8 @@ macro_rules! docs {
 }
 
 docs! {
+    "exercise": "exercise(\"Title\")  or  exercise(\"Title\", #{summary: \"what the student must do\"})" => "Marks the file as an exercise (first, before any step): its statements build the starting state, its task()s are graded after a student's solution (`netlab grade`, `netlab run --solution`); a plain `netlab run` grades the starting state (every task \"not yet\").";
+    "task": "task(\"title\", #{points: 2, hints: [\"first hint\", \"second hint\"]}, || { checks })" => "An exercise's task: its closure runs only when grading, after the solution, against the current kernel state (nodes a solution made with `ip netns add NAME` are found by node(\"NAME\")). Each task is checked even when an earlier one fails: a failed check, or a node or link not there, fails the task (0 of its points, 1 unless given) with its message and the first hint; any other error in it is the exercise's mistake (exit 2 for `netlab run`). The model (`check`, `plan`) lists the tasks without running them.";
     "host": "host()" => "The lab's host: the sandbox's own network namespace (the tutorials' \"default namespace\").";
     "netns": "netns(\"name\")" => "`ip netns add name`: a new network namespace; returns its Node.";
     "del_netns": "del_netns(node)" => "`ip netns delete NAME`: the name goes and the namespace with its links (a veth takes its peer in another node along); netns(\"NAME\") can make a new one.";

@@ -5,6 +5,7 @@ pub mod api;
 mod bridging;
 mod checks;
 pub mod diagnose;
+pub mod exercise;
 mod firewall;
 mod impair;
 mod ipv6;
@@ -68,6 +69,10 @@ pub struct Outcome {
     pub stopped_after: Option<String>,
     /// Why the lab skipped the rest of itself (`skip()`, `requires()`).
     pub skipped: Option<String>,
+    /// What `exercise()` and `task()` registered, when the file is an exercise.
+    pub exercise: Option<exercise::Exercise>,
+    /// The exercise's tasks as graded (the kernel only: the model grades nothing).
+    pub grade: Option<exercise::Grade>,
 }
 
 /// Runs a compiled lab against a backend: the kernel's, or the model's.
@@ -104,6 +109,8 @@ pub fn run(
     );
     services::register(&mut engine, &session, &reporter);
     impair::register(&mut engine, &session, &reporter);
+    let exercise: exercise::SharedExercise = Rc::default();
+    exercise::register(&mut engine, &session, &reporter, &exercise);
     // A lab that catches an error (`try { ... } catch (e) { print(e) }`) sees its text.
     engine.register_fn("to_string", |f: &mut values::Failure| f.to_string());
     engine.register_fn("to_debug", |f: &mut values::Failure| f.to_string());
@@ -148,9 +155,32 @@ pub fn run(
         }
         _ => Err(e),
     });
+    // An exercise: after its starting state (and the solution), every task is graded.
+    let mut grade = None;
+    let result = match (result, exercise.borrow().as_ref()) {
+        (Ok(()), Some(ex)) if skipped.is_none() && stopped_after.is_none() && session.evaluates() => {
+            exercise::grade(&engine, ast, &session, &reporter, ex, options.solution.as_ref()).map(|g| {
+                grade = Some(g);
+            })
+        }
+        (Ok(()), Some(ex)) if skipped.is_none() && !session.evaluates() => {
+            let mut rep = reporter.borrow_mut();
+            for (i, t) in ex.tasks.iter().enumerate() {
+                rep.check_planned(&format!(
+                    "task {}: {} ({} pt): graded by a real run, after the solution",
+                    i + 1,
+                    t.title,
+                    t.points
+                ));
+            }
+            Ok(())
+        }
+        (result, _) => result,
+    };
     let diagnostic = result.err().map(|e| {
         let step = reporter.borrow().stopped_in();
         Box::new(diagnose::from_eval_error(src, &e, step))
     });
-    Outcome { reporter, diagnostic, session, stopped_after, skipped }
+    let exercise = exercise.borrow_mut().take();
+    Outcome { reporter, diagnostic, session, stopped_after, skipped, exercise, grade }
 }

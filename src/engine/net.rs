@@ -49,7 +49,7 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>) {
     let ss = s.clone();
     engine.register_fn("node", move |ctx: NativeCallContext, name: &str| -> RhaiResult<NodeRef> {
         let node = to_rhai(&ctx, ss.backend().require_node(name))?;
-        Ok(ss.node_ref(node))
+        Ok(ss.found_node_ref(node))
     });
 
     // veth(node_a, name_a, node_b, name_b) and veth(node, name_a, name_b).

@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub transcript: bool,
     /// Where the run's events are appended as they happen (`--events`).
     pub events: Option<Rc<std::fs::File>>,
+    /// An exercise's solution, run after its starting state and before its tasks.
+    pub solution: Option<super::exercise::Solution>,
 }
 
 /// How much of what ran a run prints under each step.
@@ -287,6 +289,18 @@ impl Session {
             }
         }
         keys
+    }
+
+    /// The handle of a node found by its name: one a program made (`ip netns add`,
+    /// adopted by the kernel backend) gets its handle now.
+    pub fn found_node_ref(&self, name: NodeName) -> NodeRef {
+        let mut generations = self.generations.borrow_mut();
+        let generation = *generations.entry(name.clone()).or_insert_with(|| {
+            let g = self.next_generation.get();
+            self.next_generation.set(g + 1);
+            g
+        });
+        NodeRef { name, generation }
     }
 
     /// The handle of a live node.

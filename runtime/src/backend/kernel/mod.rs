@@ -301,10 +301,40 @@ impl Lab {
     }
 
     pub fn node(&self, name: &str) -> Result<Rc<Node>> {
-        self.nodes.borrow().get(name).cloned().ok_or_else(|| Error::NoSuchNode {
+        if let Some(node) = self.nodes.borrow().get(name).cloned() {
+            return Ok(node);
+        }
+        if let Some(node) = self.adopt(name)? {
+            return Ok(node);
+        }
+        Err(Error::NoSuchNode {
             name: name.to_string(),
             help: known_names_help("nodes", &self.nodes.borrow().keys().cloned().collect::<Vec<_>>()),
         })
+    }
+
+    /// A namespace a program of the lab made with `ip netns add NAME` (a student's
+    /// solution, an exec_in): /run/netns/NAME in the sandbox, which netlab did not
+    /// make. It becomes a node of the lab by that name, read and changed like any
+    /// (nothing is set up in it: its sysctls and neighbour timers are the kernel's).
+    /// None when there is no such namespace.
+    fn adopt(&self, name: &str) -> Result<Option<Rc<Node>>> {
+        let Ok(node_name) = crate::names::NodeName::new(name) else { return Ok(None) };
+        let path = std::path::Path::new(self::sandbox::NETNS_DIR).join(name);
+        let Ok(ns) = File::open(&path) else { return Ok(None) };
+        // Anything else under /run/netns (a plain file) is no namespace.
+        let is_netns = nix::sys::statfs::fstatfs(&ns).is_ok_and(|s| s.filesystem_type().0 == libc::NSFS_MAGIC);
+        if !is_netns {
+            return Ok(None);
+        }
+        let node = {
+            let _in_runtime = self.rt.enter(); // Node::attach spawns its connection on it
+            Rc::new(Node::attach(node_name, ns)?)
+        };
+        self.nodes.borrow_mut().insert(name.to_string(), node.clone());
+        self.mark_changed();
+        self.check_all.set(true);
+        Ok(Some(node))
     }
 
     pub fn nodes(&self) -> Vec<Rc<Node>> {

@@ -1,0 +1,343 @@
+//! Exercises: `exercise()` marks a lab file as one, its ordinary statements build the
+//! starting state, and `task()` registers what a student must make true, with points
+//! and hints. After the starting state (and a student's solution, when one is given)
+//! every task's checks run against the current kernel state, each on its own: a
+//! failed check fails that task only, and the next one is checked all the same.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use netlab_runtime::backend::kernel::exec::CommandLine;
+use netlab_runtime::backend::kernel::HOST;
+use netlab_runtime::{Error, NodeName};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext, AST};
+use serde::{Deserialize, Serialize};
+
+use super::session::Session;
+use super::values::{failure, line, reject_unknown, runtime_error, Failure, RhaiResult};
+use crate::report::{Reporter, StepResult};
+
+/// The most points one task may give.
+const MAX_POINTS: i64 = 1000;
+
+/// A solution to grade: a bash script run in the lab's host after the starting state.
+#[derive(Debug, Clone)]
+pub struct Solution {
+    /// Its name as reports show it (the file's stem: the student).
+    pub name: String,
+    /// The script itself, read before the sandbox was entered.
+    pub text: String,
+    /// Killed (with every process it started) after this long; the tasks are then
+    /// graded as they stand.
+    pub timeout: Duration,
+}
+
+pub struct Task {
+    pub title: String,
+    pub points: i64,
+    pub hints: Vec<String>,
+    body: FnPtr,
+    line: usize,
+}
+
+/// What `exercise()` and `task()` registered.
+#[derive(Default)]
+pub struct Exercise {
+    pub title: String,
+    pub summary: Option<String>,
+    pub tasks: Vec<Task>,
+}
+
+impl Exercise {
+    pub fn max_points(&self) -> i64 {
+        self.tasks.iter().map(|t| t.points).sum()
+    }
+}
+
+pub type SharedExercise = Rc<RefCell<Option<Exercise>>>;
+
+/// One task as graded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskGrade {
+    pub title: String,
+    /// The points earned: all of max_points or none.
+    pub points: i64,
+    pub max_points: i64,
+    pub passed: bool,
+    /// Why it did not pass (the failed check, or what is missing).
+    pub message: Option<String>,
+    /// The next hint for a task that did not pass: after one attempt, the first.
+    pub hint: Option<String>,
+    /// The task itself went wrong (a mistake of the exercise, not of the student).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub error: bool,
+}
+
+/// A whole grading: one student's record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Grade {
+    pub tasks: Vec<TaskGrade>,
+    pub points: i64,
+    pub max_points: i64,
+    /// The solution's exit code (None: none was run, or a signal ended it).
+    pub solution_exit: Option<i32>,
+    /// The solution ran into its timeout and was stopped.
+    pub solution_timed_out: bool,
+}
+
+fn points(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<i64> {
+    match opts.get("points") {
+        None => Ok(1),
+        Some(v) => match v.as_int() {
+            Ok(p) if (1..=MAX_POINTS).contains(&p) => Ok(p),
+            _ => Err(runtime_error(
+                ctx,
+                format!("points must be a whole number from 1 to {MAX_POINTS} (got {v}); e.g. #{{points: 2}}"),
+            )),
+        },
+    }
+}
+
+fn hints(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<Vec<String>> {
+    let need = || {
+        runtime_error(
+            ctx,
+            "a task needs hints: one or more texts, shown in order after failed attempts, e.g. \
+             #{hints: [\"ip netns add makes a namespace\"]}"
+                .into(),
+        )
+    };
+    let Some(value) = opts.get("hints") else { return Err(need()) };
+    let list = value.clone().try_cast::<Array>().ok_or_else(need)?;
+    let hints = list
+        .into_iter()
+        .map(|h| h.into_string().ok().filter(|s| !s.trim().is_empty()))
+        .collect::<Option<Vec<String>>>()
+        .ok_or_else(need)?;
+    if hints.is_empty() {
+        return Err(need());
+    }
+    Ok(hints)
+}
+
+pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>>, ex: &SharedExercise) {
+    let mark = {
+        let (ex, r) = (ex.clone(), rep.clone());
+        move |ctx: &NativeCallContext, title: &str, opts: &Map| -> RhaiResult<()> {
+            reject_unknown(ctx, opts, &["summary"])?;
+            if ex.borrow().is_some() {
+                return Err(runtime_error(ctx, "exercise() is called once, at the top of the file".into()));
+            }
+            if r.borrow().last_step().is_some() || r.borrow().current_step().is_some() {
+                return Err(runtime_error(ctx, "exercise() comes first, before any step".into()));
+            }
+            if title.trim().is_empty() {
+                return Err(runtime_error(ctx, "exercise() needs a title, e.g. exercise(\"NAT by hand\")".into()));
+            }
+            let summary = super::values::opt_str(ctx, opts, "summary")?;
+            r.borrow().print_plain(&format!("Exercise: {title}"));
+            if let Some(s) = &summary {
+                r.borrow().print_plain(&format!("  {s}"));
+            }
+            *ex.borrow_mut() = Some(Exercise { title: title.to_string(), summary, tasks: Vec::new() });
+            Ok(())
+        }
+    };
+    let m = mark.clone();
+    engine.register_fn("exercise", move |ctx: NativeCallContext, title: &str| m(&ctx, title, &Map::new()));
+    engine.register_fn("exercise", move |ctx: NativeCallContext, title: &str, opts: Map| mark(&ctx, title, &opts));
+
+    let (ex, r, _ss) = (ex.clone(), rep.clone(), s.clone());
+    engine.register_fn("task", move |ctx: NativeCallContext, title: &str, opts: Map, body: FnPtr| -> RhaiResult<()> {
+        reject_unknown(&ctx, &opts, &["points", "hints"])?;
+        let (points, hints) = (points(&ctx, &opts)?, hints(&ctx, &opts)?);
+        if r.borrow().current_step().is_some() {
+            return Err(runtime_error(&ctx, "task() registers a task: call it at the top level, not in a step".into()));
+        }
+        let mut ex = ex.borrow_mut();
+        let Some(ex) = ex.as_mut() else {
+            return Err(runtime_error(
+                &ctx,
+                "task() belongs to an exercise: start the file with exercise(\"Title\", #{summary: \"...\"})".into(),
+            ));
+        };
+        if title.trim().is_empty() || ex.tasks.iter().any(|t| t.title == title) {
+            return Err(runtime_error(&ctx, format!("each task needs a title of its own (got {title:?} again)")));
+        }
+        ex.tasks.push(Task { title: title.to_string(), points, hints, body, line: line(&ctx) });
+        Ok(())
+    });
+}
+
+/// Runs the solution (if any), then checks every task against the current state.
+/// Only a stop (a signal, --max-time) ends it early, as an error.
+pub fn grade(
+    engine: &Engine,
+    ast: &AST,
+    ss: &Session,
+    rep: &RefCell<Reporter>,
+    ex: &Exercise,
+    solution: Option<&Solution>,
+) -> RhaiResult<Grade> {
+    let mut grade = Grade {
+        tasks: Vec::new(),
+        points: 0,
+        max_points: ex.max_points(),
+        solution_exit: None,
+        solution_timed_out: false,
+    };
+    ss.flush(rhai::Position::NONE)?;
+    if let Some(solution) = solution {
+        rep.borrow_mut().begin_step(&format!("Solution {}", solution.name), 0);
+        let ran = run_solution(ss, solution);
+        let mut r = rep.borrow_mut();
+        match ran {
+            Ok(run) => {
+                for l in run.output.lines() {
+                    r.print(l);
+                }
+                if run.timed_out {
+                    r.print(&format!(
+                        "(stopped after {} s, --timeout: the tasks are graded as they stand)",
+                        solution.timeout.as_secs_f64()
+                    ));
+                } else {
+                    r.print(&format!(
+                        "(exit code {})",
+                        run.code.map_or("none: killed by a signal".into(), |c| c.to_string())
+                    ));
+                }
+                grade.solution_exit = run.code;
+                grade.solution_timed_out = run.timed_out;
+                r.end_step(StepResult::Passed);
+            }
+            Err(e) => {
+                r.print(&format!("the solution could not run: {e}"));
+                r.end_step(StepResult::Error);
+                drop(r);
+                return Err(failure(Failure::Error(Rc::new(e)), rhai::Position::NONE));
+            }
+        }
+    }
+    for (i, task) in ex.tasks.iter().enumerate() {
+        rep.borrow_mut().begin_step(&format!("Task {}: {} ({} pt)", i + 1, task.title, task.points), task.line);
+        let out = task.body.call::<Dynamic>(engine, ast, ()).map(|_| ()).and_then(|_| ss.flush(rhai::Position::NONE));
+        let stopped = |e: &EvalAltResult| {
+            matches!(e, EvalAltResult::ErrorTerminated(..)) || netlab_runtime::interrupt::signal().is_some()
+        };
+        let (result, message, error) = match out {
+            Ok(()) => (StepResult::Passed, None, false),
+            Err(e) if stopped(&e) => {
+                rep.borrow_mut().end_step(StepResult::Interrupted);
+                return Err(e);
+            }
+            Err(e) => match super::diagnose::payload(&e) {
+                Some(Failure::Check(c)) => (StepResult::Failed, Some(format!("{}: {}", c.title, c.detail)), false),
+                // What the student has not made yet: a node or a link of the task.
+                Some(Failure::Error(err)) if matches!(*err, Error::NoSuchNode { .. } | Error::NoSuchLink { .. }) => {
+                    let at = e.position().line().unwrap_or(task.line);
+                    rep.borrow_mut().check_failed("not there (yet)", &err.to_string(), at);
+                    (StepResult::Failed, Some(err.to_string()), false)
+                }
+                _ => {
+                    let at = e.position().line().map(|l| format!(" at line {l}")).unwrap_or_default();
+                    let text = match super::diagnose::payload(&e) {
+                        Some(p) => p.to_string(),
+                        None => e.to_string(),
+                    };
+                    let message = format!("error in the exercise{at}: {text}");
+                    rep.borrow().print(&message);
+                    (StepResult::Error, Some(message), true)
+                }
+            },
+        };
+        let passed = result == StepResult::Passed;
+        let hint = (!passed && !error).then(|| task.hints[0].clone());
+        if let Some(h) = &hint {
+            rep.borrow().print(&format!("hint: {h}"));
+        }
+        rep.borrow_mut().end_step(result);
+        let earned = if passed { task.points } else { 0 };
+        grade.points += earned;
+        grade.tasks.push(TaskGrade {
+            title: task.title.clone(),
+            points: earned,
+            max_points: task.points,
+            passed,
+            message,
+            hint,
+            error,
+        });
+    }
+    Ok(grade)
+}
+
+struct SolutionRun {
+    code: Option<i32>,
+    timed_out: bool,
+    output: String,
+}
+
+/// The most of a solution's output shown (its last lines).
+const OUTPUT_SHOWN: usize = 4000;
+
+/// bash runs the script in the lab's host, stdin closed, its output into a file (a
+/// process it leaves running cannot hold a pipe of ours open); GNU timeout kills its
+/// whole process group at the timeout. It is started from netlab's own process (in
+/// the host namespace, the sandbox's mounts), not the way exec_in starts programs
+/// (with mounts of their own): the namespaces `ip netns add` mounts under /run/netns
+/// must stay visible to the tasks.
+fn run_solution(ss: &Session, solution: &Solution) -> Result<SolutionRun, Error> {
+    use std::process::{Command, Stdio};
+    let out = tempfile::NamedTempFile::new().map_err(|e| Error::io("making a file for the solution's output", e))?;
+    let err = out.reopen().map_err(|e| Error::io("opening the solution's output file", e))?;
+    let seconds = format!("{}", solution.timeout.as_secs_f64());
+    let started = Instant::now();
+    let mut child = Command::new("timeout")
+        .args(["--kill-after=2", seconds.as_str(), "bash", "-c", solution.text.as_str(), solution.name.as_str()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out.reopen().map_err(|e| Error::io("opening the solution's output file", e))?))
+        .stderr(Stdio::from(err))
+        .current_dir(std::env::temp_dir())
+        .spawn()
+        .map_err(|e| Error::io("starting the solution (timeout, bash)", e))?;
+    // timeout(1) ends by itself at the timeout (2 s more to kill); this is a bound
+    // on that, and the stop signals end it as they end a lab.
+    let bound = solution.timeout + Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() < bound && netlab_runtime::interrupt::signal().is_none() => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(None) => {
+                // timeout(1) leads the script's process group: all of it goes.
+                // SAFETY: kill(2) on the group of a child we have not reaped yet.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Err(e) => return Err(Error::io("waiting for the solution", e)),
+        }
+    };
+    // What the script changed happened behind netlab's back: a program run through
+    // the backend makes it look at every node again (and adopt the new ones).
+    let host = NodeName::new(HOST)?;
+    let done = CommandLine { program: "true".into(), argv: vec!["true".into()], shell: None };
+    ss.backend().exec(&host, &done, Duration::from_secs(10))?;
+    let output = std::fs::read(out.path()).unwrap_or_default();
+    let mut output = String::from_utf8_lossy(&output).into_owned();
+    if output.len() > OUTPUT_SHOWN {
+        let mut cut = output.len() - OUTPUT_SHOWN;
+        while !output.is_char_boundary(cut) {
+            cut += 1;
+        }
+        output = format!("[...]{}", &output[cut..]);
+    }
+    let code = status.and_then(|s| s.code());
+    // timeout(1) exits 124 when it stopped the script (137 when it had to kill it).
+    let timed_out = status.is_none() || (matches!(code, Some(124 | 137)) && started.elapsed() >= solution.timeout);
+    Ok(SolutionRun { code: if timed_out { None } else { code }, timed_out, output })
+}

@@ -1,0 +1,150 @@
+//! Exercises and `netlab grade`: the NAT exercise's reference solution scores full
+//! marks, the one without MASQUERADE the points of the first three tasks and the NAT
+//! task's hint; JSON, CSV and the table; a solution that never ends is stopped and
+//! graded as it stands; a mistake in an exercise is exit 2 at its line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{decode, machine_state, netlab, root};
+
+fn exercise() -> PathBuf {
+    root().join("labs/exercises/nat.rhai")
+}
+
+fn solutions() -> PathBuf {
+    root().join("labs/exercises/nat/solutions")
+}
+
+fn grade(solution: &Path, extra: &[&str]) -> (i32, String, String) {
+    decode(netlab().arg("grade").arg(exercise()).arg("--solution").arg(solution).args(extra).output().expect("runs"))
+}
+
+/// A folder of its own for this test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netlab-grade-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn reference_full_marks_and_no_masquerade_partial_in_json() {
+    let before = machine_state();
+    let (code, out, err) = grade(&solutions(), &["--format", "json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let records: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    let records = records.as_array().expect("an array");
+    let names: Vec<&str> = records.iter().map(|r| r["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["no_masquerade", "reference"]);
+
+    let reference = &records[1];
+    assert_eq!(reference["points"], 5, "{reference}");
+    assert_eq!(reference["max_points"], 5);
+    assert_eq!(reference["outcome"], "graded");
+    assert_eq!(reference["solution_exit"], 0);
+    let tasks = reference["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 4);
+    for t in tasks {
+        assert_eq!(t["passed"], true, "{t}");
+        assert_eq!(t["points"], t["max_points"], "{t}");
+        assert!(t["hint"].is_null() && t["message"].is_null(), "{t}");
+    }
+    assert!(reference["duration_s"].as_f64().expect("duration") > 0.0);
+
+    let broken = &records[0];
+    assert_eq!(broken["points"], 3, "{broken}");
+    assert_eq!(broken["outcome"], "graded");
+    let tasks = broken["tasks"].as_array().expect("tasks");
+    let passed: Vec<bool> = tasks.iter().map(|t| t["passed"].as_bool().expect("passed")).collect();
+    assert_eq!(passed, [true, true, true, false], "{broken}");
+    let nat = &tasks[3];
+    assert_eq!((nat["points"].as_i64(), nat["max_points"].as_i64()), (Some(0), Some(2)));
+    let hint = nat["hint"].as_str().expect("a hint for the failed task");
+    assert!(hint.contains("iptables -t nat -A POSTROUTING -s 10.201.0.0/24 -j MASQUERADE"), "{hint}");
+    // The failed check says what did not happen: the page never came.
+    let message = nat["message"].as_str().expect("a message");
+    assert!(message.contains("container4 curl http://203.0.113.10/"), "{message}");
+    assert_eq!(before, machine_state(), "grading changed the machine");
+}
+
+#[test]
+fn csv_and_table() {
+    let (code, out, err) = grade(&solutions(), &["--format", "csv", "--jobs", "2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut rows = csv::Reader::from_reader(out.as_bytes());
+    let header: Vec<String> = rows.headers().expect("a header").iter().map(String::from).collect();
+    assert_eq!(header[..5], ["name", "points", "max_points", "outcome", "duration_s"]);
+    assert_eq!(header.len(), 9, "a column per task: {header:?}");
+    assert!(header[8].starts_with("MASQUERADE"), "{header:?}");
+    let rows: Vec<Vec<String>> = rows.records().map(|r| r.expect("a row").iter().map(String::from).collect()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][..4], ["no_masquerade", "3", "5", "graded"]);
+    assert_eq!(rows[0][5..], ["1", "1", "1", "0"]);
+    assert_eq!(rows[1][..4], ["reference", "5", "5", "graded"]);
+    assert_eq!(rows[1][5..], ["1", "1", "1", "2"]);
+
+    let (code, out, err) = grade(&solutions().join("no_masquerade.sh"), &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let row = out.lines().find(|l| l.starts_with("no_masquerade")).expect("a row for the student");
+    assert!(row.contains("3/5") && row.contains("✓  ✓  ✓  ✗"), "{out}");
+    assert!(row.contains("task 4: the internet has no route back"), "{out}");
+    assert!(out.contains("graded 1 solution of"), "{out}");
+}
+
+#[test]
+fn a_solution_that_never_ends_is_stopped_and_graded_as_it_stands() {
+    let dir = scratch("timeout");
+    // It makes the namespace, writes outside the sandbox's /tmp, then hangs (with a
+    // child of its own).
+    let outside = root().join("target").join(format!("grade-escape-{}", std::process::id()));
+    let script = format!("ip netns add container4\necho x > {}\nsleep 1000 &\nsleep 1000\n", outside.display());
+    std::fs::write(dir.join("sleeper.sh"), script).expect("write");
+    let before = machine_state();
+    let started = std::time::Instant::now();
+    let (code, out, err) = grade(&dir, &["--format", "json", "--timeout", "2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(started.elapsed().as_secs() < 40, "took {:?}", started.elapsed());
+    let records: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let r = &records[0];
+    assert_eq!(r["name"], "sleeper");
+    assert_eq!(r["outcome"], "timeout", "{r}");
+    assert_eq!(r["points"], 0);
+    assert!(r["solution_exit"].is_null(), "{r}");
+    // Graded all the same: container4 was adopted, and has no veth.
+    let first = &r["tasks"][0];
+    assert_eq!(first["passed"], false);
+    assert!(first["message"].as_str().expect("message").contains("container4 has a veth"), "{first}");
+    assert!(first["hint"].as_str().expect("hint").starts_with("ip netns add container4"), "{first}");
+    assert_eq!(before, machine_state(), "the stopped solution left something behind");
+    assert!(!outside.exists(), "the solution wrote {} on the machine", outside.display());
+}
+
+#[test]
+fn a_plain_run_shows_every_task_not_yet() {
+    let (code, out, err) = decode(netlab().arg("run").arg(exercise()).output().expect("runs"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Score: 0/5 points"), "{out}");
+    assert_eq!(out.matches("   hint: ").count(), 4, "{out}");
+    assert!(out.contains("GRADED"), "{out}");
+}
+
+#[test]
+fn an_unknown_task_option_is_exit_2_at_its_line() {
+    let dir = scratch("bad");
+    let bad = dir.join("bad_task.rhai");
+    std::fs::write(
+        &bad,
+        "exercise(\"Bad\");\n\
+         task(\"one\", #{points: 1, hints: [\"h\"]}, || { expect(true, \"t\"); });\n\
+         task(\"two\", #{points: 1, hint: \"h\"}, || { expect(true, \"t\"); });\n",
+    )
+    .expect("write");
+    let out =
+        netlab().arg("grade").arg(&bad).arg("--solution").arg(solutions().join("reference.sh")).output().expect("runs");
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("unknown option \"hint\"; this function takes: points, hints"), "{err}");
+    assert!(err.contains("bad_task.rhai:3"), "{err}");
+    assert!(out.is_empty(), "nothing graded: {out}");
+}
