@@ -85,7 +85,9 @@ ipv6(b);
 let m = mac(b, "y").split(":").map(|h| parse_int(h, 16));
 let ll = `fe80::${to_hex((m[0] ^ 2) * 256 + m[1])}:${to_hex(m[2] * 256 + 255)}:${to_hex(0xfe00 + m[3])}:${to_hex(m[4] * 256 + m[5])}`;
 addr(a, "x", `${ll}/64`);
-up(a, "x"); up(b, "y");
+up(a, "x");
+addrs(a);   // a's address is in place (its group joined) before b's DAD starts
+up(b, "y");
 show(b);
 expect_ping(b, `${ll}%y`, #{timeout: 0.3});
 "#
