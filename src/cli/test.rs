@@ -316,8 +316,10 @@ fn summary(t: &Totals, not_run: usize, took: Duration, signal: Option<i32>, fail
         };
         parts.push(format!("{not_run} not run ({why})"));
     }
+    let not_yet =
+        if t.tasks_not_yet > 0 { format!(", {} exercise tasks not yet done", t.tasks_not_yet) } else { String::new() };
     format!(
-        "{} ({} labs, {} checks passed, {} failed, in {}, kernel {})",
+        "{} ({} labs, {} checks passed, {} failed{not_yet}, in {}, kernel {})",
         parts.join(", "),
         t.labs,
         t.checks_passed,

@@ -468,6 +468,14 @@ pub struct Totals {
     pub interrupted: usize,
     pub checks_passed: usize,
     pub checks_failed: usize,
+    /// The tasks of exercises (labs/exercises/) run without a solution: "not yet",
+    /// not failed checks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tasks_not_yet: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Totals {
@@ -485,6 +493,9 @@ impl Totals {
             for c in lab.checks() {
                 if c.passed {
                     t.checks_passed += 1;
+                } else if lab.outcome == Outcome::Passed {
+                    // Only an exercise passes with a check that did not: a task not done yet.
+                    t.tasks_not_yet += 1;
                 } else {
                     t.checks_failed += 1;
                 }
