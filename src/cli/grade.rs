@@ -133,20 +133,8 @@ pub fn grade(args: &GradeArgs) -> i32 {
         eprintln!("netlab: two solutions are named {} (a student is named by the file's stem)", w[0]);
         return 2;
     }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("netlab: cannot find my own executable: {e}");
-            return 3;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("netlab: cannot start: {e}");
-            return 3;
-        }
-    };
+    let Some(exe) = super::own_exe() else { return 3 };
+    let Some(runtime) = super::runtime() else { return 3 };
     let started = Instant::now();
     let (records, signal) = runtime.block_on(grade_all(args, &exe, &solutions, &tasks));
     if let Some(sig) = signal {

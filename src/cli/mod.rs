@@ -240,3 +240,19 @@ pub(crate) fn die_with_parent(command: &mut std::process::Command) {
         });
     }
 }
+
+/// netlab's own executable, which the commands that run labs as children start
+/// (None, said on stderr, when it cannot be found: exit 3).
+pub(crate) fn own_exe() -> Option<std::path::PathBuf> {
+    std::env::current_exe().map_err(|e| eprintln!("netlab: cannot find my own executable: {e}")).ok()
+}
+
+/// The single-threaded runtime the commands that run labs as children wait on
+/// (None, said on stderr, when it cannot start: exit 3).
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("netlab: cannot start: {e}"))
+        .ok()
+}

@@ -35,13 +35,7 @@ fn prove_in_vm(args: &ProveArgs, spec: &str) -> i32 {
         Ok(vm) => vm,
         Err(code) => return code,
     };
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("netlab: cannot find my own executable: {e}");
-            return 3;
-        }
-    };
+    let Some(exe) = super::own_exe() else { return 3 };
     let mut inner: Vec<std::ffi::OsString> = vec!["prove".into()];
     for p in &args.paths {
         match std::path::absolute(p) {
@@ -222,13 +216,7 @@ pub fn prove(args: &ProveArgs) -> i32 {
             proofs.cases.iter().map(move |case| Job { lab, text, proofs, case: case.clone() })
         })
         .collect();
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("netlab: cannot find my own executable: {e}");
-            return 3;
-        }
-    };
+    let Some(exe) = super::own_exe() else { return 3 };
     let dir = match tempfile::Builder::new().prefix("netlab-prove-").tempdir() {
         Ok(d) => d,
         Err(e) => {

@@ -165,20 +165,8 @@ pub fn test(args: &TestArgs) -> i32 {
         Ok(j) => j,
         Err(c) => return c,
     };
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("netlab: cannot find my own executable: {e}");
-            return 3;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("netlab: cannot start: {e}");
-            return 3;
-        }
-    };
+    let Some(exe) = super::own_exe() else { return 3 };
+    let Some(runtime) = super::runtime() else { return 3 };
     let started = Instant::now();
     if let Some(vm) = vm {
         return test_in_vm(args, &exe, &labs, &vm, junit.as_ref(), started);

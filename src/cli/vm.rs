@@ -240,13 +240,7 @@ pub fn run_lab(args: &super::RunArgs, spec: &str) -> i32 {
         Ok(vm) => vm,
         Err(c) => return c,
     };
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("netlab: cannot find my own executable: {e}");
-            return 3;
-        }
-    };
+    let Some(exe) = super::own_exe() else { return 3 };
     // The files asked for are made here, as a native run makes them before its
     // sandbox; the run inside writes into the exchange folder.
     let junit = match args.junit.as_deref().map(crate::results::JunitFile::create).transpose() {

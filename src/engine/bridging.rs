@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
 use super::net::dev_name;
 use super::session::Session;
-use super::values::{opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult};
+use super::values::{opt_bool, opt_int, opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult};
 
 const BRIDGE_KEYS: [&str; 5] = ["stp", "ageing", "forward_delay", "vlan_filtering", "default_pvid"];
 /// netlab's miimon unless the lab says: the kernel's own, 0, never notices a port failing.
@@ -17,24 +17,6 @@ const MIIMON_MS: i64 = 100;
 
 fn link_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<LinkName> {
     to_rhai(ctx, LinkName::new(name))
-}
-
-fn opt_bool(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<bool>> {
-    opts.get(key).map(|v| v.as_bool().map_err(|_| type_error(ctx, &format!("true or false for {key}"), v))).transpose()
-}
-
-fn opt_int(
-    ctx: &NativeCallContext,
-    opts: &Map,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-) -> RhaiResult<Option<i64>> {
-    let Some(v) = opts.get(key) else { return Ok(None) };
-    let n = v.as_int().map_err(|_| type_error(ctx, &format!("an integer for {key}"), v))?;
-    if !range.contains(&n) {
-        return Err(runtime_error(ctx, format!("{key} is {} to {}, not {n}", range.start(), range.end())));
-    }
-    Ok(Some(n))
 }
 
 fn bridge_opts(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<BridgeOpts> {

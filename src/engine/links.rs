@@ -11,7 +11,7 @@ use netlab_runtime::LinkName;
 use rhai::{Dynamic, Engine, Map, NativeCallContext};
 
 use super::session::Session;
-use super::values::{opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult};
+use super::values::{opt_int, opt_str, reject_unknown, runtime_error, to_rhai, RhaiResult};
 
 /// The keys every link-making function takes besides its own.
 const ATTR_KEYS: [&str; 4] = ["mtu", "mac", "txqueuelen", "alias"];
@@ -20,21 +20,6 @@ const VXLAN_PORT: u16 = 4789;
 
 fn link_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<LinkName> {
     to_rhai(ctx, LinkName::new(name))
-}
-
-/// An integer option within `range`.
-fn opt_int(
-    ctx: &NativeCallContext,
-    opts: &Map,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-) -> RhaiResult<Option<i64>> {
-    let Some(v) = opts.get(key) else { return Ok(None) };
-    let n = v.as_int().map_err(|_| type_error(ctx, &format!("an integer for {key}"), v))?;
-    if !range.contains(&n) {
-        return Err(runtime_error(ctx, format!("{key} is {} to {}, not {n}", range.start(), range.end())));
-    }
-    Ok(Some(n))
 }
 
 fn opt_ip(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<std::net::IpAddr>> {

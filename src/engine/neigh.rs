@@ -12,14 +12,10 @@ use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
 use super::net::dev_name;
 use super::session::Session;
-use super::values::{opt_str, reject_unknown, runtime_error, to_rhai, type_error, RhaiResult};
+use super::values::{opt_bool, opt_str, reject_unknown, runtime_error, to_rhai, RhaiResult};
 
 fn link_name(ctx: &NativeCallContext, name: &str) -> RhaiResult<LinkName> {
     to_rhai(ctx, LinkName::new(name))
-}
-
-fn opt_bool(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<bool>> {
-    opts.get(key).map(|v| v.as_bool().map_err(|_| type_error(ctx, &format!("true or false for {key}"), v))).transpose()
 }
 
 pub fn register(engine: &mut Engine, s: &Rc<Session>) {

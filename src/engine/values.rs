@@ -176,6 +176,26 @@ pub fn opt_str(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Opt
 }
 
 /// A number-of-seconds option, from 0 to limits::MAX_SECONDS.
+/// An integer option within `range`, or None when absent.
+pub fn opt_int(
+    ctx: &NativeCallContext,
+    opts: &Map,
+    key: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> RhaiResult<Option<i64>> {
+    let Some(v) = opts.get(key) else { return Ok(None) };
+    let n = v.as_int().map_err(|_| type_error(ctx, &format!("an integer for {key}"), v))?;
+    if !range.contains(&n) {
+        return Err(runtime_error(ctx, format!("{key} is {} to {}, not {n}", range.start(), range.end())));
+    }
+    Ok(Some(n))
+}
+
+/// A true/false option, or None when absent.
+pub fn opt_bool(ctx: &NativeCallContext, opts: &Map, key: &str) -> RhaiResult<Option<bool>> {
+    opts.get(key).map(|v| v.as_bool().map_err(|_| type_error(ctx, &format!("true or false for {key}"), v))).transpose()
+}
+
 pub fn opt_seconds(ctx: &NativeCallContext, opts: &Map, key: &str, default: f64) -> RhaiResult<f64> {
     match opts.get(key) {
         None => Ok(default),
