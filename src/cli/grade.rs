@@ -225,15 +225,7 @@ async fn grade_all(
     }
     let (k, sig) = (kill.clone(), killed.clone());
     local.spawn_local(async move {
-        use tokio::signal::unix::{signal as unix_signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (unix_signal(SignalKind::interrupt()), unix_signal(SignalKind::terminate()))
-        else {
-            return;
-        };
-        let got = tokio::select! {
-            _ = int.recv() => libc::SIGINT,
-            _ = term.recv() => libc::SIGTERM,
-        };
+        let Some(got) = super::stop_signal().await else { return };
         sig.set(Some(got));
         k.notify_waiters();
     });

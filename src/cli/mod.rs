@@ -256,3 +256,15 @@ pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
         .map_err(|e| eprintln!("netlab: cannot start: {e}"))
         .ok()
 }
+
+/// Waits for SIGINT or SIGTERM to this process: the signal, once it comes (None when
+/// they cannot be watched). What `netlab test` and `netlab grade` stop their
+/// children on.
+pub(crate) async fn stop_signal() -> Option<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = (signal(SignalKind::interrupt()).ok()?, signal(SignalKind::terminate()).ok()?);
+    Some(tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+    })
+}

@@ -428,15 +428,7 @@ async fn run_all(args: &TestArgs, exe: &Path, labs: &[PathBuf], suite: Rc<Suite>
     let sig = signal.clone();
     let watcher_suite = suite.clone();
     local.spawn_local(async move {
-        use tokio::signal::unix::{signal as unix_signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (unix_signal(SignalKind::interrupt()), unix_signal(SignalKind::terminate()))
-        else {
-            return;
-        };
-        let got = tokio::select! {
-            _ = int.recv() => libc::SIGINT,
-            _ = term.recv() => libc::SIGTERM,
-        };
+        let Some(got) = super::stop_signal().await else { return };
         sig.set(Some(got));
         watcher_suite.stop.store(true, Ordering::SeqCst);
         watcher_suite.killed.store(true, Ordering::SeqCst);
