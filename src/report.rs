@@ -90,6 +90,13 @@ impl Reporter {
         }
     }
 
+    /// Numbers the next steps from 1 again: each `check` of `netlab exercise` is a
+    /// grading of its own.
+    pub fn restart_steps(&mut self) {
+        self.steps.clear();
+        self.failed_step = None;
+    }
+
     pub fn begin_step(&mut self, title: &str, line: usize) {
         self.steps.push(Step { title: title.to_string(), started: Instant::now(), ended: None, result: None });
         let number = self.steps.len();

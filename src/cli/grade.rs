@@ -197,6 +197,7 @@ async fn grade_all(
             passed: false,
             message: Some("not graded".into()),
             hint: None,
+            hints_reached: 0,
             error: false,
         })
         .collect();

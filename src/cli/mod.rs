@@ -1,5 +1,6 @@
 //! Command line: `netlab run`, `check`, `plan`, `graph`, `export`, `test`, `prove`, `functions`.
 
+mod exercise;
 mod grade;
 mod model;
 mod prove;
@@ -148,6 +149,9 @@ enum Command {
     /// Grade students' solutions (bash scripts) of an exercise, each in its own
     /// sandbox: points, tasks passed, the next hint; as a table, JSON or CSV.
     Grade(grade::GradeArgs),
+    /// Work on an exercise: its starting state in a sandbox and a shell there;
+    /// `check` in the shell grades the tasks and shows the next hints.
+    Exercise(exercise::ExerciseArgs),
     /// Show that every check of a lab can fail: run it with each `// break:` tag
     /// removed and each `// fix:` applied early.
     Prove(prove::ProveArgs),
@@ -204,6 +208,7 @@ pub fn main() -> i32 {
         Command::Export(args) => model::export(&args),
         Command::Test(args) => test::test(&args),
         Command::Grade(args) => grade::grade(&args),
+        Command::Exercise(args) => exercise::exercise(&args),
         Command::Prove(args) => prove::prove(&args),
         Command::Sh(args) => sh::sh(&args),
         Command::Functions { markdown } => {

@@ -164,6 +164,7 @@ pub fn run(args: &RunArgs) -> i32 {
         transcript: args.format != Format::Human || args.junit.is_some(),
         events,
         solution,
+        shell: None,
     };
     let outcome = engine::run(lab.clone(), &options, &src, &ast, &settings);
     if args.solution.is_some() && outcome.exercise.is_none() && outcome.diagnostic.is_none() {
@@ -182,7 +183,7 @@ pub fn run(args: &RunArgs) -> i32 {
         }
         None if outcome.grade.is_some() => {
             let grade = outcome.grade.as_ref().expect("a grade");
-            show_grade(&rep, grade);
+            crate::engine::exercise::show(&rep, grade, false);
             let passed = grade.tasks.iter().filter(|t| t.passed).count();
             let score =
                 format!("{}/{} points, {passed} of {} tasks", grade.points, grade.max_points, grade.tasks.len());
@@ -280,7 +281,10 @@ pub fn run(args: &RunArgs) -> i32 {
 
 /// The sandbox's view of the machine's folders: the lab's own read-only, and each
 /// `--bind DIR[:rw]`. A folder that does not exist is the caller's mistake.
-fn binds(lab_dir: &std::path::Path, asked: &[String]) -> Result<netlab_runtime::backend::kernel::sandbox::Binds, i32> {
+pub(super) fn binds(
+    lab_dir: &std::path::Path,
+    asked: &[String],
+) -> Result<netlab_runtime::backend::kernel::sandbox::Binds, i32> {
     let mut binds = netlab_runtime::backend::kernel::sandbox::Binds {
         read_only: vec![lab_dir.to_path_buf()],
         read_write: Vec::new(),
@@ -352,16 +356,4 @@ fn read_solution(path: &Path, timeout: f64) -> Result<crate::engine::exercise::S
     }
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "solution".into());
     Ok(crate::engine::exercise::Solution { name, text, timeout: std::time::Duration::from_secs_f64(timeout) })
-}
-
-/// The score under the steps: a line per task, the hint of each failed one.
-fn show_grade(rep: &crate::report::Reporter, grade: &crate::engine::exercise::Grade) {
-    rep.print_plain(&format!("Score: {}/{} points", grade.points, grade.max_points));
-    for (i, t) in grade.tasks.iter().enumerate() {
-        let mark = if t.passed { "✓" } else { "✗" };
-        rep.print_plain(&format!("  {mark} {}. {} ({}/{})", i + 1, t.title, t.points, t.max_points));
-        if let Some(h) = &t.hint {
-            rep.print_plain(&format!("      hint: {h}"));
-        }
-    }
 }

@@ -67,8 +67,13 @@ pub struct TaskGrade {
     pub passed: bool,
     /// Why it did not pass (the failed check, or what is missing).
     pub message: Option<String>,
-    /// The next hint for a task that did not pass: after one attempt, the first.
+    /// The next hint for a task that did not pass: after the first failed attempt
+    /// the first hint, after the second the second, and so on (the last one stays).
     pub hint: Option<String>,
+    /// How many of the task's hints the student has been shown, this one included
+    /// (0 for a task passed at the first attempt).
+    #[serde(default)]
+    pub hints_reached: usize,
     /// The task itself went wrong (a mistake of the exercise, not of the student).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub error: bool,
@@ -179,6 +184,7 @@ pub fn grade(
     rep: &RefCell<Reporter>,
     ex: &Exercise,
     solution: Option<&Solution>,
+    attempts: &mut Attempts,
 ) -> RhaiResult<Grade> {
     let mut grade = Grade {
         tasks: Vec::new(),
@@ -253,7 +259,7 @@ pub fn grade(
             },
         };
         let passed = result == StepResult::Passed;
-        let hint = (!passed && !error).then(|| task.hints[0].clone());
+        let hint = (!passed && !error).then(|| attempts.next_hint(i, &task.hints));
         if let Some(h) = &hint {
             rep.borrow().print(&format!("hint: {h}"));
         }
@@ -267,10 +273,76 @@ pub fn grade(
             passed,
             message,
             hint,
+            hints_reached: attempts.reached(i, task.hints.len()),
             error,
         });
     }
     Ok(grade)
+}
+
+/// Each task's failed attempts so far: the hint a student sees next.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    failed: Vec<usize>,
+}
+
+impl Attempts {
+    /// One more failed attempt at task `i`: its next hint (the last one again once
+    /// all were shown).
+    fn next_hint(&mut self, i: usize, hints: &[String]) -> String {
+        if self.failed.len() <= i {
+            self.failed.resize(i + 1, 0);
+        }
+        self.failed[i] += 1;
+        hints[(self.failed[i] - 1).min(hints.len() - 1)].clone()
+    }
+
+    /// How many of task `i`'s hints were shown so far.
+    fn reached(&self, i: usize, hints: usize) -> usize {
+        self.failed.get(i).copied().unwrap_or(0).min(hints)
+    }
+}
+
+/// `netlab exercise`: the student's shell, run after the starting state. It is
+/// handed a way to grade the tasks against the current state (printing them, as
+/// a run does) and gives back the last grade when the student leaves.
+#[derive(Clone)]
+pub struct Shell(pub Rc<dyn Fn(GradeNow) -> Option<Grade>>);
+
+/// Grades the tasks now and shows the result; None when a stop signal ended it.
+pub type GradeNow<'a> = &'a mut dyn FnMut() -> Option<Grade>;
+
+impl std::fmt::Debug for Shell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shell")
+    }
+}
+
+/// The score and every task. Under a run's steps, which show why a task failed,
+/// only the hints; after `check` (which shows no steps), the reasons too.
+pub fn show(rep: &Reporter, grade: &Grade, reasons: bool) {
+    rep.print_plain(&format!("Score: {}/{} points", grade.points, grade.max_points));
+    for (i, t) in grade.tasks.iter().enumerate() {
+        let mark = if t.passed { "✓" } else { "✗" };
+        rep.print_plain(&format!("  {mark} {}. {} ({}/{})", i + 1, t.title, t.points, t.max_points));
+        if let (true, Some(m)) = (reasons, &t.message) {
+            rep.print_plain(&format!("      not yet: {m}"));
+        }
+        if let Some(h) = &t.hint {
+            let n = if reasons { format!(" {}", t.hints_reached) } else { String::new() };
+            rep.print_plain(&format!("      hint{n}: {h}"));
+        }
+    }
+}
+
+/// What a student or a script changed happened behind netlab's back: a program
+/// run through the backend makes it look at every node again (and adopt the new
+/// ones).
+pub fn resync(ss: &Session) -> Result<(), Error> {
+    let host = NodeName::new(HOST)?;
+    let done = CommandLine { program: "true".into(), argv: vec!["true".into()], shell: None };
+    ss.backend().exec(&host, &done, Duration::from_secs(10))?;
+    Ok(())
 }
 
 struct SolutionRun {
@@ -322,11 +394,7 @@ fn run_solution(ss: &Session, solution: &Solution) -> Result<SolutionRun, Error>
             Err(e) => return Err(Error::io("waiting for the solution", e)),
         }
     };
-    // What the script changed happened behind netlab's back: a program run through
-    // the backend makes it look at every node again (and adopt the new ones).
-    let host = NodeName::new(HOST)?;
-    let done = CommandLine { program: "true".into(), argv: vec!["true".into()], shell: None };
-    ss.backend().exec(&host, &done, Duration::from_secs(10))?;
+    resync(ss)?;
     let output = std::fs::read(out.path()).unwrap_or_default();
     let mut output = String::from_utf8_lossy(&output).into_owned();
     if output.len() > OUTPUT_SHOWN {

@@ -159,9 +159,39 @@ pub fn run(
     let mut grade = None;
     let result = match (result, exercise.borrow().as_ref()) {
         (Ok(()), Some(ex)) if skipped.is_none() && stopped_after.is_none() && session.evaluates() => {
-            exercise::grade(&engine, ast, &session, &reporter, ex, options.solution.as_ref()).map(|g| {
-                grade = Some(g);
-            })
+            let mut attempts = exercise::Attempts::default();
+            match &options.shell {
+                // Graded each time the student asks, until they leave.
+                Some(shell) => {
+                    let mut stopped = None;
+                    grade = (shell.0)(&mut || {
+                        // The steps are not shown: the score says why each task failed.
+                        let was_silent = std::mem::replace(&mut reporter.borrow_mut().silent, true);
+                        reporter.borrow_mut().restart_steps();
+                        let graded = exercise::resync(&session)
+                            .map_err(|e| values::failure(values::Failure::Error(Rc::new(e)), rhai::Position::NONE))
+                            .and_then(|_| exercise::grade(&engine, ast, &session, &reporter, ex, None, &mut attempts));
+                        reporter.borrow_mut().silent = was_silent;
+                        match graded {
+                            Ok(g) => {
+                                exercise::show(&reporter.borrow(), &g, true);
+                                Some(g)
+                            }
+                            Err(e) => {
+                                stopped = Some(e);
+                                None
+                            }
+                        }
+                    });
+                    stopped.map_or(Ok(()), Err)
+                }
+                None => {
+                    exercise::grade(&engine, ast, &session, &reporter, ex, options.solution.as_ref(), &mut attempts)
+                        .map(|g| {
+                            grade = Some(g);
+                        })
+                }
+            }
         }
         (Ok(()), Some(ex)) if skipped.is_none() && !session.evaluates() => {
             let mut rep = reporter.borrow_mut();

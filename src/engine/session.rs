@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub events: Option<Rc<std::fs::File>>,
     /// An exercise's solution, run after its starting state and before its tasks.
     pub solution: Option<super::exercise::Solution>,
+    /// `netlab exercise`: the student's shell instead of one grading.
+    pub shell: Option<super::exercise::Shell>,
 }
 
 /// How much of what ran a run prints under each step.
