@@ -148,3 +148,81 @@ fn an_unknown_task_option_is_exit_2_at_its_line() {
     assert!(err.contains("bad_task.rhai:3"), "{err}");
     assert!(out.is_empty(), "nothing graded: {out}");
 }
+
+/// The live processes of the user the sandboxes run as on the machine (nobody),
+/// zombies aside (this machine's init reaps orphans slowly).
+fn sandbox_processes() -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|s| {
+            let field = |name: &str| s.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+            field("Uid:").split_whitespace().nth(1) == Some("65534") && !field("State:").contains('Z')
+        })
+        .count()
+}
+
+/// A class of 30, one of them malicious: it writes outside the sandbox (a canary
+/// in /etc and in this project's folder, the deletion of a file there), starts a
+/// fork bomb and sleeps forever. Every student is graded, the others as usual,
+/// and the machine is as it was.
+#[test]
+fn a_class_of_30_with_a_malicious_solution_is_graded_and_the_machine_is_unchanged() {
+    let dir = scratch("class");
+    let reference = std::fs::read_to_string(solutions().join("reference.sh")).expect("read");
+    let broken = std::fs::read_to_string(solutions().join("no_masquerade.sh")).expect("read");
+    for i in 1..=29 {
+        let text = if i % 4 == 0 { &broken } else { &reference };
+        std::fs::write(dir.join(format!("student{i:02}.sh")), text).expect("write");
+    }
+    let id = std::process::id();
+    let canary_etc = PathBuf::from(format!("/etc/netlab-canary-{id}"));
+    let canary_here = root().join("target").join(format!("netlab-canary-{id}"));
+    let decoy = root().join("target").join(format!("netlab-decoy-{id}"));
+    std::fs::write(&decoy, "keep me").expect("write the decoy");
+    let malicious = format!(
+        "ip netns add container4\n\
+         echo pwned > {etc}; echo pwned > {here}; rm -f {decoy}\n\
+         bomb() {{ bomb | bomb & }}\n\
+         bomb 2>/dev/null\n\
+         sleep infinity\n",
+        etc = canary_etc.display(),
+        here = canary_here.display(),
+        decoy = decoy.display(),
+    );
+    std::fs::write(dir.join("mallory.sh"), malicious).expect("write");
+    let before = machine_state();
+    let processes_before = sandbox_processes();
+    let (code, out, err) = grade(&dir, &["--format", "json", "--timeout", "5"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let records: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let records = records.as_array().expect("an array");
+    assert_eq!(records.len(), 30, "every student has a record");
+    for r in records {
+        let name = r["name"].as_str().expect("name");
+        let (points, outcome) = (r["points"].as_i64(), r["outcome"].as_str());
+        match name {
+            "mallory" => {
+                assert_eq!(outcome, Some("timeout"), "{r}");
+                assert_eq!(points, Some(0), "{r}");
+            }
+            _ => {
+                let n: usize = name.trim_start_matches("student").parse().expect("a number");
+                let expected = if n % 4 == 0 { 3 } else { 5 };
+                assert_eq!((points, outcome), (Some(expected), Some("graded")), "{r}");
+            }
+        }
+    }
+    assert_eq!(before, machine_state(), "grading changed the machine");
+    assert!(!canary_etc.exists() && !canary_here.exists(), "the malicious solution wrote on the machine");
+    assert_eq!(std::fs::read_to_string(&decoy).ok().as_deref(), Some("keep me"), "it deleted a file of the machine");
+    std::fs::remove_file(&decoy).expect("remove the decoy");
+    // Its fork bomb and its sleep went with its sandbox.
+    let started = std::time::Instant::now();
+    while sandbox_processes() > processes_before && started.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(sandbox_processes() <= processes_before, "processes of the sandboxes are left");
+}

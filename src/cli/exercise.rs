@@ -12,6 +12,7 @@
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
@@ -228,7 +229,10 @@ fn student_shell(
     println!("  check   grade your work now: every task, the next hint for each one not done yet");
     println!("  exit    leave; everything the exercise made is removed");
     let _ = std::io::stdout().flush();
-    let mut child = match Command::new(program).arg("--rcfile").arg(channel.path("rc")).arg("-i").spawn() {
+    let mut command = Command::new(program);
+    // SAFETY: only setrlimit(2) between fork and exec.
+    unsafe { command.pre_exec(netlab_runtime::backend::kernel::sandbox::limit_processes) };
+    let mut child = match command.arg("--rcfile").arg(channel.path("rc")).arg("-i").spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("netlab: cannot start {program}: {e}");

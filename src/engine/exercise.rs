@@ -361,12 +361,16 @@ const OUTPUT_SHOWN: usize = 4000;
 /// (with mounts of their own): the namespaces `ip netns add` mounts under /run/netns
 /// must stay visible to the tasks.
 fn run_solution(ss: &Session, solution: &Solution) -> Result<SolutionRun, Error> {
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let out = tempfile::NamedTempFile::new().map_err(|e| Error::io("making a file for the solution's output", e))?;
     let err = out.reopen().map_err(|e| Error::io("opening the solution's output file", e))?;
     let seconds = format!("{}", solution.timeout.as_secs_f64());
     let started = Instant::now();
-    let mut child = Command::new("timeout")
+    let mut command = Command::new("timeout");
+    // SAFETY: only setrlimit(2) between fork and exec.
+    unsafe { command.pre_exec(netlab_runtime::backend::kernel::sandbox::limit_processes) };
+    let mut child = command
         .args(["--kill-after=2", seconds.as_str(), "bash", "-c", solution.text.as_str(), solution.name.as_str()])
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.reopen().map_err(|e| Error::io("opening the solution's output file", e))?))

@@ -73,6 +73,27 @@ const NOBODY: u32 = 65534;
 const VOLATILE_SHARE_PERCENT: u64 = 5;
 const VOLATILE_MAX_KIB: u64 = 1 << 20;
 
+/// The most processes (threads and zombies count) a sandbox may hold when an
+/// untrusted program forks: a student's solution or shell (see
+/// [`limit_processes`]). A fork bomb there gets EAGAIN instead of the machine's
+/// process table. RLIMIT_NPROC counts per user namespace (Linux 5.14+), so each
+/// sandbox has a budget of its own.
+pub const MAX_PROCESSES: u64 = 1024;
+
+/// Gives the calling process (a child between fork and exec) the limit of
+/// [`MAX_PROCESSES`]. Only the untrusted program gets it: netlab itself must still
+/// start its probes and threads when the program's processes (or the zombies its
+/// killed fork bomb leaves to netlab, the sandbox's PID 1) fill the budget, and the
+/// kernel checks the limit of the process that forks.
+pub fn limit_processes() -> std::io::Result<()> {
+    let limit = libc::rlimit { rlim_cur: MAX_PROCESSES, rlim_max: MAX_PROCESSES };
+    // SAFETY: setrlimit(2) is async-signal-safe; the struct lives on our stack.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Use `crate::enter_sandbox`, which first reads what only the machine shows.
 pub(crate) fn enter(binds: &Binds) -> Result<()> {
     let (outside_uid, outside_gid) =
