@@ -129,9 +129,11 @@ fn a_student_works_through_the_nat_exercise_in_a_terminal() {
     // The tutorial's commands, typed one by one, all but the NAT rule.
     let reference = std::fs::read_to_string(root().join("labs/exercises/nat/solutions/reference.sh")).expect("read");
     let commands: Vec<&str> = reference.lines().filter(|l| !l.starts_with('#') && !l.starts_with("set ")).collect();
-    let (nat, setup) = commands.split_last().expect("commands");
+    // The last: the NAT rule, then the tutorial's curl through it.
+    let nat = commands.iter().find(|l| l.contains("MASQUERADE")).expect("the NAT rule");
+    let setup: Vec<&str> = commands.iter().take_while(|l| !l.contains("MASQUERADE")).copied().collect();
     assert!(nat.contains("MASQUERADE"), "{nat}");
-    for line in setup {
+    for line in &setup {
         t.type_line(line);
         t.expect(PROMPT, long);
     }
@@ -157,6 +159,10 @@ fn a_student_works_through_the_nat_exercise_in_a_terminal() {
 
     t.type_line(nat);
     t.expect(PROMPT, long);
+    // netlab's own servers answer the student's commands while the shell waits.
+    t.type_line("ip netns exec container4 curl -s -m 5 http://203.0.113.10/ | grep -c 'Example Domain'");
+    let out = t.expect(PROMPT, long);
+    assert!(out.contains("\n1\r\n") || out.contains("\n1\n"), "the page came through the NAT: {out}");
     t.type_line("check && echo ALL-DONE");
     let out = t.expect("\nALL-DONE", long);
     assert!(out.contains("Score: 5/5 points"), "{out}");

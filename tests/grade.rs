@@ -36,9 +36,12 @@ fn reference_full_marks_and_no_masquerade_partial_in_json() {
     let records: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
     let records = records.as_array().expect("an array");
     let names: Vec<&str> = records.iter().map(|r| r["name"].as_str().expect("name")).collect();
-    assert_eq!(names, ["no_masquerade", "reference"]);
+    assert_eq!(names, ["in_rhai", "no_masquerade", "reference"]);
+    // The same solution written with netlab's functions (.rhai).
+    let in_rhai = &records[0];
+    assert_eq!((in_rhai["points"].as_i64(), in_rhai["solution_exit"].as_i64()), (Some(5), Some(0)), "{in_rhai}");
 
-    let reference = &records[1];
+    let reference = &records[2];
     assert_eq!(reference["points"], 5, "{reference}");
     assert_eq!(reference["max_points"], 5);
     assert_eq!(reference["outcome"], "graded");
@@ -52,7 +55,7 @@ fn reference_full_marks_and_no_masquerade_partial_in_json() {
     }
     assert!(reference["duration_s"].as_f64().expect("duration") > 0.0);
 
-    let broken = &records[0];
+    let broken = &records[1];
     assert_eq!(broken["points"], 3, "{broken}");
     assert_eq!(broken["outcome"], "graded");
     let tasks = broken["tasks"].as_array().expect("tasks");
@@ -78,11 +81,11 @@ fn csv_and_table() {
     assert_eq!(header.len(), 9, "a column per task: {header:?}");
     assert!(header[8].starts_with("MASQUERADE"), "{header:?}");
     let rows: Vec<Vec<String>> = rows.records().map(|r| r.expect("a row").iter().map(String::from).collect()).collect();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0][..4], ["no_masquerade", "3", "5", "graded"]);
-    assert_eq!(rows[0][5..], ["1", "1", "1", "0"]);
-    assert_eq!(rows[1][..4], ["reference", "5", "5", "graded"]);
-    assert_eq!(rows[1][5..], ["1", "1", "1", "2"]);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1][..4], ["no_masquerade", "3", "5", "graded"]);
+    assert_eq!(rows[1][5..], ["1", "1", "1", "0"]);
+    assert_eq!(rows[2][..4], ["reference", "5", "5", "graded"]);
+    assert_eq!(rows[2][5..], ["1", "1", "1", "2"]);
 
     let (code, out, err) = grade(&solutions().join("no_masquerade.sh"), &[]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -225,4 +228,37 @@ fn a_class_of_30_with_a_malicious_solution_is_graded_and_the_machine_is_unchange
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(sandbox_processes() <= processes_before, "processes of the sandboxes are left");
+}
+
+/// A .rhai solution's mistakes are the student's: a function that does not exist
+/// is its output with the line, exit 1, and the tasks are graded as they stand; one
+/// that never ends is stopped at --timeout and graded too.
+#[test]
+fn rhai_solutions_with_a_mistake_or_an_endless_loop_are_graded() {
+    let dir = scratch("rhai");
+    std::fs::write(
+        dir.join("typo.rhai"),
+        "let c4 = netns(\"container4\");\nbridge(host, \"br0\");\nvet(host, \"brid4\", \"veth4\");\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("endless.rhai"), "netns(\"container4\");\nloop { }\n").expect("write");
+    let (code, out, err) = grade(&dir, &["--format", "json", "--timeout", "2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let records: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let (endless, typo) = (&records[0], &records[1]);
+    assert_eq!(
+        (endless["name"].as_str(), endless["outcome"].as_str()),
+        (Some("endless"), Some("timeout")),
+        "{endless}"
+    );
+    assert_eq!(endless["tasks"][0]["message"], "container4 has a veth: the condition is false", "{endless}");
+    assert_eq!((typo["name"].as_str(), typo["outcome"].as_str()), (Some("typo"), Some("graded")), "{typo}");
+    assert_eq!(typo["solution_exit"], 1, "{typo}");
+    assert_eq!(typo["points"], 0, "{typo}");
+    // What the student sees of it: the line of the mistake.
+    let (code, out, _) = decode(
+        netlab().arg("run").arg(exercise()).arg("--solution").arg(dir.join("typo.rhai")).output().expect("runs"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("typo.rhai:3: Function not found: vet"), "{out}");
 }

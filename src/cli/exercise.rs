@@ -18,6 +18,7 @@ use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use netlab_runtime::backend::Backend;
 use netlab_runtime::{Lab, LabOptions};
 
 use crate::engine::diagnose::Source;
@@ -95,7 +96,13 @@ pub fn exercise(args: &ExerciseArgs) -> i32 {
     };
     let prompt_name = args.exercise.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(name.clone());
     let program = args.shell.clone();
-    let shell = Shell(Rc::new(move |grade_now| student_shell(&program, &prompt_name, &tasks, grade_now)));
+    let idle = lab.clone();
+    let shell = Shell(Rc::new(move |grade_now| {
+        // The lab's own servers (HTTP, DNS, UDP) answer the student's commands while
+        // the shell waits for a `check`.
+        let wait = |d: Duration| idle.sleep(d);
+        student_shell(&program, &prompt_name, &tasks, &wait, grade_now)
+    }));
     // A student takes the time they need; each check's probes keep their own deadlines.
     let limits = crate::engine::limits::Limits {
         max_time: Duration::from_secs_f64(crate::engine::limits::MAX_MAX_TIME_S),
@@ -159,14 +166,8 @@ impl Channel {
         self.dir.path().join(name)
     }
 
-    /// Waits up to `wait` for a request; true when `check` asked for a grading.
-    fn asked(&self, wait: Duration) -> bool {
-        let mut fds = [libc::pollfd { fd: self.ask.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        // SAFETY: one valid pollfd, its length given.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis() as libc::c_int) };
-        if ready <= 0 {
-            return false;
-        }
+    /// Whether `check` asked for a grading since the last call.
+    fn asked(&self) -> bool {
         let mut buf = [0u8; 256];
         let mut asked = false;
         loop {
@@ -209,6 +210,7 @@ fn student_shell(
     program: &str,
     prompt: &str,
     tasks: &[String],
+    wait: &dyn Fn(Duration),
     grade_now: &mut dyn FnMut() -> Option<Grade>,
 ) -> Option<Grade> {
     let channel = match Channel::new(prompt) {
@@ -250,7 +252,8 @@ fn student_shell(
         if let Ok(Some(_)) = child.try_wait() {
             break;
         }
-        if !channel.asked(Duration::from_millis(100)) {
+        if !channel.asked() {
+            wait(Duration::from_millis(20));
             continue;
         }
         let Some(answer) = channel.answer() else { continue };

@@ -29,8 +29,9 @@ pub enum GradeFormat {
 pub struct GradeArgs {
     /// The exercise (.rhai, calling exercise() and task()).
     exercise: PathBuf,
-    /// A solution: a bash script, or a folder whose *.sh files are each a student's
-    /// (repeatable). A student is named by the file's stem.
+    /// A solution: a bash script (or a .rhai file of netlab's functions), or a folder
+    /// whose *.sh and *.rhai files are each a student's (repeatable). A student is
+    /// named by the file's stem.
     #[arg(long = "solution", value_name = "PATH", required = true)]
     solutions: Vec<PathBuf>,
     /// Solutions graded at the same time (default: 2 per CPU).
@@ -87,10 +88,10 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| format!("--solution {}: {e}", path.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "sh"))
+        .filter(|p| p.is_file() && crate::engine::exercise::SolutionKind::of(p).is_some())
         .collect();
     if found.is_empty() {
-        return Err(format!("--solution {}: the folder holds no *.sh solution", path.display()));
+        return Err(format!("--solution {}: the folder holds no *.sh or *.rhai solution", path.display()));
     }
     found.sort();
     out.extend(found);

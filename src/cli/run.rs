@@ -351,9 +351,11 @@ fn read_solution(path: &Path, timeout: f64) -> Result<crate::engine::exercise::S
         2
     })?;
     if text.len() > MAX_SOLUTION || text.contains('\0') {
-        eprintln!("netlab: --solution {}: not a shell script of at most {} KiB", path.display(), MAX_SOLUTION / 1024);
+        eprintln!("netlab: --solution {}: not a script of at most {} KiB", path.display(), MAX_SOLUTION / 1024);
         return Err(2);
     }
+    // A .rhai file is netlab's; anything else is a shell script (bash).
+    let kind = crate::engine::exercise::SolutionKind::of(path).unwrap_or(crate::engine::exercise::SolutionKind::Shell);
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "solution".into());
-    Ok(crate::engine::exercise::Solution { name, text, timeout: std::time::Duration::from_secs_f64(timeout) })
+    Ok(crate::engine::exercise::Solution { name, text, kind, timeout: std::time::Duration::from_secs_f64(timeout) })
 }

@@ -364,6 +364,11 @@ fn rhai_error(e: &EvalAltResult, d: &mut LabDiagnostic, in_step: &str) {
                 );
                 d.label = "running here when the time ran out".into();
             }
+            Some(Stopped::Solution) => {
+                d.code = "netlab::solution_timeout".into();
+                d.message = format!("the solution ran longer than its --timeout{in_step}");
+                d.label = "running here when the time ran out".into();
+            }
             Some(Stopped::Signal(sig)) => {
                 d.code = "netlab::interrupted".into();
                 d.message = format!("interrupted by {}{in_step}", signal_name(sig));

@@ -21,16 +21,38 @@ use crate::report::{Reporter, StepResult};
 /// The most points one task may give.
 const MAX_POINTS: i64 = 1000;
 
-/// A solution to grade: a bash script run in the lab's host after the starting state.
+/// A solution to grade, run after the starting state: a bash script in the lab's
+/// host, or a Rhai script in the exercise's own engine and scope.
 #[derive(Debug, Clone)]
 pub struct Solution {
     /// Its name as reports show it (the file's stem: the student).
     pub name: String,
     /// The script itself, read before the sandbox was entered.
     pub text: String,
+    pub kind: SolutionKind,
     /// Killed (with every process it started) after this long; the tasks are then
     /// graded as they stand.
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SolutionKind {
+    /// `*.sh`: the tutorial's commands, run by bash.
+    Shell,
+    /// `*.rhai`: netlab's functions (node, veth, addr, route, nat ...), run after the
+    /// starting state with its variables in scope.
+    Rhai,
+}
+
+impl SolutionKind {
+    /// The kind a file's name says, if any.
+    pub fn of(path: &std::path::Path) -> Option<SolutionKind> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("sh") => Some(SolutionKind::Shell),
+            Some("rhai") => Some(SolutionKind::Rhai),
+            _ => None,
+        }
+    }
 }
 
 pub struct Task {
@@ -175,17 +197,28 @@ pub fn register(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporter>
     });
 }
 
+/// What grading needs of a run: the engine and AST the tasks' closures belong to,
+/// and the deadline the engine's progress callback watches while a .rhai solution
+/// runs (limits::watch).
+pub struct Grader<'a> {
+    pub engine: &'a Engine,
+    pub ast: &'a AST,
+    pub ss: &'a Session,
+    pub rep: &'a RefCell<Reporter>,
+    pub ex: &'a Exercise,
+    pub solution_deadline: &'a std::cell::Cell<Option<Instant>>,
+}
+
 /// Runs the solution (if any), then checks every task against the current state.
-/// Only a stop (a signal, --max-time) ends it early, as an error.
+/// Only a stop (a signal, --max-time) ends it early, as an error. A .rhai solution
+/// runs in `scope`, the one the starting state left.
 pub fn grade(
-    engine: &Engine,
-    ast: &AST,
-    ss: &Session,
-    rep: &RefCell<Reporter>,
-    ex: &Exercise,
+    g: &Grader,
+    scope: &mut rhai::Scope,
     solution: Option<&Solution>,
     attempts: &mut Attempts,
 ) -> RhaiResult<Grade> {
+    let Grader { engine, ast, ss, rep, ex, .. } = *g;
     let mut grade = Grade {
         tasks: Vec::new(),
         points: 0,
@@ -196,7 +229,10 @@ pub fn grade(
     ss.flush(rhai::Position::NONE)?;
     if let Some(solution) = solution {
         rep.borrow_mut().begin_step(&format!("Solution {}", solution.name), 0);
-        let ran = run_solution(ss, solution);
+        let ran = match solution.kind {
+            SolutionKind::Shell => run_solution(ss, solution),
+            SolutionKind::Rhai => run_rhai_solution(g, scope, solution)?,
+        };
         let mut r = rep.borrow_mut();
         match ran {
             Ok(run) => {
@@ -345,6 +381,48 @@ pub fn resync(ss: &Session) -> Result<(), Error> {
     Ok(())
 }
 
+/// A .rhai solution in the exercise's engine, after the starting state and with its
+/// variables. Its mistakes are the student's: its output says where, it "exits" 1,
+/// and the tasks are graded all the same. Only a stop signal ends the grading.
+fn run_rhai_solution(
+    g: &Grader,
+    scope: &mut rhai::Scope,
+    solution: &Solution,
+) -> RhaiResult<Result<SolutionRun, Error>> {
+    let file = format!("{}.rhai", solution.name);
+    let ast = match g.engine.compile(&solution.text) {
+        Ok(ast) => ast,
+        Err(e) => {
+            let line = e.1.line().map(|l| format!(":{l}")).unwrap_or_default();
+            return Ok(Ok(SolutionRun { code: Some(1), timed_out: false, output: format!("{file}{line}: {}", e.0) }));
+        }
+    };
+    g.solution_deadline.set(Some(Instant::now() + solution.timeout));
+    let ran = g.engine.run_ast_with_scope(scope, &ast).and_then(|_| g.ss.flush(rhai::Position::NONE));
+    g.solution_deadline.set(None);
+    let e = match ran {
+        Ok(()) => {
+            return Ok(resync(g.ss).map(|_| SolutionRun { code: Some(0), timed_out: false, output: String::new() }))
+        }
+        Err(e) => e,
+    };
+    if let EvalAltResult::ErrorTerminated(token, _) = &*e {
+        if matches!(token.clone().try_cast::<super::limits::Stopped>(), Some(super::limits::Stopped::Solution)) {
+            return Ok(resync(g.ss).map(|_| SolutionRun { code: None, timed_out: true, output: String::new() }));
+        }
+        return Err(e);
+    }
+    if netlab_runtime::interrupt::signal().is_some() {
+        return Err(e);
+    }
+    let line = e.position().line().map(|l| format!(":{l}")).unwrap_or_default();
+    let text = match super::diagnose::payload(&e) {
+        Some(p) => p.to_string(),
+        None => e.to_string(),
+    };
+    Ok(resync(g.ss).map(|_| SolutionRun { code: Some(1), timed_out: false, output: format!("{file}{line}: {text}") }))
+}
+
 struct SolutionRun {
     code: Option<i32>,
     timed_out: bool,
@@ -364,7 +442,10 @@ fn run_solution(ss: &Session, solution: &Solution) -> Result<SolutionRun, Error>
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let out = tempfile::NamedTempFile::new().map_err(|e| Error::io("making a file for the solution's output", e))?;
-    let err = out.reopen().map_err(|e| Error::io("opening the solution's output file", e))?;
+    // One open file description for stdout and stderr: one offset, so neither
+    // overwrites the other.
+    let stdout = out.reopen().map_err(|e| Error::io("opening the solution's output file", e))?;
+    let stderr = stdout.try_clone().map_err(|e| Error::io("sharing the solution's output file", e))?;
     let seconds = format!("{}", solution.timeout.as_secs_f64());
     let started = Instant::now();
     let mut command = Command::new("timeout");
@@ -373,8 +454,8 @@ fn run_solution(ss: &Session, solution: &Solution) -> Result<SolutionRun, Error>
     let mut child = command
         .args(["--kill-after=2", seconds.as_str(), "bash", "-c", solution.text.as_str(), solution.name.as_str()])
         .stdin(Stdio::null())
-        .stdout(Stdio::from(out.reopen().map_err(|e| Error::io("opening the solution's output file", e))?))
-        .stderr(Stdio::from(err))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
         .current_dir(std::env::temp_dir())
         .spawn()
         .map_err(|e| Error::io("starting the solution (timeout, bash)", e))?;
@@ -385,7 +466,8 @@ fn run_solution(ss: &Session, solution: &Solution) -> Result<SolutionRun, Error>
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if started.elapsed() < bound && netlab_runtime::interrupt::signal().is_none() => {
-                std::thread::sleep(Duration::from_millis(10));
+                // The lab's own servers (HTTP, DNS, UDP) answer the script meanwhile.
+                ss.backend().sleep(Duration::from_millis(10));
             }
             Ok(None) => {
                 // timeout(1) leads the script's process group: all of it goes.

@@ -66,6 +66,8 @@ pub enum Stopped {
     MaxTime(Duration),
     /// SIGINT, SIGTERM or SIGHUP (netlab_runtime::interrupt).
     Signal(i32),
+    /// A student's .rhai solution ran past its --timeout (the tasks are then graded).
+    Solution,
 }
 
 impl Stopped {
@@ -85,15 +87,23 @@ pub fn bound_sizes(engine: &mut Engine) {
     engine.set_max_map_size(MAX_MAP_ENTRIES);
 }
 
-/// The operation budget, the wall clock and stop signals, checked between operations.
-pub fn watch(engine: &mut Engine, limits: Limits, deadline: Instant) {
+/// The operation budget, the wall clock and stop signals, checked between operations;
+/// and, while a .rhai solution runs, its own deadline (`solution`).
+pub fn watch(engine: &mut Engine, limits: Limits, deadline: Instant, solution: Rc<std::cell::Cell<Option<Instant>>>) {
     engine.set_max_operations(limits.max_operations);
     engine.on_progress(move |ops| {
         if let Some(sig) = netlab_runtime::interrupt::signal() {
             return Some(Dynamic::from(Stopped::Signal(sig)));
         }
         // Reading the clock costs ~25 ns; every 1024th operation is often enough.
-        (ops % 1024 == 0 && Instant::now() >= deadline).then(|| Dynamic::from(Stopped::MaxTime(limits.max_time)))
+        if ops % 1024 != 0 {
+            return None;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Some(Dynamic::from(Stopped::MaxTime(limits.max_time)));
+        }
+        solution.get().is_some_and(|end| now >= end).then(|| Dynamic::from(Stopped::Solution))
     });
 }
 

@@ -91,7 +91,8 @@ pub fn run(
     let reporter = Rc::new(RefCell::new(reporter));
     let session = Rc::new(session::Session::new(backend, reporter.clone(), options));
     let mut engine = base_engine();
-    limits::watch(&mut engine, options.limits, session.ends_at());
+    let solution_deadline = Rc::new(std::cell::Cell::new(None));
+    limits::watch(&mut engine, options.limits, session.ends_at(), solution_deadline.clone());
     engine.set_module_resolver(stdlib::StdlibResolver::new(std::path::Path::new(src.path)));
     net::register(&mut engine, &session);
     links::register(&mut engine, &session);
@@ -160,6 +161,14 @@ pub fn run(
     let result = match (result, exercise.borrow().as_ref()) {
         (Ok(()), Some(ex)) if skipped.is_none() && stopped_after.is_none() && session.evaluates() => {
             let mut attempts = exercise::Attempts::default();
+            let grader = exercise::Grader {
+                engine: &engine,
+                ast,
+                ss: &session,
+                rep: &reporter,
+                ex,
+                solution_deadline: &solution_deadline,
+            };
             match &options.shell {
                 // Graded each time the student asks, until they leave.
                 Some(shell) => {
@@ -170,7 +179,7 @@ pub fn run(
                         reporter.borrow_mut().restart_steps();
                         let graded = exercise::resync(&session)
                             .map_err(|e| values::failure(values::Failure::Error(Rc::new(e)), rhai::Position::NONE))
-                            .and_then(|_| exercise::grade(&engine, ast, &session, &reporter, ex, None, &mut attempts));
+                            .and_then(|_| exercise::grade(&grader, &mut scope, None, &mut attempts));
                         reporter.borrow_mut().silent = was_silent;
                         match graded {
                             Ok(g) => {
@@ -185,12 +194,9 @@ pub fn run(
                     });
                     stopped.map_or(Ok(()), Err)
                 }
-                None => {
-                    exercise::grade(&engine, ast, &session, &reporter, ex, options.solution.as_ref(), &mut attempts)
-                        .map(|g| {
-                            grade = Some(g);
-                        })
-                }
+                None => exercise::grade(&grader, &mut scope, options.solution.as_ref(), &mut attempts).map(|g| {
+                    grade = Some(g);
+                }),
             }
         }
         (Ok(()), Some(ex)) if skipped.is_none() && !session.evaluates() => {

@@ -15,3 +15,5 @@ ip link set dev brid4 up
 ip netns exec container4 ip route add default via 10.201.0.1
 sysctl -w net.ipv4.ip_forward=1
 iptables -t nat -A POSTROUTING -s 10.201.0.0/24 -j MASQUERADE
+# As the tutorial checks it: the page comes through the NAT.
+ip netns exec container4 curl -s -m 3 http://203.0.113.10/ | grep "Example Domain"
