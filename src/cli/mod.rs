@@ -1,6 +1,7 @@
 //! Command line: `netlab run`, `check`, `plan`, `graph`, `export`, `test`, `prove`, `functions`.
 
 mod grade;
+mod grade_html;
 mod model;
 mod prove;
 mod run;
