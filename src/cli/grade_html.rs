@@ -125,8 +125,7 @@ pub(crate) fn render(heading: &Heading, records: &[Record], generated: SystemTim
     let max_points: i64 = heading.tasks.iter().map(|t| t.1).sum();
     let generated = humantime::format_rfc3339_seconds(generated).to_string();
     let students = records.len();
-    let mean =
-        if students == 0 { 0.0 } else { records.iter().map(|r| r.points as f64).sum::<f64>() / students as f64 };
+    let mean = if students == 0 { 0.0 } else { records.iter().map(|r| r.points as f64).sum::<f64>() / students as f64 };
     let full = records.iter().filter(|r| r.points == r.max_points && r.outcome != "error").count();
     let page = html! {
         (DOCTYPE)
@@ -324,11 +323,19 @@ mod tests {
                 ],
                 None,
             ),
-            record("<img src=x onerror=alert(1)>eve", "graded", vec![task("one <i>", 1, true, None, None), task("two", 2, true, None, None)], None),
+            record(
+                "<img src=x onerror=alert(1)>eve",
+                "graded",
+                vec![task("one <i>", 1, true, None, None), task("two", 2, true, None, None)],
+                None,
+            ),
             record(
                 "bob",
                 "error",
-                vec![task("one <i>", 1, false, Some("not graded"), None), task("two", 2, false, Some("not graded"), None)],
+                vec![
+                    task("one <i>", 1, false, Some("not graded"), None),
+                    task("two", 2, false, Some("not graded"), None),
+                ],
                 Some("netlab run ended with exit code 3 before grading: <oops>"),
             ),
         ]
