@@ -45,6 +45,10 @@ pub struct GradeArgs {
     /// column per task), on stdout.
     #[arg(long, value_enum, default_value = "human")]
     format: GradeFormat,
+    /// Also write the class report to FILE: a self-contained HTML page (scores, each
+    /// task's pass rate, each student's failed checks and hints).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Passed on to every run.
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = crate::engine::limits::parse_slow_factor)]
     slow_factor: f64,
@@ -134,6 +138,10 @@ pub fn grade(args: &GradeArgs) -> i32 {
         eprintln!("netlab: two solutions are named {} (a student is named by the file's stem)", w[0]);
         return 2;
     }
+    let html = match args.html.as_deref().map(super::grade_html::HtmlReport::create).transpose() {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
     let Some(exe) = super::own_exe() else { return 3 };
     let Some(runtime) = super::runtime() else { return 3 };
     let started = Instant::now();
@@ -164,6 +172,9 @@ pub fn grade(args: &GradeArgs) -> i32 {
     if let Err(e) = printed {
         eprintln!("netlab: cannot write the report: {e}");
         return 3;
+    }
+    if let Some(Err(code)) = html.map(|h| h.write(exercise, &args.exercise, &records)) {
+        return code;
     }
     // Nothing could be graded because of what the machine lacks (no sandbox).
     if records.iter().all(|r| r.outcome == "error" && r.message.as_deref().is_some_and(|m| m.contains("exit code 3"))) {

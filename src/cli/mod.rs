@@ -2,6 +2,7 @@
 
 mod exercise;
 mod grade;
+mod grade_html;
 mod model;
 mod prove;
 mod run;
