@@ -36,7 +36,8 @@ fn check(e: &Expected) {
     let solutions = root().join(format!("labs/exercises/{}/solutions", e.name));
     let before = machine_state();
 
-    let grade = netlab().arg("grade").arg(&exercise).arg("--solution").arg(&solutions).args(["--format", "json"]).output();
+    let grade =
+        netlab().arg("grade").arg(&exercise).arg("--solution").arg(&solutions).args(["--format", "json"]).output();
     let (code, out, err) = decode(grade.expect("runs"));
     assert_eq!(code, 0, "{out}\n{err}");
     let records: Value = serde_json::from_str(&out).expect("JSON on stdout");
@@ -47,7 +48,10 @@ fn check(e: &Expected) {
     let reference = &records[1];
     assert_eq!(reference["outcome"], "graded", "{reference}");
     assert_eq!(reference["solution_exit"], 0, "{reference}");
-    assert_eq!((reference["points"].as_i64(), reference["max_points"].as_i64()), (Some(e.max_points), Some(e.max_points)));
+    assert_eq!(
+        (reference["points"].as_i64(), reference["max_points"].as_i64()),
+        (Some(e.max_points), Some(e.max_points))
+    );
     assert_eq!(tasks(reference).len(), e.broken_passed.len(), "{reference}");
     for t in tasks(reference) {
         assert_eq!(t["passed"], true, "{}: {t}", e.name);
