@@ -262,3 +262,47 @@ fn rhai_solutions_with_a_mistake_or_an_endless_loop_are_graded() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("typo.rhai:3: Function not found: vet"), "{out}");
 }
+
+/// `grade --explain`: the reference solution's commands, a script's as written, a
+/// .rhai one's as the commands its ops stand for; without a reference, exit 2.
+#[test]
+fn explain_shows_the_reference_solutions_commands() {
+    let (code, out, err) = decode(netlab().arg("grade").arg(exercise()).arg("--explain").output().expect("runs"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with("Reference solution ("), "{out}");
+    assert!(out.contains("reference.sh):\n  ip netns add container4\n"), "{out}");
+    assert!(out.contains("\n  iptables -t nat -A POSTROUTING -s 10.201.0.0/24 -j MASQUERADE\n"), "{out}");
+    assert!(!out.contains("set -e") && !out.contains("#"), "no options, no comments: {out}");
+
+    let rhai = solutions().join("in_rhai.rhai");
+    let (code, out, err) = decode(
+        netlab().arg("grade").arg(exercise()).arg("--explain").arg("--reference").arg(&rhai).output().expect("runs"),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "ip netns add container4",
+        "ip link add brid4 type veth peer name veth4",
+        "ip link set veth4 netns container4",
+        "ip -n container4 addr add 10.201.0.4/24 dev veth4",
+        "ip -n container4 route add default via 10.201.0.1",
+        "sysctl -w net.ipv4.ip_forward=1",
+        "iptables -t nat -A POSTROUTING -s 10.201.0.0/24 -j MASQUERADE",
+    ] {
+        assert!(out.contains(&format!("\n  {line}\n")), "{line:?} in {out}");
+    }
+    // The starting state's own commands are not the solution's.
+    assert!(!out.contains("enp0s3"), "{out}");
+
+    // With JSON on stdout, the explanation goes to stderr.
+    let (code, out, err) = grade(&solutions().join("reference.sh"), &["--explain", "--format", "json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("ip netns add container4"), "{err}");
+    assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{out}");
+
+    let dir = scratch("noref");
+    std::fs::copy(exercise(), dir.join("lonely.rhai")).expect("copy");
+    let (code, _, err) =
+        decode(netlab().arg("grade").arg(dir.join("lonely.rhai")).arg("--explain").output().expect("runs"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no reference solution") && err.contains("--reference"), "{err}");
+}

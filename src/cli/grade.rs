@@ -32,8 +32,17 @@ pub struct GradeArgs {
     /// A solution: a bash script (or a .rhai file of netlab's functions), or a folder
     /// whose *.sh and *.rhai files are each a student's (repeatable). A student is
     /// named by the file's stem.
-    #[arg(long = "solution", value_name = "PATH", required = true)]
+    #[arg(long = "solution", value_name = "PATH", required_unless_present = "explain")]
     solutions: Vec<PathBuf>,
+    /// Show the reference solution's commands (first, on stdout; on stderr with
+    /// --format json or csv): a .sh one's command lines, a .rhai one's ops as the
+    /// ip, iptables and sysctl commands they stand for (through netlab's model).
+    #[arg(long)]
+    explain: bool,
+    /// The reference solution --explain shows (default: NAME/solutions/reference.sh
+    /// or .rhai beside the exercise NAME.rhai).
+    #[arg(long, value_name = "PATH", requires = "explain")]
+    reference: Option<PathBuf>,
     /// Solutions graded at the same time (default: 2 per CPU).
     #[arg(long, short, value_parser = clap::value_parser!(u64).range(1..4096))]
     jobs: Option<u64>,
@@ -79,6 +88,73 @@ struct TaskInfo {
     points: i64,
 }
 
+/// `--explain`: the reference solution's commands, as text to print.
+fn explain(args: &GradeArgs) -> Result<String, i32> {
+    let path = match &args.reference {
+        Some(p) => p.clone(),
+        None => {
+            let stem = args.exercise.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let dir = args.exercise.parent().unwrap_or(Path::new("")).join(stem).join("solutions");
+            let found = ["reference.sh", "reference.rhai"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
+            match found {
+                Some(p) => p,
+                None => {
+                    eprintln!(
+                        "netlab: --explain: no reference solution: {} holds no reference.sh or reference.rhai (give one with --reference PATH)",
+                        dir.display()
+                    );
+                    return Err(2);
+                }
+            }
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        eprintln!("netlab: --explain: {}: {e}", path.display());
+        2
+    })?;
+    let commands: Vec<String> = match crate::engine::exercise::SolutionKind::of(&path) {
+        Some(crate::engine::exercise::SolutionKind::Rhai) => {
+            let name = stem(&path);
+            let solution = crate::engine::exercise::Solution {
+                name,
+                text,
+                kind: crate::engine::exercise::SolutionKind::Rhai,
+                timeout: Duration::from_secs(60),
+            };
+            let options =
+                crate::engine::session::RunOptions { silent: true, solution: Some(solution), ..Default::default() };
+            let run = super::model::run_model(&args.exercise, &[], &options)?;
+            match run.outcome.solution_commands {
+                Some(Ok(commands)) => commands,
+                Some(Err(mistake)) => {
+                    eprintln!("netlab: --explain: the reference solution does not run: {mistake}");
+                    return Err(2);
+                }
+                None => Vec::new(),
+            }
+        }
+        // A script: its commands, without comments, blank lines and `set` options.
+        _ => text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && !l.starts_with("set "))
+            .map(String::from)
+            .collect(),
+    };
+    let mut out = format!(
+        "Reference solution ({}):
+",
+        path.display()
+    );
+    for c in commands {
+        out += &format!(
+            "  {c}
+"
+        );
+    }
+    Ok(out)
+}
+
 /// Solutions named on the command line, and the *.sh files of folders (not
 /// recursive, sorted).
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
@@ -121,6 +197,19 @@ pub fn grade(args: &GradeArgs) -> i32 {
         eprintln!("netlab: {} has no task(): nothing to grade", args.exercise.display());
         return 2;
     }
+    if args.explain {
+        let shown = explain(args);
+        let printed = match args.format {
+            GradeFormat::Human => shown.map(|text| print!("{text}")),
+            GradeFormat::Json | GradeFormat::Csv => shown.map(|text| eprint!("{text}")),
+        };
+        if let Err(code) = printed {
+            return code;
+        }
+        if args.solutions.is_empty() {
+            return 0;
+        }
+    }
     let tasks: Vec<TaskInfo> =
         exercise.tasks.iter().map(|t| TaskInfo { title: t.title.clone(), points: t.points }).collect();
     let mut solutions = Vec::new();
@@ -145,7 +234,9 @@ pub fn grade(args: &GradeArgs) -> i32 {
     let Some(exe) = super::own_exe() else { return 3 };
     let Some(runtime) = super::runtime() else { return 3 };
     let started = Instant::now();
-    let (records, signal) = runtime.block_on(grade_all(args, &exe, &solutions, &tasks));
+    let (mut records, signal) = runtime.block_on(grade_all(args, &exe, &solutions, &tasks));
+    // In the order of the students' names, whatever folders they came from.
+    records.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(sig) = signal {
         eprintln!("netlab: stopped by a signal");
         return 128 + sig;

@@ -73,6 +73,8 @@ pub struct Outcome {
     pub exercise: Option<exercise::Exercise>,
     /// The exercise's tasks as graded (the kernel only: the model grades nothing).
     pub grade: Option<exercise::Grade>,
+    /// The model only: the commands a .rhai solution's ops stand for, or its mistake.
+    pub solution_commands: Option<Result<Vec<String>, String>>,
 }
 
 /// Runs a compiled lab against a backend: the kernel's, or the model's.
@@ -158,6 +160,7 @@ pub fn run(
     });
     // An exercise: after its starting state (and the solution), every task is graded.
     let mut grade = None;
+    let mut solution_commands = None;
     let result = match (result, exercise.borrow().as_ref()) {
         (Ok(()), Some(ex)) if skipped.is_none() && stopped_after.is_none() && session.evaluates() => {
             let mut attempts = exercise::Attempts::default();
@@ -200,6 +203,20 @@ pub fn run(
             }
         }
         (Ok(()), Some(ex)) if skipped.is_none() && !session.evaluates() => {
+            // A .rhai solution runs against the model too: its commands (grade --explain).
+            if let Some(sol) = options.solution.as_ref().filter(|s| s.kind == exercise::SolutionKind::Rhai) {
+                let from = session.journal_len();
+                let ran = engine
+                    .compile(&sol.text)
+                    .map_err(|e| format!("{}.rhai:{}: {}", sol.name, e.1.line().unwrap_or(0), e.0))
+                    .and_then(|sol_ast| {
+                        engine.run_ast_with_scope(&mut scope, &sol_ast).map_err(|e| {
+                            let text = diagnose::payload(&e).map(|p| p.to_string()).unwrap_or_else(|| e.to_string());
+                            format!("{}.rhai:{}: {text}", sol.name, e.position().line().unwrap_or(0))
+                        })
+                    });
+                solution_commands = Some(ran.map(|_| session.commands_since(from)));
+            }
             let mut rep = reporter.borrow_mut();
             for (i, t) in ex.tasks.iter().enumerate() {
                 rep.check_planned(&format!(
@@ -218,5 +235,5 @@ pub fn run(
         Box::new(diagnose::from_eval_error(src, &e, step))
     });
     let exercise = exercise.borrow_mut().take();
-    Outcome { reporter, diagnostic, session, stopped_after, skipped, exercise, grade }
+    Outcome { reporter, diagnostic, session, stopped_after, skipped, exercise, grade, solution_commands }
 }

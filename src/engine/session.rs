@@ -148,6 +148,25 @@ impl Session {
         self.journal.borrow().clone()
     }
 
+    /// How many entries the journal holds: where what runs next begins.
+    pub fn journal_len(&self) -> usize {
+        self.journal.borrow().len()
+    }
+
+    /// The commands the ops since journal entry `from` stand for (`ip ...`,
+    /// `iptables ...`, `sysctl -w ...`), as --explain shows them.
+    pub fn commands_since(&self, from: usize) -> Vec<String> {
+        let journal = self.journal.borrow();
+        journal[from.min(journal.len())..]
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Op { op, .. } => Some(render::ip::op_commands(op, self.host.as_str())),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// With --explain, shows the commands `render` makes (rendered only then).
     fn explain_lines(&self, render: impl FnOnce() -> Vec<String>) {
         if self.explain == Explain::Commands {
