@@ -285,6 +285,7 @@ mod tests {
             max_points: points,
             passed,
             message: message.map(Into::into),
+            hints_reached: usize::from(hint.is_some()),
             hint: hint.map(Into::into),
             error: false,
         }
