@@ -198,11 +198,20 @@ fn a_class_of_30_with_a_malicious_solution_is_graded_and_the_machine_is_unchange
     std::fs::write(dir.join("mallory.sh"), malicious).expect("write");
     let before = machine_state();
     let processes_before = sandbox_processes();
-    let (code, out, err) = grade(&dir, &["--format", "json", "--timeout", "5"]);
+    let page = dir.with_extension("html");
+    let html = page.display().to_string();
+    let (code, out, err) = grade(&dir, &["--format", "json", "--timeout", "5", "--html", &html]);
     assert_eq!(code, 0, "{out}\n{err}");
     let records: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     let records = records.as_array().expect("an array");
     assert_eq!(records.len(), 30, "every student has a record");
+    // The class report shows every student too (its rendering: tests/grade_html.rs).
+    let page = std::fs::read_to_string(&page).expect("the HTML report");
+    for r in records {
+        let name = r["name"].as_str().expect("name");
+        assert!(page.contains(&format!(">{name}<")), "{name} is not on the class report");
+    }
+    assert!(page.contains("timeout"), "mallory's outcome is on the report");
     for r in records {
         let name = r["name"].as_str().expect("name");
         let (points, outcome) = (r["points"].as_i64(), r["outcome"].as_str());
