@@ -182,3 +182,19 @@ fn a_lab_that_is_not_an_exercise_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is not an exercise"), "{err}");
 }
+
+#[test]
+fn a_shell_that_cannot_start_is_exit_3_and_nothing_is_left() {
+    let before = machine_state();
+    let out = netlab()
+        .arg("exercise")
+        .arg(root().join("labs/exercises/nat.rhai"))
+        .args(["--shell", "no-such-shell-here"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let (code, _, err) = common::decode(out);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot start the shell no-such-shell-here"), "{err}");
+    assert_eq!(before, machine_state());
+}

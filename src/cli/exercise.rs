@@ -97,11 +97,16 @@ pub fn exercise(args: &ExerciseArgs) -> i32 {
     let prompt_name = args.exercise.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(name.clone());
     let program = args.shell.clone();
     let idle = lab.clone();
+    let no_shell = Rc::new(std::cell::Cell::new(false));
+    let failed = no_shell.clone();
     let shell = Shell(Rc::new(move |grade_now| {
         // The lab's own servers (HTTP, DNS, UDP) answer the student's commands while
         // the shell waits for a `check`.
         let wait = |d: Duration| idle.sleep(d);
-        student_shell(&program, &prompt_name, &tasks, &wait, grade_now)
+        student_shell(&program, &prompt_name, &tasks, &wait, grade_now).unwrap_or_else(|()| {
+            failed.set(true);
+            None
+        })
     }));
     // A student takes the time they need; each check's probes keep their own deadlines.
     let limits = crate::engine::limits::Limits {
@@ -116,6 +121,8 @@ pub fn exercise(args: &ExerciseArgs) -> i32 {
             super::run::report(*d);
             code
         }
+        // What the machine lacks (the shell program, a FIFO): said where it happened.
+        None if no_shell.get() => 3,
         None => {
             match &outcome.grade {
                 Some(g) => {
@@ -205,19 +212,20 @@ impl Channel {
 }
 
 /// Runs the student's shell until they leave; each `check` grades the tasks with
-/// `grade_now`, its output going to the `check` command. Gives the last grade.
+/// `grade_now`, its output going to the `check` command. Gives the last grade;
+/// Err when the shell could not start (said on stderr).
 fn student_shell(
     program: &str,
     prompt: &str,
     tasks: &[String],
     wait: &dyn Fn(Duration),
     grade_now: &mut dyn FnMut() -> Option<Grade>,
-) -> Option<Grade> {
+) -> Result<Option<Grade>, ()> {
     let channel = match Channel::new(prompt) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("netlab: cannot make the exercise's check channel: {e}");
-            return None;
+            return Err(());
         }
     };
     println!("Tasks:");
@@ -237,8 +245,8 @@ fn student_shell(
     let mut child = match command.arg("--rcfile").arg(channel.path("rc")).arg("-i").spawn() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("netlab: cannot start {program}: {e}");
-            return None;
+            eprintln!("netlab: cannot start the shell {program}: {e} (--shell PROGRAM names another)");
+            return Err(());
         }
     };
     let mut last = None;
@@ -272,7 +280,7 @@ fn student_shell(
             }
         }
     }
-    last
+    Ok(last)
 }
 
 /// Runs `f` with this process's stdout and stderr going to `file`, then puts them back.

@@ -88,7 +88,9 @@ pub(super) fn parse_timeout(s: &str) -> Result<f64, String> {
 }
 
 /// Lab files named on the command line, and the *.rhai files in folders
-/// (recursively, hidden folders left out, symbolic links not followed), sorted.
+/// (recursively, hidden folders left out, symbolic links not followed), sorted. An
+/// exercise's `solutions` folder holds students' work (a .rhai solution runs only
+/// after its exercise's starting state), not labs: left out too.
 pub(super) fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     if path.is_file() {
         if path.extension().is_some_and(|x| x == "rhai") {
@@ -100,7 +102,11 @@ pub(super) fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String>
     if !path.is_dir() {
         return Err(format!("{} does not exist", path.display()));
     }
-    let hidden = |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+    let hidden = |e: &walkdir::DirEntry| {
+        e.depth() > 0
+            && (e.file_name().to_string_lossy().starts_with('.')
+                || (e.file_type().is_dir() && e.file_name() == "solutions"))
+    };
     let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(path).sort_by_file_name().into_iter().filter_entry(|e| !hidden(e)) {
         let entry = entry.map_err(|e| e.to_string())?;
