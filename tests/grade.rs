@@ -315,3 +315,23 @@ fn explain_shows_the_reference_solutions_commands() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no reference solution") && err.contains("--reference"), "{err}");
 }
+
+/// What a teacher meets in a class folder: a script written on Windows (CR LF) runs
+/// as typed commands would; one bash cannot parse is graded as it stands, and the
+/// table says its exit code; a README beside them is no solution.
+#[test]
+fn crlf_scripts_run_and_a_failed_script_says_its_exit_code() {
+    let dir = scratch("class-folder");
+    let reference = std::fs::read_to_string(solutions().join("reference.sh")).expect("read");
+    std::fs::write(dir.join("windows.sh"), reference.replace('\n', "\r\n")).expect("write");
+    std::fs::write(dir.join("syntax.sh"), "ip netns add container4\nif then\n").expect("write");
+    std::fs::write(dir.join("README.md"), "not a solution\n").expect("write");
+    let (code, out, err) = grade(&dir, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let row =
+        |name: &str| out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {out}")).to_string();
+    assert!(row("windows").contains("5/5"), "{out}");
+    let syntax = row("syntax");
+    assert!(syntax.contains("0/5") && syntax.contains("(script exit 2) task 1:"), "{out}");
+    assert!(!out.contains("README"), "{out}");
+}

@@ -450,13 +450,18 @@ fn table(tasks: &[TaskInfo], records: &[Record]) -> String {
             out += if t.passed { "  ✓" } else { "  ✗" };
         }
         let next = r.tasks.iter().enumerate().find(|(_, t)| !t.passed);
+        // A script that failed is worth saying: its output (netlab run --solution) says why.
+        let status = match (r.outcome, r.solution_exit) {
+            ("timeout", _) => "(stopped at --timeout) ".to_string(),
+            ("graded", Some(code)) if code != 0 => format!("(script exit {code}) "),
+            _ => String::new(),
+        };
         let hint = match (r.outcome, &r.message, next) {
             ("error", Some(m), _) => format!("not graded: {}", m.lines().next().unwrap_or_default()),
             (_, _, Some((i, t))) => {
-                let timeout = if r.outcome == "timeout" { "(stopped at --timeout) " } else { "" };
-                format!("{timeout}task {}: {}", i + 1, t.hint.as_deref().or(t.message.as_deref()).unwrap_or(""))
+                format!("{status}task {}: {}", i + 1, t.hint.as_deref().or(t.message.as_deref()).unwrap_or(""))
             }
-            _ => String::new(),
+            _ => status.trim_end().to_string(),
         };
         out += format!("  {hint}").trim_end();
         out += "\n";

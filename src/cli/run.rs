@@ -356,6 +356,9 @@ fn read_solution(path: &Path, timeout: f64) -> Result<crate::engine::exercise::S
     }
     // A .rhai file is netlab's; anything else is a shell script (bash).
     let kind = crate::engine::exercise::SolutionKind::of(path).unwrap_or(crate::engine::exercise::SolutionKind::Shell);
+    // Written on Windows, a script's lines end in CR LF: bash would take the CR as part
+    // of each last word (`ip netns add container4\r`). Typed commands have none.
+    let text = if kind == crate::engine::exercise::SolutionKind::Shell { text.replace("\r\n", "\n") } else { text };
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "solution".into());
     Ok(crate::engine::exercise::Solution { name, text, kind, timeout: std::time::Duration::from_secs_f64(timeout) })
 }
