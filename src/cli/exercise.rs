@@ -158,12 +158,22 @@ impl Channel {
             .open(dir.path().join("ask"))?
             .into();
         let d = dir.path().display();
-        // `check` exits 0 when every task passed: `check && echo done` works.
+        // `check` is a program on PATH, not a function: it works in the shells a
+        // student starts too (`ip netns exec red bash`). It exits 0 when every task
+        // passed: `check && echo done` works.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin)?;
+        let check = format!(
+            "#!/bin/sh\n# netlab exercise: grade every task now, against what is in the kernel.\n\
+             echo check > {d}/ask && cat {d}/answer && [ \"$(cat {d}/passed 2>/dev/null)\" = yes ]\n"
+        );
+        std::fs::write(bin.join("check"), check)?;
+        std::fs::set_permissions(bin.join("check"), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let rc = format!(
             "PS1='(netlab: {prompt}) # '\n\
              case :$PATH: in *:/usr/sbin:*) ;; *) PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ;; esac\n\
-             HISTFILE={d}/history\n\
-             check() {{ echo check > {d}/ask && cat {d}/answer && [ \"$(cat {d}/passed 2>/dev/null)\" = yes ]; }}\n"
+             export PATH={d}/bin:$PATH\n\
+             HISTFILE={d}/history\n"
         );
         std::fs::write(dir.path().join("rc"), rc)?;
         Ok(Channel { dir, ask })
@@ -264,9 +274,15 @@ fn student_shell(
             wait(Duration::from_millis(20));
             continue;
         }
-        let Some(answer) = channel.answer() else { continue };
-        let graded = with_output_to(&answer, &mut *grade_now);
-        drop(answer);
+        // The output goes to a file first, then to `check`: a reader gone early
+        // (`check | head`, Ctrl-C) must not leave it half-written in our stdout's buffer.
+        let Ok(mut output) = tempfile::tempfile() else { continue };
+        let graded = with_output_to(&output, &mut *grade_now);
+        if let Some(mut answer) = channel.answer() {
+            use std::io::Seek;
+            let _ = output.rewind();
+            let _ = std::io::copy(&mut output, &mut answer);
+        }
         let passed = graded.as_ref().is_some_and(|g| g.tasks.iter().all(|t| t.passed));
         let _ = std::fs::write(channel.path("passed"), if passed { "yes\n" } else { "no\n" });
         match graded {
