@@ -168,6 +168,11 @@ fn a_student_works_through_the_nat_exercise_in_a_terminal() {
     assert!(out.contains("Score: 5/5 points"), "{out}");
     assert!(!out.contains("hint"), "{out}");
 
+    // `check` works in a shell the student starts in a node, and can be piped.
+    t.type_line("ip netns exec container4 bash -c 'check | head -1'");
+    let out = t.expect(PROMPT, long);
+    assert!(out.contains("Score: 5/5 points") && !out.contains("✓ 1."), "{out}");
+
     t.type_line("exit");
     let out = t.expect("everything is removed", long);
     assert!(out.contains("your last check: 5/5 points"), "{out}");
