@@ -167,6 +167,7 @@ fn a_student_works_through_the_nat_exercise_in_a_terminal() {
     let out = t.expect("\nALL-DONE", long);
     assert!(out.contains("Score: 5/5 points"), "{out}");
     assert!(!out.contains("hint"), "{out}");
+    t.expect(PROMPT, long);
 
     // `check` works in a shell the student starts in a node, and can be piped.
     t.type_line("ip netns exec container4 bash -c 'check | head -1'");
