@@ -340,8 +340,8 @@ async fn settled_links(node: &Node, home: &File, deadline: Instant) -> Result<Ve
 
 /// Whether linkwatch is done with the node's links (their operstates follow their
 /// flags). A veth with carrier and a bridge with a forwarding port end UP (a
-/// bridge passes through UNKNOWN on the way); a bridge without ports, lo or a
-/// dummy may stay UNKNOWN.
+/// bridge passes through UNKNOWN on the way); lo or a dummy (carrier, no operstate
+/// of their own) may stay UNKNOWN; without carrier, every device ends DOWN.
 fn settled(links: &[LinkState]) -> bool {
     use crate::model::OperState::{Down, LowerLayerDown, Unknown, Up};
     let forwarding_port = |bridge: &LinkState| {
@@ -355,7 +355,8 @@ fn settled(links: &[LinkState]) -> bool {
         (LinkKind::Veth, true, false) => matches!(l.oper, Down | LowerLayerDown),
         (LinkKind::Bridge, true, true) if forwarding_port(l) => l.oper == Up,
         (_, true, true) => matches!(l.oper, Up | Unknown),
-        (_, true, false) => l.oper != Up,
+        // Carrier off: UNKNOWN until linkwatch sets it DOWN (readiness::operstate_converged).
+        (_, true, false) => !matches!(l.oper, Up | Unknown),
     })
 }
 

@@ -165,12 +165,15 @@ impl Lab {
 
 /// With carrier the operstate becomes UP (a veth passes through UNKNOWN on the way;
 /// other devices may stay UNKNOWN when they report none); without, anything but UP.
+/// An administratively up device whose carrier went off (a bridge without ports, a
+/// TUN/TAP device nobody has open) starts UNKNOWN — `ip link` shows it UNKNOWN,
+/// without NO-CARRIER — until linkwatch sets it DOWN (or LOWERLAYERDOWN), up to a
+/// second later (more under emulation): UNKNOWN is not converged there.
 pub(crate) fn operstate_converged(l: &LinkState) -> bool {
     match (l.admin_up && l.carrier, l.kind) {
         (true, LinkKind::Veth) => l.oper == OperState::Up,
         (true, _) => matches!(l.oper, OperState::Up | OperState::Unknown),
-        // A TUN/TAP device nobody has open starts UNKNOWN and is set DOWN by linkwatch.
-        (false, LinkKind::Tun) => l.oper == OperState::Down,
+        (false, _) if l.admin_up => !matches!(l.oper, OperState::Up | OperState::Unknown),
         (false, _) => l.oper != OperState::Up,
     }
 }
@@ -245,5 +248,49 @@ impl LinkWatcher {
 impl Drop for LinkWatcher {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(kind: LinkKind, admin_up: bool, carrier: bool, oper: OperState) -> LinkState {
+        LinkState {
+            index: 3,
+            name: "docker0".into(),
+            kind,
+            mac: String::new(),
+            admin_up,
+            oper,
+            carrier,
+            mtu: 1500,
+            master: None,
+            peer_index: None,
+            port_state: None,
+            ipv6: false,
+            txqueuelen: 1000,
+            alias: None,
+            details: None,
+            port_opts: None,
+        }
+    }
+
+    /// Seen under Debian's 6.1 kernel in a slow VM: a bridge without ports, just up,
+    /// its carrier off and linkwatch not there yet — `ip link` says UNKNOWN, without
+    /// NO-CARRIER. Not what the lab must read: linkwatch makes it DOWN.
+    #[test]
+    fn an_up_device_without_carrier_is_settled_only_once_down() {
+        use OperState::{Down, LowerLayerDown, Unknown, Up};
+        assert!(!operstate_converged(&link(LinkKind::Bridge, true, false, Unknown)));
+        assert!(!operstate_converged(&link(LinkKind::Bridge, true, false, Up)));
+        assert!(operstate_converged(&link(LinkKind::Bridge, true, false, Down)));
+        assert!(operstate_converged(&link(LinkKind::Macvlan, true, false, LowerLayerDown)));
+        assert!(!operstate_converged(&link(LinkKind::Tun, true, false, Unknown)));
+        // With carrier a bridge may stay UNKNOWN (no port yet); administratively down
+        // anything but UP will do.
+        assert!(operstate_converged(&link(LinkKind::Bridge, true, true, Unknown)));
+        assert!(operstate_converged(&link(LinkKind::Veth, false, false, Down)));
+        assert!(!operstate_converged(&link(LinkKind::Veth, true, true, Unknown)));
     }
 }
