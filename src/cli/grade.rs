@@ -340,17 +340,7 @@ async fn grade_all(
         sig.set(Some(got));
         k.notify_waiters();
     });
-    let records = local
-        .run_until(async {
-            let mut out = Vec::new();
-            for h in handles {
-                if let Ok(Some(r)) = h.await {
-                    out.push(r);
-                }
-            }
-            out
-        })
-        .await;
+    let records = local.run_until(super::joined(handles)).await;
     (records, killed.get())
 }
 

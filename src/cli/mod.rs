@@ -168,6 +168,18 @@ enum Command {
 
 /// Diagnostics look the same everywhere (tests read them): Unicode drawing always,
 /// colour only on a terminal without NO_COLOR, no wrapping when not on a terminal.
+/// The results of tasks spawned on a LocalSet, in their order, leaving out those
+/// that gave nothing (stopped before they started) or panicked.
+async fn joined<T>(handles: Vec<tokio::task::JoinHandle<Option<T>>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(Some(r)) = h.await {
+            out.push(r);
+        }
+    }
+    out
+}
+
 /// Runs a program of netlab's own in the sandbox (the script of `netlab sh`, the
 /// shell of `--keep`) to its end; a stop signal kills it and gives None, so SIGINT
 /// and SIGTERM end those runs as they end a lab.

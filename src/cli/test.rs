@@ -440,17 +440,7 @@ async fn run_all(args: &TestArgs, exe: &Path, labs: &[PathBuf], suite: Rc<Suite>
         watcher_suite.killed.store(true, Ordering::SeqCst);
         watcher_suite.kill.notify_waiters();
     });
-    let mut reports = local
-        .run_until(async {
-            let mut out = Vec::new();
-            for h in handles {
-                if let Ok(Some(r)) = h.await {
-                    out.push(r);
-                }
-            }
-            out
-        })
-        .await;
+    let mut reports = local.run_until(super::joined(handles)).await;
     reports.sort_by_key(|(i, _)| *i);
     (reports.into_iter().map(|(_, r)| r).collect(), signal.get())
 }

@@ -381,46 +381,62 @@ pub fn resync(ss: &Session) -> Result<(), Error> {
     Ok(())
 }
 
+/// How a .rhai solution went.
+pub enum RhaiRun {
+    Done,
+    /// Stopped at its --timeout.
+    TimedOut,
+    /// The student's mistake (a parse error, an unknown function, a failed call),
+    /// said with the file and line: `typo.rhai:3: Function not found: vet ...`.
+    Mistake(String),
+}
+
 /// A .rhai solution in the exercise's engine, after the starting state and with its
-/// variables. Its mistakes are the student's: its output says where, it "exits" 1,
-/// and the tasks are graded all the same. Only a stop signal ends the grading.
+/// variables (`scope`); `deadline` is the one the engine's progress callback watches
+/// (limits::watch). Only a stop signal or --max-time is an error.
+pub fn run_rhai(
+    engine: &Engine,
+    scope: &mut rhai::Scope,
+    ss: &Session,
+    solution: &Solution,
+    deadline: &std::cell::Cell<Option<Instant>>,
+) -> RhaiResult<RhaiRun> {
+    let at =
+        |line: Option<usize>| format!("{}.rhai{}", solution.name, line.map(|l| format!(":{l}")).unwrap_or_default());
+    let ast = match engine.compile(&solution.text) {
+        Ok(ast) => ast,
+        Err(e) => return Ok(RhaiRun::Mistake(format!("{}: {}", at(e.1.line()), e.0))),
+    };
+    deadline.set(Some(Instant::now() + solution.timeout));
+    let ran = engine.run_ast_with_scope(scope, &ast).and_then(|_| ss.flush(rhai::Position::NONE));
+    deadline.set(None);
+    let Err(e) = ran else { return Ok(RhaiRun::Done) };
+    if let EvalAltResult::ErrorTerminated(token, _) = &*e {
+        return match token.clone().try_cast::<super::limits::Stopped>() {
+            Some(super::limits::Stopped::Solution) => Ok(RhaiRun::TimedOut),
+            _ => Err(e),
+        };
+    }
+    if netlab_runtime::interrupt::signal().is_some() {
+        return Err(e);
+    }
+    let text = super::diagnose::payload(&e).map(|p| p.to_string()).unwrap_or_else(|| e.to_string());
+    Ok(RhaiRun::Mistake(format!("{}: {text}", at(e.position().line()))))
+}
+
+/// A .rhai solution while grading: its mistakes are the student's (its output, exit
+/// 1), and the tasks are graded all the same.
 fn run_rhai_solution(
     g: &Grader,
     scope: &mut rhai::Scope,
     solution: &Solution,
 ) -> RhaiResult<Result<SolutionRun, Error>> {
-    let file = format!("{}.rhai", solution.name);
-    let ast = match g.engine.compile(&solution.text) {
-        Ok(ast) => ast,
-        Err(e) => {
-            let line = e.1.line().map(|l| format!(":{l}")).unwrap_or_default();
-            return Ok(Ok(SolutionRun { code: Some(1), timed_out: false, output: format!("{file}{line}: {}", e.0) }));
-        }
+    let run = match run_rhai(g.engine, scope, g.ss, solution, g.solution_deadline)? {
+        RhaiRun::Done => SolutionRun { code: Some(0), timed_out: false, output: String::new() },
+        RhaiRun::TimedOut => SolutionRun { code: None, timed_out: true, output: String::new() },
+        RhaiRun::Mistake(output) => SolutionRun { code: Some(1), timed_out: false, output },
     };
-    g.solution_deadline.set(Some(Instant::now() + solution.timeout));
-    let ran = g.engine.run_ast_with_scope(scope, &ast).and_then(|_| g.ss.flush(rhai::Position::NONE));
-    g.solution_deadline.set(None);
-    let e = match ran {
-        Ok(()) => {
-            return Ok(resync(g.ss).map(|_| SolutionRun { code: Some(0), timed_out: false, output: String::new() }))
-        }
-        Err(e) => e,
-    };
-    if let EvalAltResult::ErrorTerminated(token, _) = &*e {
-        if matches!(token.clone().try_cast::<super::limits::Stopped>(), Some(super::limits::Stopped::Solution)) {
-            return Ok(resync(g.ss).map(|_| SolutionRun { code: None, timed_out: true, output: String::new() }));
-        }
-        return Err(e);
-    }
-    if netlab_runtime::interrupt::signal().is_some() {
-        return Err(e);
-    }
-    let line = e.position().line().map(|l| format!(":{l}")).unwrap_or_default();
-    let text = match super::diagnose::payload(&e) {
-        Some(p) => p.to_string(),
-        None => e.to_string(),
-    };
-    Ok(resync(g.ss).map(|_| SolutionRun { code: Some(1), timed_out: false, output: format!("{file}{line}: {text}") }))
+    Ok(resync(g.ss).map(|_| run))
 }
 
 struct SolutionRun {

@@ -206,15 +206,12 @@ pub fn run(
             // A .rhai solution runs against the model too: its commands (grade --explain).
             if let Some(sol) = options.solution.as_ref().filter(|s| s.kind == exercise::SolutionKind::Rhai) {
                 let from = session.journal_len();
-                let ran = engine
-                    .compile(&sol.text)
-                    .map_err(|e| format!("{}.rhai:{}: {}", sol.name, e.1.line().unwrap_or(0), e.0))
-                    .and_then(|sol_ast| {
-                        engine.run_ast_with_scope(&mut scope, &sol_ast).map_err(|e| {
-                            let text = diagnose::payload(&e).map(|p| p.to_string()).unwrap_or_else(|| e.to_string());
-                            format!("{}.rhai:{}: {text}", sol.name, e.position().line().unwrap_or(0))
-                        })
-                    });
+                let ran = exercise::run_rhai(&engine, &mut scope, &session, sol, &solution_deadline);
+                let ran = match ran {
+                    Ok(exercise::RhaiRun::Mistake(m)) => Err(m),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                };
                 solution_commands = Some(ran.map(|_| session.commands_since(from)));
             }
             let mut rep = reporter.borrow_mut();
