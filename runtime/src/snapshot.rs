@@ -296,7 +296,7 @@ async fn read_node(node: &Node, home: &File, sysctls: &[&str], deadline: Instant
         .collect();
     let mut values = BTreeMap::new();
     for key in sysctls {
-        let value = node.enter(home, || sysctl::read_current(key))?;
+        let value = node.read_sysctl(home, key)?;
         let value = match value {
             Ok(v) => Some(v),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

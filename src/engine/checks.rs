@@ -408,30 +408,60 @@ fn register_batch(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporte
     fn nodes(ctx: &NativeCallContext, ss: &Session, list: &rhai::Array) -> RhaiResult<Vec<NodeName>> {
         list.iter().map(|v| ss.node(ctx, v)).collect()
     }
+    // ping_count(nodes, dst) counts the nodes that got a reply; ping_count(nodes,
+    // [dst, ...]) has each node ping the addresses one after the other (the second
+    // meets the next hop the first resolved) and counts per address.
     let ss = s.clone();
-    let count = move |ctx: NativeCallContext, list: rhai::Array, dst: &str, opts: Map| -> RhaiResult<i64> {
-        check_options(&ctx, &opts, &["timeout", "tries"])?;
-        let sources = nodes(&ctx, &ss, &list)?;
-        let ip = to_rhai(&ctx, parse_ip(dst))?;
-        let timeout = ss.deadline(seconds(&ctx, &opts, "timeout", 1.0)?);
-        // At most one echo request per millisecond of the timeout's scale.
-        let interval = match super::limits::int_in(&ctx, &opts, "tries", 1..=MAX_TRIES)? {
-            None => Duration::from_millis(100),
-            Some(tries) => timeout / u32::try_from(tries).unwrap_or(u32::MAX),
+    let counts =
+        move |ctx: &NativeCallContext, list: rhai::Array, dsts: Vec<String>, opts: Map| -> RhaiResult<Vec<i64>> {
+            check_options(ctx, &opts, &["timeout", "tries"])?;
+            let sources = nodes(ctx, &ss, &list)?;
+            let ips = dsts.iter().map(|d| to_rhai(ctx, parse_ip(d))).collect::<RhaiResult<Vec<_>>>()?;
+            let timeout = ss.deadline(seconds(ctx, &opts, "timeout", 1.0)?);
+            // At most one echo request per millisecond of the timeout's scale.
+            let interval = match super::limits::int_in(ctx, &opts, "tries", 1..=MAX_TRIES)? {
+                None => Duration::from_millis(100),
+                Some(tries) => timeout / u32::try_from(tries).unwrap_or(u32::MAX),
+            };
+            for ip in &ips {
+                ss.probe(ctx, Probe::PingAll { nodes: sources.clone(), dst: *ip, expect: None });
+            }
+            if !ss.evaluates() {
+                return Ok(vec![0; ips.len()]);
+            }
+            let (reports, _) =
+                to_rhai(ctx, ss.backend().ping_many(&sources, &ips, PingMode::UntilReply { timeout }, interval))?;
+            Ok((0..ips.len()).map(|d| reports.iter().filter(|r| r[d].received > 0).count() as i64).collect())
         };
-        ss.probe(&ctx, Probe::PingAll { nodes: sources.clone(), dst: ip, expect: None });
-        if !ss.evaluates() {
-            return Ok(0);
-        }
-        let (reports, _) =
-            to_rhai(&ctx, ss.backend().ping_many(&sources, ip, PingMode::UntilReply { timeout }, interval))?;
-        Ok(reports.iter().filter(|r| r.received > 0).count() as i64)
+    let c = counts.clone();
+    let one = move |ctx: NativeCallContext, list: rhai::Array, dst: &str, opts: Map| -> RhaiResult<i64> {
+        Ok(c(&ctx, list, vec![dst.to_string()], opts)?[0])
     };
-    let c = count.clone();
+    let c = counts.clone();
+    let many =
+        move |ctx: NativeCallContext, list: rhai::Array, dsts: rhai::Array, opts: Map| -> RhaiResult<rhai::Array> {
+            if dsts.is_empty() {
+                return Err(super::values::runtime_error(&ctx, "ping_count: the list of addresses is empty".into()));
+            }
+            let dsts = dsts
+                .into_iter()
+                .map(|d| {
+                    let text = d.clone().into_immutable_string().map(|s| s.to_string());
+                    text.map_err(|_| super::values::type_error(&ctx, "an address (string)", &d))
+                })
+                .collect::<RhaiResult<Vec<_>>>()?;
+            Ok(c(&ctx, list, dsts, opts)?.into_iter().map(Dynamic::from).collect())
+        };
+    let o = one.clone();
     engine.register_fn("ping_count", move |ctx: NativeCallContext, list: rhai::Array, dst: &str| {
-        c(ctx, list, dst, Map::new())
+        o(ctx, list, dst, Map::new())
     });
-    engine.register_fn("ping_count", count);
+    engine.register_fn("ping_count", one);
+    let m = many.clone();
+    engine.register_fn("ping_count", move |ctx: NativeCallContext, list: rhai::Array, dsts: rhai::Array| {
+        m(ctx, list, dsts, Map::new())
+    });
+    engine.register_fn("ping_count", many);
 
     let (ss, r) = (s.clone(), rep.clone());
     let all = move |ctx: NativeCallContext, list: rhai::Array, dst: &str, opts: Map| -> RhaiResult<()> {
@@ -446,9 +476,9 @@ fn register_batch(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporte
         }
         let interval = Duration::from_millis(100);
         let (reports, flushes) =
-            to_rhai(&ctx, ss.backend().ping_many(&sources, ip, PingMode::UntilReply { timeout }, interval))?;
+            to_rhai(&ctx, ss.backend().ping_many(&sources, &[ip], PingMode::UntilReply { timeout }, interval))?;
         let failed: Vec<String> =
-            sources.iter().zip(&reports).filter(|(_, r)| r.received == 0).map(|(n, _)| n.to_string()).collect();
+            sources.iter().zip(&reports).filter(|(_, r)| r[0].received == 0).map(|(n, _)| n.to_string()).collect();
         let mut title = format!("{} nodes ping {dst}", sources.len());
         if flushes > 0 {
             title += &format!(" (neighbour tables flushed {flushes}x: the machine's table is shared and limited)");

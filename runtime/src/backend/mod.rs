@@ -93,14 +93,16 @@ pub trait Backend {
     fn qdiscs(&self, node: &NodeName) -> Result<Vec<crate::model::QdiscState>>;
 
     fn ping(&self, node: &NodeName, dst: IpAddr, mode: PingMode, opts: &PingOpts) -> Result<PingReport>;
-    /// Pings from many nodes at once; each report, and how often the neighbour tables were flushed.
+    /// Pings from many nodes at once, each node its destinations one after the other;
+    /// per node a report per destination (in the order given), and how often the
+    /// neighbour tables were flushed.
     fn ping_many(
         &self,
         nodes: &[NodeName],
-        dst: IpAddr,
+        dsts: &[IpAddr],
         mode: PingMode,
         interval: Duration,
-    ) -> Result<(Vec<PingReport>, usize)>;
+    ) -> Result<(Vec<Vec<PingReport>>, usize)>;
     fn http_get(
         &self,
         node: &NodeName,

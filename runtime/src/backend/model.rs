@@ -189,14 +189,14 @@ impl Backend for ModelBackend {
     fn ping_many(
         &self,
         nodes: &[NodeName],
-        _dst: IpAddr,
+        dsts: &[IpAddr],
         _mode: PingMode,
         _interval: Duration,
-    ) -> Result<(Vec<PingReport>, usize)> {
+    ) -> Result<(Vec<Vec<PingReport>>, usize)> {
         for node in nodes {
             self.require_node(node.as_str())?;
         }
-        Ok((nodes.iter().map(|_| PingReport::default()).collect(), 0))
+        Ok((nodes.iter().map(|_| dsts.iter().map(|_| PingReport::default()).collect()).collect(), 0))
     }
 
     fn http_get(
@@ -441,9 +441,10 @@ mod tests {
         let mode = PingMode::UntilReply { timeout: Duration::from_secs(1) };
         let report = m.ping(&c, dst, mode, &PingOpts::default()).unwrap();
         assert_eq!((report.sent, report.received), (0, 0));
-        let (reports, flushes) = m.ping_many(&[c.clone(), nn("host")], dst, mode, Duration::from_millis(10)).unwrap();
-        assert_eq!((reports.len(), flushes), (2, 0));
-        assert!(m.ping_many(&[nn("nope")], dst, mode, Duration::from_millis(10)).is_err());
+        let (reports, flushes) =
+            m.ping_many(&[c.clone(), nn("host")], &[dst], mode, Duration::from_millis(10)).unwrap();
+        assert_eq!((reports.len(), reports[0].len(), flushes), (2, 1, 0));
+        assert!(m.ping_many(&[nn("nope")], &[dst], mode, Duration::from_millis(10)).is_err());
         let reply = m.http_get(&c, "http://10.0.0.1/", Duration::from_secs(1)).unwrap();
         assert_eq!(reply.unwrap_err().to_string(), NOT_EVALUATED);
         assert!(m.resolve(&c, "example.com", Duration::from_secs(1)).unwrap().is_err());

@@ -348,13 +348,13 @@ impl Backend for Lab {
     fn ping_many(
         &self,
         nodes: &[NodeName],
-        dst: IpAddr,
+        dsts: &[IpAddr],
         mode: PingMode,
         interval: Duration,
-    ) -> Result<(Vec<PingReport>, usize)> {
+    ) -> Result<(Vec<Vec<PingReport>>, usize)> {
         self.flush()?;
         let nodes = nodes.iter().map(|n| self.node_of(n)).collect::<Result<Vec<_>>>()?;
-        Lab::ping_many(self, &nodes, dst, mode, interval)
+        Lab::ping_many(self, &nodes, dsts, mode, interval)
     }
 
     fn http_get(

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::{answered, Lab, NEIGH_RETRANS_MS};
 use crate::backend::kernel::node::Node;
-use crate::backend::kernel::sysctl;
 use crate::error::{Error, Result};
 use crate::model::{AddrState, LinkKind, LinkState, PortState, RouteState, RouterAdvert};
 use crate::names::LinkName;
@@ -47,14 +46,12 @@ impl Lab {
             devs.extend(links.into_iter().filter(|l| l.kind != LinkKind::Loopback).map(|l| l.name));
         }
         let retrans = NEIGH_RETRANS_MS.to_string();
-        node.enter(&self.home, || {
-            for d in &devs {
-                // A link whose IPv6 was never on may lack the keys: nothing to speed up.
-                let _ = sysctl::write_current(&format!("net/ipv6/conf/{d}/router_solicitation_delay"), "0");
-                let _ = sysctl::write_current(&format!("net/ipv6/neigh/{d}/retrans_time_ms"), &retrans);
-                let _ = sysctl::write_current(&format!("net/ipv6/conf/{d}/dad_transmits"), "3");
-            }
-        })?;
+        for d in &devs {
+            // A link whose IPv6 was never on may lack the keys: nothing to speed up.
+            let _ = node.write_sysctl(&self.home, &format!("net/ipv6/conf/{d}/router_solicitation_delay"), "0")?;
+            let _ = node.write_sysctl(&self.home, &format!("net/ipv6/neigh/{d}/retrans_time_ms"), &retrans)?;
+            let _ = node.write_sysctl(&self.home, &format!("net/ipv6/conf/{d}/dad_transmits"), "3")?;
+        }
         Ok(())
     }
 
@@ -252,8 +249,7 @@ impl Lab {
             return Ok(true);
         }
         let conf = |key: &str, default: i64| -> Result<i64> {
-            let value =
-                node.enter(&self.home, || sysctl::read_current(&format!("net/ipv6/conf/{}/{key}", link.name)))?;
+            let value = node.read_sysctl(&self.home, &format!("net/ipv6/conf/{}/{key}", link.name))?;
             Ok(value.ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default))
         };
         let accept = match conf("accept_ra", 1)? {

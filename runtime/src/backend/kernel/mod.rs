@@ -350,7 +350,7 @@ impl Lab {
                 self.ipv6_fast_start(node, dev)?;
             }
         }
-        node.enter(&self.home, || sysctl::write_current(key, value))?.map_err(|e| {
+        node.write_sysctl(&self.home, key, value)?.map_err(|e| {
             if let Some(missing) = missing_module(key, &e) {
                 return missing;
             }
@@ -364,7 +364,7 @@ impl Lab {
 
     pub fn get_sysctl(&self, node: &Node, key: &str) -> Result<String> {
         sysctl::path_for(key)?;
-        node.enter(&self.home, || sysctl::read_current(key))?.map_err(|e| {
+        node.read_sysctl(&self.home, key)?.map_err(|e| {
             missing_module(key, &e)
                 .unwrap_or_else(|| Error::BadSysctl { key: key.to_string(), reason: format!("{e} (in {})", node.name) })
         })

@@ -35,6 +35,8 @@ pub struct Node {
     /// The forwarding filter for bridged frames netlab keeps for this node (see
     /// firewall.rs); its iptables rules live in the kernel only.
     pub bridge_filter: std::cell::RefCell<crate::model::firewall::BridgeFilter>,
+    /// The node's /proc/sys/net folders opened so far (see sysctl::NetDirs).
+    sysctl_dirs: RefCell<sysctl::NetDirs>,
 }
 
 impl std::fmt::Debug for Node {
@@ -46,7 +48,13 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// A node on the namespace `ns`, with its connection open already (`handle`) or
     /// opened on first use from `pool` (None: the connection is never closed).
-    fn new(name: NodeName, ns: File, handle: Option<rtnetlink::Handle>, pool: Option<Rc<NetlinkPool>>) -> Node {
+    fn new(
+        name: NodeName,
+        ns: File,
+        handle: Option<rtnetlink::Handle>,
+        pool: Option<Rc<NetlinkPool>>,
+        sysctl_dirs: sysctl::NetDirs,
+    ) -> Node {
         Node {
             name,
             ns: RefCell::new(Some(ns)),
@@ -55,6 +63,7 @@ impl Node {
             known_links: Default::default(),
             uts: Default::default(),
             bridge_filter: Default::default(),
+            sysctl_dirs: RefCell::new(sysctl_dirs),
         }
     }
 
@@ -62,8 +71,8 @@ impl Node {
     pub fn host(name: NodeName) -> Result<Node> {
         let ns = current_netns()?;
         let handle = open_netlink(&name)?;
-        setup_defaults().map_err(|(what, e)| Error::io(format!("{what} in {name}"), e))?;
-        Ok(Node::new(name, ns, Some(handle), None))
+        let dirs = setup_defaults().map_err(|(what, e)| Error::io(format!("{what} in {name}"), e))?;
+        Ok(Node::new(name, ns, Some(handle), None, dirs))
     }
 
     /// A new named namespace, bind-mounted under /run/netns so `ip netns exec` finds it.
@@ -74,13 +83,13 @@ impl Node {
         if path.exists() {
             return Err(Error::NodeExists { name: name.to_string() });
         }
-        if let Some(ns) = pool.spare(&name)? {
+        if let Some((ns, dirs)) = pool.spare(&name)? {
             // Made ahead on the spares thread, defaults set: only the name is new.
             let source = format!("/proc/self/fd/{}", ns.as_raw_fd());
             File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
             mount(Some(source.as_str()), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
-            return Ok(Node::new(name, ns, None, Some(pool.clone())));
+            return Ok(Node::new(name, ns, None, Some(pool.clone()), dirs));
         }
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::io(format!("creating namespace {name}"), e.into()))?;
         // From here the thread is inside the new namespace: finish and always go home.
@@ -89,8 +98,8 @@ impl Node {
             File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
             mount(Some("/proc/thread-self/ns/net"), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(|e| Error::io(format!("bind-mounting {}", path.display()), e.into()))?;
-            setup_defaults().map_err(|(what, e)| Error::io(format!("{what} in {name}"), e))?;
-            Ok(Node::new(name.clone(), ns, None, Some(pool.clone())))
+            let dirs = setup_defaults().map_err(|(what, e)| Error::io(format!("{what} in {name}"), e))?;
+            Ok(Node::new(name.clone(), ns, None, Some(pool.clone()), dirs))
         })();
         nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io("returning to the lab host's namespace", e.into()))?;
@@ -104,7 +113,7 @@ impl Node {
     pub fn attach(name: NodeName, ns: File) -> Result<Node> {
         let home = current_netns()?;
         let handle = in_netns_file(&home, &ns, || open_netlink(&name))??;
-        Ok(Node::new(name, ns, Some(handle), None))
+        Ok(Node::new(name, ns, Some(handle), None, Default::default()))
     }
 
     /// The node's rtnetlink handle. A connection costs a socket and ~70 KiB of
@@ -152,12 +161,54 @@ impl Node {
     /// the kernel destroys it once nothing else holds it, as after `ip netns delete`.
     pub fn release(&self) {
         self.netlink.borrow_mut().take();
+        self.sysctl_dirs.borrow_mut().clear();
         self.ns.borrow_mut().take();
     }
 
     /// Runs `f` inside this node's network namespace.
     pub fn enter<T>(&self, home: &File, f: impl FnOnce() -> T) -> Result<T> {
         in_netns_file(home, &*self.ns()?, f)
+    }
+
+    /// Runs `f` on the node's /proc/sys/net folder of `key` and the key's path below
+    /// it; the folder is opened from inside the node the first time (see
+    /// sysctl::NetDirs). The outer error is netlab's (a bad key, a deleted node),
+    /// the inner one the kernel's.
+    fn at_sysctl<T>(
+        &self,
+        home: &File,
+        key: &str,
+        f: impl Fn(&std::os::fd::OwnedFd, &std::path::Path) -> std::io::Result<T>,
+    ) -> Result<std::io::Result<T>> {
+        let (top, rest) = sysctl::split(key)?;
+        let cached = self.sysctl_dirs.borrow().contains_key(&top);
+        if !cached {
+            match self.enter(home, || sysctl::open_top(&top))? {
+                Ok(dir) => self.sysctl_dirs.borrow_mut().insert(top.clone(), dir),
+                Err(e) => return Ok(Err(e)),
+            };
+        }
+        let out = f(&self.sysctl_dirs.borrow()[&top], &rest);
+        match out {
+            // The kernel drops a folder once its last key goes (a module's keys): a
+            // handle kept from before sees nothing there, a fresh one may.
+            Err(e) if cached && e.kind() == std::io::ErrorKind::NotFound => {
+                self.sysctl_dirs.borrow_mut().remove(&top);
+                self.at_sysctl(home, key, f)
+            }
+            out => Ok(out),
+        }
+    }
+
+    /// Writes a net.* sysctl of the node (not a MACHINE_WIDE one).
+    pub fn write_sysctl(&self, home: &File, key: &str, value: &str) -> Result<std::io::Result<()>> {
+        sysctl::path_for_write(key)?;
+        self.at_sysctl(home, key, |dir, rest| sysctl::write_at(dir, rest, value))
+    }
+
+    /// Reads a net.* sysctl of the node.
+    pub fn read_sysctl(&self, home: &File, key: &str) -> Result<std::io::Result<String>> {
+        self.at_sysctl(home, key, sysctl::read_at)
     }
 }
 
@@ -194,7 +245,7 @@ impl NetlinkPool {
 
     /// A namespace made ahead of time for the node `name`, once the lab has made
     /// `SPARES_AFTER` nodes itself (None before: the caller makes it).
-    fn spare(&self, name: &NodeName) -> Result<Option<File>> {
+    fn spare(&self, name: &NodeName) -> Result<Option<(File, sysctl::NetDirs)>> {
         self.made.set(self.made.get() + 1);
         if self.made.get() <= SPARES_AFTER {
             return Ok(None);
@@ -205,7 +256,7 @@ impl NetlinkPool {
             None => spares.insert(Spares::start().map_err(|e| Error::io("starting the namespace thread", e))?),
         };
         match spares.next.as_ref().map(|next| next.recv()) {
-            Some(Ok(Ok(ns))) => Ok(Some(ns)),
+            Some(Ok(Ok(made))) => Ok(Some(made)),
             Some(Ok(Err((what, e)))) => Err(Error::io(format!("{what} for {name}"), e)),
             _ => Err(Error::io(
                 format!("creating namespace {name}"),
@@ -240,7 +291,7 @@ type SpareError = (&'static str, std::io::Error);
 /// here, it overlaps with the lab's netlink work on the main thread. Only labs
 /// that make many nodes start it (`SPARES_AFTER`).
 struct Spares {
-    next: Option<std::sync::mpsc::Receiver<std::result::Result<File, SpareError>>>,
+    next: Option<std::sync::mpsc::Receiver<std::result::Result<(File, sysctl::NetDirs), SpareError>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -253,7 +304,7 @@ impl Spares {
             let made = unshare(CloneFlags::CLONE_NEWNET)
                 .map_err(|e| ("creating a namespace", e.into()))
                 .and_then(|()| File::open("/proc/thread-self/ns/net").map_err(|e| ("opening a new namespace", e)))
-                .and_then(|ns| setup_defaults().map(|()| ns));
+                .and_then(|ns| setup_defaults().map(|dirs| (ns, dirs)));
             let failed = made.is_err();
             if tx.send(made).is_err() || failed {
                 return;
@@ -283,12 +334,20 @@ fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
     Ok(handle)
 }
 
-/// Settings every node gets, applied from inside it (on any thread). An error says
+/// Settings every node gets, applied from inside it (on any thread); returns the
+/// /proc/sys/net folders it opened, for the node's later sysctls. An error says
 /// what failed, for the caller to name the node.
-fn setup_defaults() -> std::result::Result<(), SpareError> {
+fn setup_defaults() -> std::result::Result<sysctl::NetDirs, SpareError> {
     let net = sysctl::NetSysctls::open().map_err(|e| ("opening /proc/sys/net", e))?;
     net.protect_machine_wide().map_err(|e| ("making machine-wide sysctls read-only", e))?;
-    let set = |key: &str, value: &str, why: &'static str| net.write(key, value).map_err(|e| (why, e));
+    let mut dirs = sysctl::NetDirs::new();
+    let mut set = |key: &str, value: &str, why: &'static str| -> std::result::Result<(), SpareError> {
+        let (top, rest) = sysctl::split(key).map_err(|e| (why, std::io::Error::other(e.to_string())))?;
+        if !dirs.contains_key(&top) {
+            dirs.insert(top.clone(), sysctl::open_top(&top).map_err(|e| (why, e))?);
+        }
+        sysctl::write_at(&dirs[&top], &rest, value).map_err(|e| (why, e))
+    };
     // IPv6 stays off on new links until the lab gives one an IPv6 address: every new
     // link's autoconfiguration (DAD, MLD, router solicitations) is multicast that a
     // bridge floods to all ports, O(N^2) packets (shared/bench/RESULTS.md).
@@ -303,7 +362,7 @@ fn setup_defaults() -> std::result::Result<(), SpareError> {
     if !new_namespaces_start_unforwarded() {
         set("net.ipv4.ip_forward", "0", "resetting net.ipv4.ip_forward")?;
     }
-    Ok(())
+    Ok(dirs)
 }
 
 /// Whether a new network namespace starts with ip_forward 0 whatever its parent's:
