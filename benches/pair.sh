@@ -4,6 +4,7 @@
 # ≤ 1.0× the floor's at N = 500 and 1000).
 #
 #   benches/pair.sh [-r RUNS] [-n "100 500 1000"]      (root; benches/setup.sh first)
+#   NETLAB=/path/to/older/netlab W1=/path/to/its/w1.rhai benches/pair.sh   (another build)
 #
 # Each round: ./settle.sh, the floor (`FLOOR_NO_IPV6=1 ./sandbox.sh ./floor w1 N group`,
 # IPv6 off in the containers as in netlab's lab), ./settle.sh, netlab
@@ -15,6 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 FARM=${BUILD:-$ROOT/target/bench}
 NETLAB=${NETLAB:-$ROOT/target/release/netlab}
+W1=${W1:-$ROOT/labs/scale/w1.rhai}
 RUNS=3
 SIZES="100 500 1000"
 while getopts "r:n:" o; do
@@ -45,7 +47,7 @@ for n in $SIZES; do
         echo "$f" >>"$out/floor-$n"
         (cd "$FARM" && ./settle.sh >/dev/null)
         rm -f "$out/line"
-        NETLAB_RESULTS="$out/line" "$NETLAB" run "$ROOT/labs/scale/w1.rhai" --set n="$n" >/dev/null 2>&1 || true
+        NETLAB_RESULTS="$out/line" "$NETLAB" run "$W1" --set n="$n" >/dev/null 2>&1 || true
         l=$(fields <"$out/line")
         echo "$l" >>"$out/netlab-$n"
         printf 'N=%-5s run %s  floor: setup %s verify %s total %s pings %s+%s | netlab: setup %s verify %s total %s pings %s+%s\n' \
