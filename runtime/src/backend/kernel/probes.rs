@@ -200,28 +200,33 @@ impl Lab {
         let cpus = if threads > 1 { allowed_cpus() } else { Vec::new() };
         let _home_cpus = cpus.first().and_then(|cpu| PinnedThread::pin(*cpu));
         let (done, others) = std::thread::scope(|scope| {
-            let others: Vec<_> = shares
+            let waits: Vec<_> = shares
                 .enumerate()
                 .map(|(k, share)| {
                     let cpu = cpus.get(k + 1).copied();
-                    scope.spawn(move || -> Result<Share> {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<Result<Share>>();
+                    scope.spawn(move || {
                         let _pinned = cpu.and_then(PinnedThread::pin);
-                        let rt = tokio::runtime::Builder::new_current_thread()
+                        let done = tokio::runtime::Builder::new_current_thread()
                             .enable_all()
                             .build()
-                            .map_err(|e| Error::io("starting a ping thread", e))?;
-                        rt.block_on(interrupt::unless_interrupted(pings(share)))
-                    })
+                            .map_err(|e| Error::io("starting a ping thread", e))
+                            .and_then(|rt| rt.block_on(interrupt::unless_interrupted(pings(share))));
+                        let _ = tx.send(done);
+                    });
+                    rx
                 })
                 .collect();
-            let done = self.rt.block_on(interrupt::unless_interrupted(pings(mine)));
-            let others: Vec<Result<Share>> = others
-                .into_iter()
-                .map(|t| {
-                    t.join().unwrap_or_else(|_| Err(Error::io("pinging", std::io::Error::other("a ping thread died"))))
-                })
-                .collect();
-            (done, others)
+            // This thread's share, then the others', its runtime running all along.
+            self.rt.block_on(async {
+                let done = interrupt::unless_interrupted(pings(mine)).await;
+                let mut others = Vec::with_capacity(waits.len());
+                for wait in waits {
+                    let died = |_| Err(Error::io("pinging", std::io::Error::other("a ping thread died")));
+                    others.push(wait.await.unwrap_or_else(died));
+                }
+                (done, others)
+            })
         });
         let mut all = done?;
         for share in others {
