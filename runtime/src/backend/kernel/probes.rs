@@ -283,7 +283,6 @@ async fn ping_share(
     interval: Duration,
 ) -> Vec<(usize, std::io::Result<Vec<PingReport>>)> {
     use futures::stream::{FuturesUnordered, StreamExt};
-    let first_answer = Rc::new(tokio::sync::Notify::new());
     let node = |i: usize, socks: NodePings, first: Rc<tokio::sync::Notify>| async move {
         let mut reports = Vec::with_capacity(socks.len());
         for (sock, dst) in socks {
@@ -318,14 +317,17 @@ async fn ping_share(
             break;
         }
         let startable = running.len() < PING_CONCURRENCY && waiting.peek().is_some();
-        let (gate, first) = match &last {
-            Some((at, first)) => (*at + START_STAGGER, first.clone()),
-            None => (tokio::time::Instant::now(), first_answer.clone()),
+        // Nothing to start (or the gate open already): wait for a node to end.
+        let Some((at, first)) = last.clone().filter(|_| startable) else {
+            if let Some(result) = running.next().await {
+                done.push(result);
+            }
+            continue;
         };
         tokio::select! {
             Some(result) = running.next() => done.push(result),
-            _ = first.notified(), if startable => last = None,
-            _ = tokio::time::sleep_until(gate), if startable => {}
+            _ = first.notified() => last = None,
+            _ = tokio::time::sleep_until(at + START_STAGGER) => {}
         }
     }
     done
