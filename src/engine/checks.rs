@@ -446,8 +446,7 @@ fn register_batch(engine: &mut Engine, s: &Rc<Session>, rep: &Rc<RefCell<Reporte
             let dsts = dsts
                 .into_iter()
                 .map(|d| {
-                    let text = d.clone().into_immutable_string().map(|s| s.to_string());
-                    text.map_err(|_| super::values::type_error(&ctx, "an address (string)", &d))
+                    d.clone().into_string().map_err(|_| super::values::type_error(&ctx, "an address (string)", &d))
                 })
                 .collect::<RhaiResult<Vec<_>>>()?;
             Ok(c(&ctx, list, dsts, opts)?.into_iter().map(Dynamic::from).collect())

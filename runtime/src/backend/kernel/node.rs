@@ -183,10 +183,11 @@ impl Node {
         let (top, rest) = sysctl::split(key)?;
         let cached = self.sysctl_dirs.borrow().contains_key(&top);
         if !cached {
-            match self.enter(home, || sysctl::open_top(&top))? {
-                Ok(dir) => self.sysctl_dirs.borrow_mut().insert(top.clone(), dir),
-                Err(e) => return Ok(Err(e)),
-            };
+            // Opened from inside the node: /proc/sys/net is the opener's namespace's.
+            let opened = self.enter(home, || sysctl::dir(&mut self.sysctl_dirs.borrow_mut(), &top).map(|_| ()))?;
+            if let Err(e) = opened {
+                return Ok(Err(e));
+            }
         }
         let out = f(&self.sysctl_dirs.borrow()[&top], &rest);
         match out {
@@ -338,15 +339,12 @@ fn open_netlink(name: &NodeName) -> Result<rtnetlink::Handle> {
 /// /proc/sys/net folders it opened, for the node's later sysctls. An error says
 /// what failed, for the caller to name the node.
 fn setup_defaults() -> std::result::Result<sysctl::NetDirs, SpareError> {
-    let net = sysctl::NetSysctls::open().map_err(|e| ("opening /proc/sys/net", e))?;
-    net.protect_machine_wide().map_err(|e| ("making machine-wide sysctls read-only", e))?;
     let mut dirs = sysctl::NetDirs::new();
+    sysctl::protect_machine_wide(&mut dirs).map_err(|e| ("making machine-wide sysctls read-only", e))?;
     let mut set = |key: &str, value: &str, why: &'static str| -> std::result::Result<(), SpareError> {
         let (top, rest) = sysctl::split(key).map_err(|e| (why, std::io::Error::other(e.to_string())))?;
-        if !dirs.contains_key(&top) {
-            dirs.insert(top.clone(), sysctl::open_top(&top).map_err(|e| (why, e))?);
-        }
-        sysctl::write_at(&dirs[&top], &rest, value).map_err(|e| (why, e))
+        let dir = sysctl::dir(&mut dirs, &top).map_err(|e| (why, e))?;
+        sysctl::write_at(dir, &rest, value).map_err(|e| (why, e))
     };
     // IPv6 stays off on new links until the lab gives one an IPv6 address: every new
     // link's autoconfiguration (DAD, MLD, router solicitations) is multicast that a

@@ -44,39 +44,23 @@ pub fn path_for_write(key: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The calling thread's /proc/sys/net, to protect its MACHINE_WIDE keys.
-pub struct NetSysctls {
-    dir: std::os::fd::OwnedFd,
-}
-
-impl NetSysctls {
-    pub fn open() -> io::Result<NetSysctls> {
-        let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
-        let dir = nix::fcntl::open("/proc/sys/net", flags, nix::sys::stat::Mode::empty())?;
-        Ok(NetSysctls { dir })
-    }
-
-    fn open_key(&self, key: &str, flags: nix::fcntl::OFlag) -> io::Result<std::os::fd::OwnedFd> {
-        let path = path_for(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let rel = path.strip_prefix("/proc/sys/net").map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        Ok(nix::fcntl::openat(&self.dir, rel, flags | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?)
-    }
-
-    /// Makes the MACHINE_WIDE keys of this namespace read-only for every program of
-    /// the lab: a read-only bind of each file over itself (the kernel lets the root
-    /// of a network namespace write them otherwise). Keys this kernel does not have
-    /// are left alone.
-    pub fn protect_machine_wide(&self) -> io::Result<()> {
-        for key in MACHINE_WIDE {
-            let file = match self.open_key(key, nix::fcntl::OFlag::O_PATH) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            bind_read_only_over(&file)?;
+/// Makes the MACHINE_WIDE keys of the calling thread's namespace read-only for every
+/// program of the lab: a read-only bind of each file over itself (the kernel lets
+/// the root of a network namespace write them otherwise). Keys this kernel does not
+/// have are left alone. The folders it opens go into `dirs`.
+pub fn protect_machine_wide(dirs: &mut NetDirs) -> io::Result<()> {
+    for key in MACHINE_WIDE {
+        let (top, rest) = split(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC;
+        let opened =
+            dir(dirs, &top).and_then(|d| Ok(nix::fcntl::openat(d, &rest, flags, nix::sys::stat::Mode::empty())?));
+        match opened {
+            Ok(file) => bind_read_only_over(&file)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// open_tree(2) + mount_setattr(2) + move_mount(2), all by file descriptor: a
@@ -134,9 +118,18 @@ pub fn split(key: &str) -> Result<(String, PathBuf)> {
 }
 
 /// Opens /proc/sys/net/TOP of the calling thread's namespace (see NetDirs).
-pub fn open_top(top: &str) -> io::Result<std::os::fd::OwnedFd> {
+fn open_top(top: &str) -> io::Result<std::os::fd::OwnedFd> {
     let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
     Ok(nix::fcntl::open(&PathBuf::from("/proc/sys/net").join(top), flags, nix::sys::stat::Mode::empty())?)
+}
+
+/// The folder `top` of `dirs`, opened from the calling thread's namespace the first
+/// time.
+pub fn dir<'a>(dirs: &'a mut NetDirs, top: &str) -> io::Result<&'a std::os::fd::OwnedFd> {
+    Ok(match dirs.entry(top.to_string()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(open_top(top)?),
+    })
 }
 
 /// Writes the key at `rest` below a folder `open_top` opened.
